@@ -1,0 +1,417 @@
+//! `-f` and `-d` sources: glob expansion, the directory and symlink rules, safe reads and
+//! change detection by (device, inode, size, mtime, ctime, link target).
+
+use std::collections::HashMap;
+use std::fs::{self, Metadata};
+use std::io::{self, Read};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::glob::Pattern;
+use crate::labels::LabelConfig;
+use crate::model::Item;
+use crate::pem;
+use crate::poll::{Pass, Source};
+
+/// Files larger than this are a read error and are never read whole.
+pub const MAX_FILE_SIZE: u64 = 4 * 1024 * 1024;
+
+/// File names that promise a certificate: holding none is then a read error.
+const CERT_SUFFIXES: [&str; 4] = [".pem", ".crt", ".cer", ".der"];
+
+/// What identifies one version of a file; equal keys mean the file need not be read again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileKey {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+    link: Option<PathBuf>,
+}
+
+impl FileKey {
+    /// The key of `path` now: the followed target's identity plus the symlink's target.
+    pub fn of(path: &Path) -> io::Result<Self> {
+        let link = match fs::symlink_metadata(path) {
+            Ok(meta) if meta.file_type().is_symlink() => fs::read_link(path).ok(),
+            Ok(_) => None,
+            Err(err) => return Err(err),
+        };
+        let meta = fs::metadata(path)?;
+        Ok(Self::from_meta(&meta, link))
+    }
+
+    fn from_meta(meta: &Metadata, link: Option<PathBuf>) -> Self {
+        Self {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+            link,
+        }
+    }
+}
+
+/// An I/O error's cause in the "what: where: why" style (`permission denied`).
+pub fn why(err: &io::Error) -> String {
+    let text = err.to_string();
+    let text = match text.find(" (os error") {
+        Some(at) => &text[..at],
+        None => &text,
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// Reads a regular file of at most [`MAX_FILE_SIZE`] bytes. FIFOs, sockets and devices are
+/// refused without blocking: the open is non-blocking and the type is checked on the handle.
+pub fn read_capped(path: &Path) -> Result<Vec<u8>, String> {
+    let fail = |why: String| format!("read {}: {why}", path.display());
+    let meta = fs::metadata(path).map_err(|e| fail(why(&e)))?;
+    check_regular(&meta).map_err(fail)?;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| fail(why(&e)))?;
+    let meta = file.metadata().map_err(|e| fail(why(&e)))?;
+    check_regular(&meta).map_err(fail)?;
+    let mut data = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_FILE_SIZE + 1)
+        .read_to_end(&mut data)
+        .map_err(|e| fail(why(&e)))?;
+    if data.len() as u64 > MAX_FILE_SIZE {
+        return Err(fail(format!("larger than {MAX_FILE_SIZE} bytes")));
+    }
+    Ok(data)
+}
+
+fn check_regular(meta: &Metadata) -> Result<(), String> {
+    let t = meta.file_type();
+    if t.is_file() {
+        if meta.len() > MAX_FILE_SIZE {
+            return Err(format!(
+                "larger than {MAX_FILE_SIZE} bytes ({} bytes)",
+                meta.len()
+            ));
+        }
+        return Ok(());
+    }
+    Err(if t.is_dir() {
+        "is a directory"
+    } else if t.is_fifo() {
+        "is a FIFO, not a regular file"
+    } else if t.is_socket() {
+        "is a socket, not a regular file"
+    } else {
+        "is a device, not a regular file"
+    }
+    .to_string())
+}
+
+/// How much a file promises to hold a certificate, which decides what is an error.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Promise {
+    /// Named with `-f`: every failure and "no certificate" are errors.
+    Named,
+    /// In a directory with a certificate-like name: errors, except a PEM file that holds
+    /// only other blocks (a `privkey.pem`).
+    CertName,
+    /// Any other directory entry: only a broken certificate block is an error.
+    Other,
+}
+
+fn promise_of_name(name: &str) -> Promise {
+    let lower = name.to_ascii_lowercase();
+    if CERT_SUFFIXES.iter().any(|s| lower.ends_with(s)) {
+        Promise::CertName
+    } else {
+        Promise::Other
+    }
+}
+
+/// Which kind of file source.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Mode {
+    /// `-f`: the pattern names files.
+    Files,
+    /// `-d`: the pattern names directories whose entries are read, one level.
+    Dirs,
+}
+
+/// One `-f` or `-d` argument, with the last result of every file it read.
+pub struct FileSource {
+    pattern: Pattern,
+    mode: Mode,
+    skip_symlinks: bool,
+    labels: Arc<LabelConfig>,
+    cache: HashMap<PathBuf, (FileKey, Arc<Item>)>,
+}
+
+/// One file to read, as found by the listing.
+struct Candidate {
+    /// The path as found (labels use it).
+    path: PathBuf,
+    /// What to open: differs from `path` for a dangling symlink resolved beside itself.
+    read: PathBuf,
+    promise: Promise,
+}
+
+impl FileSource {
+    /// A source for one pattern.
+    pub fn new(
+        pattern: Pattern,
+        mode: Mode,
+        skip_symlinks: bool,
+        labels: Arc<LabelConfig>,
+    ) -> Self {
+        Self {
+            pattern,
+            mode,
+            skip_symlinks,
+            labels,
+            cache: HashMap::new(),
+        }
+    }
+
+    /// Lists what the pattern names now: files to read, and failures that belong to no file.
+    fn list(&self) -> (Vec<Candidate>, Vec<String>, Vec<Item>) {
+        let mut candidates = Vec::new();
+        let mut errors = Vec::new();
+        let mut failed = Vec::new();
+        let pattern = self.pattern.as_str();
+        let expansion = self.pattern.expand();
+        errors.extend(expansion.errors);
+        match self.mode {
+            Mode::Files => {
+                for path in expansion.paths {
+                    match self.resolve(&path, Promise::Named) {
+                        Ok(Some(c)) => candidates.push(c),
+                        Ok(None) => {}
+                        Err(e) => failed.push(self.failed_item(&path, e)),
+                    }
+                }
+                if candidates.is_empty() && failed.is_empty() && !self.pattern.is_literal() {
+                    errors.push(format!("watch {pattern}: no files match"));
+                }
+            }
+            Mode::Dirs => {
+                let dirs: Vec<PathBuf> = expansion
+                    .paths
+                    .into_iter()
+                    .filter(|p| {
+                        self.pattern.is_literal() || fs::metadata(p).is_ok_and(|m| m.is_dir())
+                    })
+                    .filter(|p| !(self.skip_symlinks && is_symlink(p)))
+                    .collect();
+                if dirs.is_empty() {
+                    errors.push(format!("watch {pattern}: no directory matches"));
+                }
+                for dir in dirs {
+                    match fs::read_dir(&dir) {
+                        Ok(entries) => {
+                            let mut paths: Vec<PathBuf> =
+                                entries.flatten().map(|e| e.path()).collect();
+                            paths.sort();
+                            for path in paths {
+                                let name = path.file_name().unwrap_or_default().to_string_lossy();
+                                let promise = promise_of_name(&name);
+                                match self.resolve(&path, promise) {
+                                    Ok(Some(c)) => candidates.push(c),
+                                    Ok(None) => {}
+                                    Err(e) if promise == Promise::CertName => {
+                                        failed.push(self.failed_item(&path, e))
+                                    }
+                                    Err(e) => {
+                                        log::debug!("{e} (skipped: not named like a certificate)")
+                                    }
+                                }
+                            }
+                        }
+                        Err(err) => errors.push(format!("list {}: {}", dir.display(), why(&err))),
+                    }
+                }
+            }
+        }
+        (candidates, errors, failed)
+    }
+
+    /// Applies the symlink and file-type rules to one path. `Ok(None)`: skip silently.
+    fn resolve(&self, path: &Path, promise: Promise) -> Result<Option<Candidate>, String> {
+        let fail = |why: String| format!("read {}: {why}", path.display());
+        let lmeta = fs::symlink_metadata(path).map_err(|e| fail(why(&e)))?;
+        let mut read = path.to_path_buf();
+        let meta = if lmeta.file_type().is_symlink() {
+            if self.skip_symlinks {
+                return Ok(None);
+            }
+            match fs::metadata(path) {
+                Ok(meta) => meta,
+                Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                    read = beside_link(path).ok_or_else(|| {
+                        let target = fs::read_link(path).unwrap_or_default();
+                        fail(format!("dangling symlink to {}", target.display()))
+                    })?;
+                    fs::metadata(&read).map_err(|e| fail(why(&e)))?
+                }
+                Err(err) => return Err(fail(why(&err))),
+            }
+        } else {
+            lmeta
+        };
+        if meta.is_dir() {
+            // A directory matched by a file glob, or a sub-directory: not ours.
+            return match (promise, self.pattern.is_literal(), self.mode) {
+                (Promise::Named, true, Mode::Files) => Err(fail("is a directory".to_string())),
+                _ => Ok(None),
+            };
+        }
+        if !meta.is_file() && promise == Promise::Other {
+            return Ok(None);
+        }
+        Ok(Some(Candidate {
+            path: path.to_path_buf(),
+            read,
+            promise,
+        }))
+    }
+
+    fn failed_item(&self, path: &Path, error: String) -> Item {
+        let pairs = self.labels.file_pairs(&path.to_string_lossy());
+        Item {
+            error_labels: self.labels.error_labels(&pairs),
+            series: Box::new([]),
+            errors: Box::new([error]),
+        }
+    }
+
+    /// Reads and parses one candidate into an item.
+    fn read(&self, candidate: &Candidate) -> Item {
+        let display = candidate.path.to_string_lossy();
+        let pairs = self.labels.file_pairs(&display);
+        let mut errors = Vec::new();
+        let mut series = Vec::new();
+        match read_capped(&candidate.read) {
+            Err(e) if candidate.promise == Promise::Other => {
+                log::debug!("{e} (skipped: not named like a certificate)")
+            }
+            Err(e) => errors.push(e),
+            Ok(data) => {
+                let parsed = pem::parse_certificates(&data);
+                for cert in &parsed.certs {
+                    let s = self.labels.series(&pairs, cert);
+                    if !series.contains(&s) {
+                        series.push(s);
+                    }
+                }
+                errors.extend(parsed.errors.iter().map(|e| format!("read {display}: {e}")));
+                if series.is_empty() && errors.is_empty() {
+                    let missing = match candidate.promise {
+                        Promise::Named => true,
+                        Promise::CertName => !parsed.had_pem,
+                        Promise::Other => false,
+                    };
+                    if missing {
+                        errors.push(format!("read {display}: no certificate found"));
+                    }
+                }
+                if candidate.promise == Promise::Other && series.is_empty() && !parsed.had_pem {
+                    // A binary file that merely looked like DER: not a certificate file.
+                    errors.clear();
+                }
+            }
+        }
+        Item {
+            error_labels: self.labels.error_labels(&pairs),
+            series: series.into(),
+            errors: errors.into(),
+        }
+    }
+}
+
+/// For a dangling symlink: the target's base name in the link's own directory, if it exists
+/// (host paths mounted elsewhere, as v3 resolves them).
+fn beside_link(link: &Path) -> Option<PathBuf> {
+    let target = fs::read_link(link).ok()?;
+    let candidate = link.parent()?.join(target.file_name()?);
+    (candidate != link && fs::metadata(&candidate).is_ok()).then_some(candidate)
+}
+
+fn is_symlink(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
+}
+
+impl Source for FileSource {
+    fn describe(&self) -> String {
+        match self.mode {
+            Mode::Files => format!("--watch-file={}", self.pattern.as_str()),
+            Mode::Dirs => format!("--watch-dir={}", self.pattern.as_str()),
+        }
+    }
+
+    fn refresh(&mut self) -> Pass {
+        let (candidates, errors, failed) = self.list();
+        let mut items: Vec<Arc<Item>> = failed.into_iter().map(Arc::new).collect();
+        let mut cache = HashMap::with_capacity(candidates.len());
+        for candidate in candidates {
+            let key = FileKey::of(&candidate.path);
+            let item = match (&key, self.cache.remove(&candidate.path)) {
+                (Ok(key), Some((old_key, item))) if *key == old_key => item,
+                _ => Arc::new(self.read(&candidate)),
+            };
+            if let Ok(key) = key {
+                cache.insert(candidate.path, (key, Arc::clone(&item)));
+            }
+            items.push(item);
+        }
+        self.cache = cache;
+        Pass { items, errors }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causes_read_like_prose() {
+        let err = io::Error::from_raw_os_error(libc::EACCES);
+        assert_eq!(why(&err), "permission denied");
+        let err = io::Error::from_raw_os_error(libc::ENOENT);
+        assert_eq!(why(&err), "no such file or directory");
+    }
+
+    #[test]
+    fn special_and_large_files_are_refused_without_reading() {
+        assert!(read_capped(Path::new("/dev/zero"))
+            .unwrap_err()
+            .contains("device"));
+        assert!(read_capped(Path::new("/"))
+            .unwrap_err()
+            .contains("directory"));
+        use std::fs::File;
+        let dir = std::env::temp_dir().join(format!("files-test-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let big = dir.join("big.pem");
+        File::create(&big)
+            .unwrap()
+            .set_len(MAX_FILE_SIZE + 1)
+            .unwrap();
+        assert!(read_capped(&big).unwrap_err().contains("larger than"));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn names_that_promise_a_certificate() {
+        assert_eq!(promise_of_name("a.PEM"), Promise::CertName);
+        assert_eq!(promise_of_name("a.der"), Promise::CertName);
+        assert_eq!(promise_of_name("a.key"), Promise::Other);
+        assert_eq!(promise_of_name("README"), Promise::Other);
+    }
+}

@@ -1,0 +1,163 @@
+//! x509-certificate-exporter: wiring only. Parse flags, start logging, start one poller per
+//! source, serve, and map failures to exit statuses (1 runtime, 2 usage).
+#![forbid(unsafe_code)]
+
+mod cli;
+mod files;
+mod glob;
+mod http;
+mod kubeconfig;
+mod labels;
+mod model;
+mod pem;
+mod poll;
+mod render;
+mod store;
+
+use std::net::TcpListener;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use crossbeam_channel::bounded;
+
+use crate::cli::{Command, Config};
+use crate::files::{FileSource, Mode};
+use crate::kubeconfig::KubeconfigSource;
+use crate::labels::LabelConfig;
+use crate::poll::Source;
+
+fn main() -> ExitCode {
+    let config = match cli::parse(std::env::args_os().skip(1).collect()) {
+        Ok(Command::Run(config)) => config,
+        Ok(Command::Help) => {
+            print!("{}", cli::HELP);
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Version) => {
+            let b = render::BUILD;
+            println!(
+                "x509-certificate-exporter {} (revision {}, built {}, {})",
+                b.version, b.revision, b.built, b.rustversion
+            );
+            return ExitCode::SUCCESS;
+        }
+        Err(message) => {
+            eprintln!("x509-certificate-exporter: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(config.debug);
+    match run(&config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            log::error!("{message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(debug: bool) {
+    let level = if debug {
+        log::LevelFilter::Debug
+    } else {
+        log::LevelFilter::Info
+    };
+    env_logger::Builder::new()
+        .filter_level(level)
+        .parse_env("RUST_LOG")
+        .format_target(false)
+        .init();
+}
+
+fn run(config: &Config) -> Result<(), String> {
+    if config.profile {
+        log::warn!("--profile: profiling is not available in this build; ignored");
+    }
+    let labels = Arc::new(LabelConfig {
+        allow: config.expose_labels.clone(),
+        trim: config.trim_path_components,
+    });
+    let mut sources: Vec<Box<dyn Source>> = Vec::new();
+    for pattern in &config.watch_files {
+        sources.push(Box::new(FileSource::new(
+            pattern.clone(),
+            Mode::Files,
+            config.skip_symlinks,
+            Arc::clone(&labels),
+        )));
+    }
+    for pattern in &config.watch_dirs {
+        sources.push(Box::new(FileSource::new(
+            pattern.clone(),
+            Mode::Dirs,
+            config.skip_symlinks,
+            Arc::clone(&labels),
+        )));
+    }
+    for pattern in &config.watch_kubeconfs {
+        sources.push(Box::new(KubeconfigSource::new(
+            pattern.clone(),
+            Arc::clone(&labels),
+        )));
+    }
+    if sources.is_empty() {
+        log::warn!("no source given (-f, -d or -k): serving only the exporter's own metrics");
+    }
+
+    let listener = bind(&config.listen_address)?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| format!("listen {}: {e}", config.listen_address))?;
+    log::info!("listening on http://{local}");
+
+    let store = store::Store::new(sources.len());
+    let (report_tx, reports) = bounded(64);
+    let (stop_tx, stop) = bounded::<()>(0);
+    for (index, source) in sources.into_iter().enumerate() {
+        poll::spawn(
+            index,
+            source,
+            config.refresh_interval,
+            report_tx.clone(),
+            stop.clone(),
+        )
+        .map_err(|e| format!("start poller: {e}"))?;
+    }
+    drop(report_tx);
+
+    let (shutdown_tx, shutdown) = bounded::<()>(1);
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])
+    .map_err(|e| format!("install signal handlers: {e}"))?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                log::info!("signal {signal} received: shutting down");
+                let _ = shutdown_tx.send(());
+            }
+        })
+        .map_err(|e| format!("start signal thread: {e}"))?;
+
+    let options = render::Options {
+        relative: config.expose_relative_metrics,
+        per_cert_error: config.expose_per_cert_error_metrics,
+    };
+    http::serve(listener, store, reports, shutdown, options).map_err(|e| format!("serve: {e}"))?;
+    drop(stop_tx);
+    log::info!("stopped");
+    Ok(())
+}
+
+/// Binds the listen address; `:PORT` means every interface, IPv6 and IPv4 where possible.
+fn bind(address: &str) -> Result<TcpListener, String> {
+    let fail = |e: std::io::Error| format!("listen {address}: {}", files::why(&e));
+    match address.strip_prefix(':') {
+        Some(port) => TcpListener::bind(format!("[::]:{port}"))
+            .or_else(|_| TcpListener::bind(format!("0.0.0.0:{port}")))
+            .map_err(fail),
+        None => TcpListener::bind(address).map_err(fail),
+    }
+}

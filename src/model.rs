@@ -1,0 +1,74 @@
+//! Shared vocabulary: the types every module passes around. No logic lives here.
+
+use std::sync::Arc;
+
+/// The fields of one parsed certificate that become labels and values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertInfo {
+    /// Serial number in decimal, with a leading `-` for negative serials.
+    pub serial: String,
+    /// Subject distinguished name.
+    pub subject: Name,
+    /// Issuer distinguished name.
+    pub issuer: Name,
+    /// NotBefore, Unix seconds.
+    pub not_before: i64,
+    /// NotAfter, Unix seconds.
+    pub not_after: i64,
+    /// First four bytes of the SHA-256 of the DER, used as a `discriminator`.
+    pub fingerprint: u32,
+}
+
+/// The distinguished-name attributes exported as labels; an empty string means absent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Name {
+    /// countryName, first value.
+    pub c: String,
+    /// stateOrProvinceName, first value.
+    pub st: String,
+    /// localityName, first value.
+    pub l: String,
+    /// organizationName, first value.
+    pub o: String,
+    /// organizationalUnitName, first value.
+    pub ou: String,
+    /// commonName, last value.
+    pub cn: String,
+}
+
+/// One exported certificate: its rendered label set and its two dates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Series {
+    /// Label pairs already escaped and joined (`a="x",b="y"`), without braces.
+    pub labels: Box<str>,
+    /// NotBefore, Unix seconds.
+    pub not_before: i64,
+    /// NotAfter, Unix seconds.
+    pub not_after: i64,
+    /// See [`CertInfo::fingerprint`].
+    pub fingerprint: u32,
+}
+
+/// One thing a source reads (a file, a kubeconfig, a Secret key) and what came of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    /// Label pairs of the `x509_cert_error` series of this item (rendered like [`Series::labels`]).
+    pub error_labels: Box<str>,
+    /// The certificates found.
+    pub series: Box<[Series]>,
+    /// One message per read failure, each reading "what: where: why".
+    pub errors: Box<[String]>,
+}
+
+/// The whole truth of one source after one refresh.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// Index of the source, in command-line order.
+    pub source: usize,
+    /// Every item the source holds now; what is absent has gone.
+    pub items: Vec<Arc<Item>>,
+    /// Failures that belong to no item (a glob that matched nothing, an unreadable directory).
+    pub errors: Vec<String>,
+    /// False when the items are exactly those of the previous report.
+    pub changed: bool,
+}

@@ -1,0 +1,389 @@
+//! Bytes to certificates: PEM blocks (several per file, each on its own) with a DER fallback.
+//! Never panics on hostile input; every failure is a message naming the block.
+
+use std::fmt::Write as _;
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
+use sha2::{Digest, Sha256};
+use x509_parser::der_parser::asn1_rs::{Any, Tag};
+use x509_parser::oid_registry::{
+    Oid, OID_X509_COMMON_NAME, OID_X509_COUNTRY_NAME, OID_X509_LOCALITY_NAME,
+    OID_X509_ORGANIZATIONAL_UNIT, OID_X509_ORGANIZATION_NAME, OID_X509_STATE_OR_PROVINCE_NAME,
+};
+use x509_parser::prelude::{FromDer, X509Certificate, X509Name};
+
+use crate::model::{CertInfo, Name};
+
+/// PEM labels whose block holds a certificate (for `TRUSTED CERTIFICATE`, the leading one).
+const CERT_LABELS: [&str; 3] = ["CERTIFICATE", "X509 CERTIFICATE", "TRUSTED CERTIFICATE"];
+
+/// Serials longer than this are refused rather than printed (RFC 5280 allows 20 octets).
+const MAX_SERIAL_BYTES: usize = 256;
+
+/// What was found in one buffer.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    /// The certificates, in file order.
+    pub certs: Vec<CertInfo>,
+    /// One message per bad certificate block ("block 2: ...").
+    pub errors: Vec<String>,
+    /// True when the buffer held PEM blocks of any type (keys and CSRs included).
+    pub had_pem: bool,
+}
+
+/// Reads every certificate in `data`: each PEM certificate block on its own, other block
+/// types skipped; when there is no PEM block at all, the whole buffer as one DER certificate.
+/// A buffer that is neither yields no certificate and no error; the caller decides whether
+/// that is a failure.
+pub fn parse_certificates(data: &[u8]) -> Parsed {
+    let mut parsed = Parsed::default();
+    let mut index = 0;
+    for block in Blocks::new(data) {
+        parsed.had_pem = true;
+        let (label, body) = match block {
+            Ok(block) => block,
+            Err(why) => {
+                index += 1;
+                parsed.errors.push(format!("PEM block {index}: {why}"));
+                continue;
+            }
+        };
+        if !CERT_LABELS.contains(&label) {
+            continue;
+        }
+        index += 1;
+        match decode_body(body).and_then(|der| cert_info(&der)) {
+            Ok(info) => parsed.certs.push(info),
+            Err(why) => parsed.errors.push(format!("PEM block {index}: {why}")),
+        }
+    }
+    if !parsed.had_pem && looks_like_der(data) {
+        match cert_info(data) {
+            Ok(info) => parsed.certs.push(info),
+            Err(why) => parsed.errors.push(format!("DER: {why}")),
+        }
+    }
+    parsed
+}
+
+/// A DER certificate starts with a SEQUENCE tag; anything else is not worth a parse error.
+fn looks_like_der(data: &[u8]) -> bool {
+    data.len() > 2 && data[0] == 0x30
+}
+
+/// Decodes the base64 body of one certificate block through rustls-pki-types' PEM reader,
+/// after re-framing it under the plain `CERTIFICATE` label it understands.
+fn decode_body(body: &[u8]) -> Result<Vec<u8>, String> {
+    let mut framed = Vec::with_capacity(body.len() + 64);
+    framed.extend_from_slice(b"-----BEGIN CERTIFICATE-----\n");
+    framed.extend_from_slice(body);
+    framed.extend_from_slice(b"\n-----END CERTIFICATE-----\n");
+    CertificateDer::from_pem_slice(&framed)
+        .map(|der| der.to_vec())
+        .map_err(|err| match err {
+            rustls_pki_types::pem::Error::Base64Decode(_) => "invalid base64".to_string(),
+            other => format!("invalid PEM: {other:?}"),
+        })
+}
+
+/// Decodes standard base64 (kubeconfig `*-data` fields, Secret values); white space is ignored.
+pub fn decode_base64(text: &[u8]) -> Result<Vec<u8>, String> {
+    let compact: Vec<u8> = text
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    if compact.is_empty() {
+        return Ok(Vec::new());
+    }
+    decode_body(&compact)
+}
+
+/// Iterates over PEM blocks as (label, body lines). A block with no END line is an error
+/// and ends the iteration; text outside blocks is ignored.
+struct Blocks<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Blocks<'a> {
+    fn new(data: &'a [u8]) -> Self {
+        Self { rest: data }
+    }
+
+    /// Next line without its line ending (LF, CRLF or CR).
+    fn next_line(&mut self) -> Option<&'a [u8]> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let end = self
+            .rest
+            .iter()
+            .position(|b| *b == b'\n' || *b == b'\r')
+            .unwrap_or(self.rest.len());
+        let line = &self.rest[..end];
+        let mut skip = end;
+        if self.rest.get(skip) == Some(&b'\r') {
+            skip += 1;
+        }
+        if self.rest.get(skip) == Some(&b'\n') {
+            skip += 1;
+        }
+        self.rest = &self.rest[skip.max(end)..];
+        Some(line)
+    }
+}
+
+impl<'a> Iterator for Blocks<'a> {
+    type Item = Result<(&'a str, &'a [u8]), String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let label = loop {
+            let line = self.next_line()?;
+            if let Some(label) = begin_label(line) {
+                break label;
+            }
+        };
+        let body_start = self.rest;
+        let mut body_len = 0;
+        loop {
+            let before = self.rest.len();
+            let Some(line) = self.next_line() else {
+                return Some(Err(format!("no END line for {label}")));
+            };
+            if line.starts_with(b"-----END ") {
+                return Some(Ok((label, trim_end(&body_start[..body_len]))));
+            }
+            if begin_label(line).is_some() {
+                // A new BEGIN inside a block: report this block, resume at the new one.
+                self.rest = &body_start[body_len..];
+                return Some(Err(format!("no END line for {label}")));
+            }
+            body_len += before - self.rest.len();
+        }
+    }
+}
+
+/// The label of a `-----BEGIN LABEL-----` line, trailing spaces allowed.
+fn begin_label(line: &[u8]) -> Option<&str> {
+    let line = trim_end(line);
+    let inner = line.strip_prefix(b"-----BEGIN ")?.strip_suffix(b"-----")?;
+    std::str::from_utf8(inner).ok()
+}
+
+fn trim_end(mut s: &[u8]) -> &[u8] {
+    while let [rest @ .., last] = s {
+        if last.is_ascii_whitespace() {
+            s = rest;
+        } else {
+            break;
+        }
+    }
+    s
+}
+
+/// Parses one DER certificate into the fields we export. Trailing bytes (the trust
+/// information of a `TRUSTED CERTIFICATE`) are ignored.
+pub fn cert_info(der: &[u8]) -> Result<CertInfo, String> {
+    let (rest, cert) =
+        X509Certificate::from_der(der).map_err(|err| format!("invalid certificate: {err}"))?;
+    let digest = Sha256::digest(&der[..der.len() - rest.len()]);
+    let validity = cert.validity();
+    Ok(CertInfo {
+        serial: serial_decimal(cert.raw_serial())?,
+        subject: name(cert.subject()),
+        issuer: name(cert.issuer()),
+        not_before: validity.not_before.timestamp(),
+        not_after: validity.not_after.timestamp(),
+        fingerprint: u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]),
+    })
+}
+
+/// The exported attributes of a distinguished name: first value of C, ST, L, O, OU and the
+/// last value of CN, as Go's `pkix.Name` keeps them.
+fn name(dn: &X509Name<'_>) -> Name {
+    let mut out = Name::default();
+    for rdn in dn.iter_rdn() {
+        for attr in rdn.iter() {
+            let oid = attr.attr_type();
+            let first = |field: &mut String, want: &Oid<'_>| {
+                if oid == want && field.is_empty() {
+                    *field = decode_string(attr.attr_value());
+                }
+            };
+            first(&mut out.c, &OID_X509_COUNTRY_NAME);
+            first(&mut out.st, &OID_X509_STATE_OR_PROVINCE_NAME);
+            first(&mut out.l, &OID_X509_LOCALITY_NAME);
+            first(&mut out.o, &OID_X509_ORGANIZATION_NAME);
+            first(&mut out.ou, &OID_X509_ORGANIZATIONAL_UNIT);
+            if oid == &OID_X509_COMMON_NAME {
+                out.cn = decode_string(attr.attr_value());
+            }
+        }
+    }
+    out
+}
+
+/// Decodes an ASN.1 string of any of the types found in names; invalid bytes become U+FFFD.
+fn decode_string(value: &Any<'_>) -> String {
+    let data = value.data;
+    match value.tag() {
+        Tag::T61String => data.iter().map(|&b| char::from(b)).collect(),
+        Tag::BmpString => {
+            let units = data.chunks(2).map(|c| match c {
+                [hi, lo] => u16::from_be_bytes([*hi, *lo]),
+                _ => 0xFFFD,
+            });
+            char::decode_utf16(units)
+                .map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER))
+                .collect()
+        }
+        Tag::UniversalString => data
+            .chunks(4)
+            .map(|c| match c {
+                [a, b, c, d] => char::from_u32(u32::from_be_bytes([*a, *b, *c, *d]))
+                    .unwrap_or(char::REPLACEMENT_CHARACTER),
+                _ => char::REPLACEMENT_CHARACTER,
+            })
+            .collect(),
+        _ => String::from_utf8_lossy(data).into_owned(),
+    }
+}
+
+/// Formats a DER INTEGER's two's-complement content octets in decimal.
+fn serial_decimal(bytes: &[u8]) -> Result<String, String> {
+    if bytes.len() > MAX_SERIAL_BYTES {
+        return Err(format!(
+            "serial number of {} bytes is too long",
+            bytes.len()
+        ));
+    }
+    let negative = bytes.first().is_some_and(|b| b & 0x80 != 0);
+    let mut magnitude = bytes.to_vec();
+    if negative {
+        // Two's complement: invert and add one.
+        for b in magnitude.iter_mut() {
+            *b = !*b;
+        }
+        for b in magnitude.iter_mut().rev() {
+            let (sum, carry) = b.overflowing_add(1);
+            *b = sum;
+            if !carry {
+                break;
+            }
+        }
+    }
+    // Repeated division by 10^9 over big-endian base-256 digits.
+    let mut chunks = Vec::new();
+    let mut digits = magnitude;
+    while digits.iter().any(|&b| b != 0) {
+        let mut rem: u64 = 0;
+        for b in digits.iter_mut() {
+            let cur = (rem << 8) | u64::from(*b);
+            *b = (cur / 1_000_000_000) as u8;
+            rem = cur % 1_000_000_000;
+        }
+        chunks.push(rem as u32);
+    }
+    let mut out = String::new();
+    if negative {
+        out.push('-');
+    }
+    match chunks.split_last() {
+        None => out.push('0'),
+        Some((top, rest)) => {
+            let _ = write!(out, "{top}");
+            for chunk in rest.iter().rev() {
+                let _ = write!(out, "{chunk:09}");
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serials_are_decimal_and_keep_their_sign() {
+        assert_eq!(serial_decimal(&[0x00]).unwrap(), "0");
+        assert_eq!(serial_decimal(&[0x01, 0x00]).unwrap(), "256");
+        assert_eq!(serial_decimal(&[0xff]).unwrap(), "-1");
+        assert_eq!(serial_decimal(&[0x80]).unwrap(), "-128");
+        assert_eq!(serial_decimal(&[0xff, 0x7f]).unwrap(), "-129");
+        assert_eq!(
+            serial_decimal(&[0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]).unwrap(),
+            "18446744073709551615"
+        );
+        // 20 octets: 2^159 - 1
+        let mut max = vec![0x7f];
+        max.extend([0xff; 19]);
+        assert_eq!(
+            serial_decimal(&max).unwrap(),
+            "730750818665451459101842416358141509827966271487"
+        );
+        assert!(serial_decimal(&[1; 300]).is_err());
+    }
+
+    #[test]
+    fn blocks_accept_crlf_trailing_spaces_and_leading_text() {
+        let data = b"junk before\r\n-----BEGIN CERTIFICATE-----  \r\nQUJD\r\nREVG\r\n-----END CERTIFICATE-----\r\ntrailer";
+        let blocks: Vec<_> = Blocks::new(data).collect();
+        assert_eq!(blocks.len(), 1);
+        let (label, body) = blocks[0].clone().unwrap();
+        assert_eq!(label, "CERTIFICATE");
+        assert_eq!(decode_body(body).unwrap(), b"ABCDEF");
+    }
+
+    #[test]
+    fn an_unterminated_block_is_reported_and_the_next_one_still_read() {
+        let data = b"-----BEGIN CERTIFICATE-----\nQUJD\n-----BEGIN CERTIFICATE-----\nREVG\n-----END CERTIFICATE-----\n";
+        let blocks: Vec<_> = Blocks::new(data).collect();
+        assert_eq!(blocks.len(), 2);
+        assert!(blocks[0].is_err());
+        assert_eq!(decode_body(blocks[1].clone().unwrap().1).unwrap(), b"DEF");
+    }
+
+    #[test]
+    fn base64_values_decode_and_bad_ones_are_refused() {
+        assert_eq!(decode_base64(b"QUJD\nREVG").unwrap(), b"ABCDEF");
+        assert_eq!(decode_base64(b"QUI=").unwrap(), b"AB");
+        assert_eq!(decode_base64(b"").unwrap(), b"");
+        assert!(decode_base64(b"!!!").is_err());
+    }
+
+    #[test]
+    fn garbage_is_neither_pem_nor_der() {
+        let parsed = parse_certificates(b"hello world\n");
+        assert!(parsed.certs.is_empty() && parsed.errors.is_empty() && !parsed.had_pem);
+        let parsed = parse_certificates(&[0x30, 0x82, 0x01]);
+        assert!(parsed.certs.is_empty());
+        assert_eq!(parsed.errors.len(), 1);
+    }
+
+    #[test]
+    fn other_block_types_are_skipped() {
+        let data = b"-----BEGIN PRIVATE KEY-----\n!!!!\n-----END PRIVATE KEY-----\n";
+        let parsed = parse_certificates(data);
+        assert!(parsed.certs.is_empty() && parsed.errors.is_empty() && parsed.had_pem);
+    }
+
+    #[test]
+    fn strings_of_every_type_decode() {
+        let any = |tag: Tag, data: &'static [u8]| Any::from_tag_and_data(tag, data);
+        assert_eq!(decode_string(&any(Tag::T61String, b"caf\xe9")), "café");
+        assert_eq!(
+            decode_string(&any(Tag::BmpString, b"\x00c\x00a\x00f\x00\xe9")),
+            "café"
+        );
+        assert_eq!(
+            decode_string(&any(Tag::UniversalString, b"\x00\x00\x00c\x00\x01\xf6\x00")),
+            "c\u{1f600}"
+        );
+        assert_eq!(
+            decode_string(&any(Tag::Utf8String, b"a\xffb")),
+            "a\u{fffd}b"
+        );
+    }
+}

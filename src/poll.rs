@@ -1,0 +1,103 @@
+//! One poller thread per source: refresh, log what went wrong or right again, send a
+//! report to the HTTP thread, wait for the next interval or for the stop signal.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use crate::model::{Item, Report};
+
+/// The result of one refresh of a source.
+pub struct Pass {
+    /// Every item the source holds now.
+    pub items: Vec<Arc<Item>>,
+    /// Failures that belong to no item.
+    pub errors: Vec<String>,
+}
+
+/// A source of certificates: refreshed on an interval by its own thread.
+pub trait Source: Send {
+    /// How the source was asked for (`--watch-dir=/etc/ssl/certs`), for logs.
+    fn describe(&self) -> String;
+    /// Looks at everything the source covers and returns the whole truth about it.
+    fn refresh(&mut self) -> Pass;
+}
+
+/// Starts the poller of source number `index`. It stops when `stop` is closed or the
+/// report channel is gone.
+pub fn spawn(
+    index: usize,
+    mut source: Box<dyn Source>,
+    interval: Duration,
+    reports: Sender<Report>,
+    stop: Receiver<()>,
+) -> std::io::Result<JoinHandle<()>> {
+    thread::Builder::new()
+        .name(format!("source-{index}"))
+        .spawn(move || {
+            let mut previous: Option<(Vec<Arc<Item>>, Vec<String>)> = None;
+            let mut logged: HashSet<String> = HashSet::new();
+            loop {
+                let pass = source.refresh();
+                let changed = previous.as_ref().is_none_or(|(items, errors)| {
+                    *errors != pass.errors
+                        || items.len() != pass.items.len()
+                        || items
+                            .iter()
+                            .zip(&pass.items)
+                            .any(|(a, b)| !Arc::ptr_eq(a, b))
+                });
+                let current = log_transitions(&source.describe(), &pass, &mut logged);
+                if previous.is_none() {
+                    let certs: usize = pass.items.iter().map(|i| i.series.len()).sum();
+                    log::info!(
+                        "{}: {certs} certificates from {} items, {current} read errors",
+                        source.describe(),
+                        pass.items.len()
+                    );
+                }
+                let report = Report {
+                    source: index,
+                    items: pass.items.clone(),
+                    errors: pass.errors.clone(),
+                    changed,
+                };
+                if reports.send(report).is_err() {
+                    return;
+                }
+                previous = Some((pass.items, pass.errors));
+                match stop.recv_timeout(interval) {
+                    Err(RecvTimeoutError::Timeout) => {}
+                    _ => return,
+                }
+            }
+        })
+}
+
+/// Logs each failure once when it appears and once when it clears; returns how many
+/// failures this pass has.
+fn log_transitions(source: &str, pass: &Pass, logged: &mut HashSet<String>) -> usize {
+    let now: HashSet<&String> = pass
+        .errors
+        .iter()
+        .chain(pass.items.iter().flat_map(|i| i.errors.iter()))
+        .collect();
+    for message in &now {
+        if !logged.contains(*message) {
+            log::warn!("{message}");
+        }
+    }
+    logged.retain(|message| {
+        let keep = now.contains(message);
+        if !keep {
+            log::info!("{source}: resolved: {message}");
+        }
+        keep
+    });
+    let count = now.len();
+    logged.extend(now.into_iter().cloned());
+    count
+}
