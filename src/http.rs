@@ -61,7 +61,7 @@ struct Job {
 pub fn serve(
     listener: TcpListener,
     mut store: Store,
-    reports: Receiver<Report>,
+    mut reports: Receiver<Report>,
     shutdown: Receiver<()>,
     options: Options,
 ) -> std::io::Result<()> {
@@ -101,7 +101,8 @@ pub fn serve(
         select! {
             recv(reports) -> report => match report {
                 Ok(report) => store.apply(report),
-                Err(_) => break,
+                // No poller left (or none at all): keep serving what we have.
+                Err(_) => reports = crossbeam_channel::never(),
             },
             recv(requests) -> request => match request {
                 Ok(request) => {

@@ -64,6 +64,7 @@ fn init_logging(debug: bool) {
     };
     env_logger::Builder::new()
         .filter_level(level)
+        .filter_module("tiny_http", log::LevelFilter::Warn)
         .parse_env("RUST_LOG")
         .format_target(false)
         .init();

@@ -1,0 +1,501 @@
+//! Test harness: start the real binary on 127.0.0.1:0, scrape it over HTTP, parse the
+//! exposition, and generate certificates at run time (no test depends on today's date).
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, SerialNumber,
+};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_x509-certificate-exporter");
+
+/// Unix seconds now.
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A directory removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> Self {
+        static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("x509e-{name}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.0.join(rel)
+    }
+
+    pub fn str(&self, rel: &str) -> String {
+        self.path(rel).display().to_string()
+    }
+
+    pub fn write(&self, rel: &str, data: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.path(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&path, data).unwrap();
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// What a generated certificate should hold.
+#[derive(Clone)]
+pub struct Spec {
+    pub cn: String,
+    pub serial: Vec<u8>,
+    pub not_before: i64,
+    pub not_after: i64,
+    /// (C, ST, L, O, OU)
+    pub dn: Option<[&'static str; 5]>,
+    pub ca: bool,
+}
+
+impl Spec {
+    pub fn new(cn: &str, not_before: i64, not_after: i64) -> Self {
+        Self {
+            cn: cn.to_string(),
+            serial: vec![1],
+            not_before,
+            not_after,
+            dn: None,
+            ca: false,
+        }
+    }
+
+    pub fn serial(mut self, serial: &[u8]) -> Self {
+        self.serial = serial.to_vec();
+        self
+    }
+
+    pub fn dn(mut self, dn: [&'static str; 5]) -> Self {
+        self.dn = Some(dn);
+        self
+    }
+
+    pub fn ca(mut self) -> Self {
+        self.ca = true;
+        self
+    }
+
+    fn params(&self) -> CertificateParams {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.serial_number = Some(SerialNumber::from_slice(&self.serial));
+        params.not_before = time::OffsetDateTime::from_unix_timestamp(self.not_before).unwrap();
+        params.not_after = time::OffsetDateTime::from_unix_timestamp(self.not_after).unwrap();
+        let mut dn = DistinguishedName::new();
+        if let Some([c, st, l, o, ou]) = self.dn {
+            dn.push(DnType::CountryName, c);
+            dn.push(DnType::StateOrProvinceName, st);
+            dn.push(DnType::LocalityName, l);
+            dn.push(DnType::OrganizationName, o);
+            dn.push(DnType::OrganizationalUnitName, ou);
+        }
+        dn.push(DnType::CommonName, self.cn.as_str());
+        params.distinguished_name = dn;
+        if self.ca {
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        }
+        params
+    }
+}
+
+/// A generated certificate with its key, able to sign others.
+pub struct Cert {
+    pub cert: rcgen::Certificate,
+    pub key: KeyPair,
+}
+
+impl Cert {
+    pub fn self_signed(spec: &Spec) -> Self {
+        let key = KeyPair::generate().unwrap();
+        let cert = spec.params().self_signed(&key).unwrap();
+        Self { cert, key }
+    }
+
+    pub fn signed(spec: &Spec, issuer: &Cert) -> Self {
+        let key = KeyPair::generate().unwrap();
+        let cert = spec
+            .params()
+            .signed_by(&key, &issuer.cert, &issuer.key)
+            .unwrap();
+        Self { cert, key }
+    }
+
+    pub fn pem(&self) -> String {
+        self.cert.pem()
+    }
+
+    pub fn der(&self) -> Vec<u8> {
+        self.cert.der().to_vec()
+    }
+}
+
+/// A self-signed certificate valid from `not_before` to `not_after`, as PEM.
+pub fn pem(cn: &str, not_before: i64, not_after: i64) -> String {
+    Cert::self_signed(&Spec::new(cn, not_before, not_after)).pem()
+}
+
+/// One sample of the exposition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// A parsed exposition.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    pub body: String,
+    pub samples: Vec<Sample>,
+}
+
+impl Metrics {
+    pub fn parse(body: &str) -> Self {
+        let samples = body
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .map(parse_sample)
+            .collect();
+        Self {
+            body: body.to_string(),
+            samples,
+        }
+    }
+
+    pub fn named<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a Sample> + 'a {
+        let name = name.to_string();
+        self.samples.iter().filter(move |s| s.name == name)
+    }
+
+    pub fn count(&self, name: &str) -> usize {
+        self.named(name).count()
+    }
+
+    /// The value of a metric without labels (or the only sample of that name).
+    pub fn value(&self, name: &str) -> f64 {
+        let all: Vec<_> = self.named(name).collect();
+        assert_eq!(all.len(), 1, "expected one {name} in\n{}", self.body);
+        all[0].value
+    }
+
+    /// Samples of `name` whose labels include every pair given.
+    pub fn find(&self, name: &str, pairs: &[(&str, &str)]) -> Vec<&Sample> {
+        self.named(name)
+            .filter(|s| {
+                pairs
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+            })
+            .collect()
+    }
+
+    /// The one sample of `name` with these labels.
+    pub fn one(&self, name: &str, pairs: &[(&str, &str)]) -> &Sample {
+        let found = self.find(name, pairs);
+        assert_eq!(
+            found.len(),
+            1,
+            "expected one {name} with {pairs:?} in\n{}",
+            self.body
+        );
+        found[0]
+    }
+}
+
+fn parse_sample(line: &str) -> Sample {
+    let (head, value) = line.rsplit_once(' ').unwrap();
+    let value: f64 = value.parse().unwrap();
+    let (name, labels) = match head.find('{') {
+        None => (head.to_string(), BTreeMap::new()),
+        Some(at) => {
+            let inner = &head[at + 1..head.len() - 1];
+            (head[..at].to_string(), parse_labels(inner))
+        }
+    };
+    Sample {
+        name,
+        labels,
+        value,
+    }
+}
+
+fn parse_labels(mut s: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    while !s.is_empty() {
+        let eq = s.find("=\"").unwrap();
+        let name = s[..eq].to_string();
+        let mut value = String::new();
+        let mut chars = s[eq + 2..].char_indices();
+        let mut end = 0;
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => match chars.next().unwrap().1 {
+                    'n' => value.push('\n'),
+                    other => value.push(other),
+                },
+                '"' => {
+                    end = eq + 2 + i + 1;
+                    break;
+                }
+                c => value.push(c),
+            }
+        }
+        out.insert(name, value);
+        s = s[end..].trim_start_matches(',');
+    }
+    out
+}
+
+/// An HTTP response.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8(self.body.clone()).unwrap()
+    }
+}
+
+/// One request over a fresh connection (`Connection: close`).
+pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Response {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    stream.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("no header end");
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    if chunked {
+        body = dechunk(&body);
+    }
+    Response {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&data[..line_end]).unwrap().trim(), 16)
+                .unwrap();
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&data[line_end + 2..line_end + 2 + size]);
+        data = &data[line_end + 4 + size..];
+    }
+}
+
+/// A running exporter, killed when dropped.
+pub struct Exporter {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Exporter {
+    /// Starts the binary on 127.0.0.1:0 with `args` and waits for it to listen.
+    pub fn start(args: &[&str]) -> Self {
+        Self::start_in(args, None)
+    }
+
+    /// Same, in working directory `dir`.
+    pub fn start_in(args: &[&str], dir: Option<&Path>) -> Self {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--listen-address=127.0.0.1:0")
+            .args(args)
+            .env("RUST_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(dir) = dir {
+            cmd.current_dir(dir);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if let Some(addr) = line.split("listening on http://").nth(1) {
+                        let _ = tx.send(addr.trim().to_string());
+                    }
+                    log.lock().unwrap().push(line);
+                }
+            });
+        }
+        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(addr) => addr.parse().unwrap(),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("exporter did not start: {:?}", log.lock().unwrap());
+            }
+        };
+        Self { child, addr, log }
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        request(self.addr, "GET", path, &[])
+    }
+
+    /// Waits for /readyz, then scrapes /metrics.
+    pub fn metrics(&self) -> Metrics {
+        self.wait_ready();
+        let response = self.get("/metrics");
+        assert_eq!(response.status, 200);
+        Metrics::parse(&response.text())
+    }
+
+    pub fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.get("/readyz").status != 200 {
+            assert!(
+                Instant::now() < deadline,
+                "never ready: {:?}",
+                self.log_lines()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Scrapes until `check` holds (for refresh tests), or panics after 20 s.
+    pub fn metrics_until(&self, what: &str, check: impl Fn(&Metrics) -> bool) -> Metrics {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let m = self.metrics();
+            if check(&m) {
+                return m;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; last body:\n{}",
+                m.body
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Sends a signal and waits for the exit status (at most `limit`).
+    pub fn signal(&mut self, signal: &str, limit: Duration) -> Option<ExitStatus> {
+        Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the binary to completion (for flag errors, --help, --version).
+pub fn run(args: &[&str]) -> std::process::Output {
+    Command::new(BIN).args(args).output().unwrap()
+}
+
+/// Lints an exposition with Debian's promtool.
+pub fn promtool_accepts(body: &str) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus) is needed by the tests");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

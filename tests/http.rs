@@ -1,0 +1,190 @@
+//! The HTTP surface, the process contract (flags, exit statuses, signals) and logging.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+#[test]
+fn endpoints_methods_and_content_types() {
+    let dir = TempDir::new("http");
+    let now = now();
+    dir.write("a.pem", pem("a", now, now + 100));
+    let exporter = Exporter::start(&["-d", &dir.str("")]);
+    exporter.wait_ready();
+
+    let health = exporter.get("/healthz");
+    assert_eq!(
+        (health.status, health.text().trim()),
+        (200, "{\"status\":\"UP\"}")
+    );
+    assert_eq!(exporter.get("/readyz").status, 200);
+    let index = exporter.get("/");
+    assert_eq!(index.status, 200);
+    assert!(index.text().contains("href=\"/metrics\""));
+    assert!(index
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/html"));
+
+    let metrics = exporter.get("/metrics");
+    assert_eq!(metrics.status, 200);
+    assert_eq!(
+        metrics.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    assert_eq!(metrics.header("content-encoding"), None);
+    let plain = metrics.text();
+    assert!(plain.contains("x509_cert_not_after{"));
+    assert!(plain.contains("x509_exporter_build_info{built="));
+
+    let with_query = exporter.get("/metrics?foo=bar");
+    assert_eq!(with_query.status, 200);
+
+    let gz = request(
+        exporter.addr,
+        "GET",
+        "/metrics",
+        &[("Accept-Encoding", "gzip, deflate")],
+    );
+    assert_eq!(gz.header("content-encoding"), Some("gzip"));
+    let mut unzipped = String::new();
+    flate2::read::GzDecoder::new(&gz.body[..])
+        .read_to_string(&mut unzipped)
+        .unwrap();
+    assert_eq!(unzipped, plain, "same second, same state: the same body");
+    let refused = request(
+        exporter.addr,
+        "GET",
+        "/metrics",
+        &[("Accept-Encoding", "gzip;q=0")],
+    );
+    assert_eq!(refused.header("content-encoding"), None);
+
+    let head = request(exporter.addr, "HEAD", "/metrics", &[]);
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    assert_eq!(request(exporter.addr, "HEAD", "/healthz", &[]).status, 200);
+
+    assert_eq!(exporter.get("/nope").status, 404);
+    assert_eq!(exporter.get("/metrics/extra").status, 404);
+    let post = request(exporter.addr, "POST", "/metrics", &[]);
+    assert_eq!(post.status, 405);
+    assert_eq!(post.header("allow"), Some("GET, HEAD"));
+    assert_eq!(
+        request(exporter.addr, "DELETE", "/healthz", &[]).status,
+        405
+    );
+    assert_eq!(request(exporter.addr, "FOO", "/", &[]).status, 405);
+}
+
+/// Readiness before the first pass is covered by the store's unit tests (a first pass here
+/// is too quick to catch); this checks that failing sources still count as done.
+#[test]
+fn readyz_is_200_once_every_source_has_reported_even_failing_ones() {
+    let dir = TempDir::new("ready");
+    let exporter = Exporter::start(&["-d", &dir.str(""), "-f", "/nonexistent.pem"]);
+    exporter.wait_ready();
+    let m = exporter.metrics();
+    assert_eq!(m.value("x509_read_errors"), 1.0);
+}
+
+#[test]
+fn no_source_serves_own_metrics_and_warns() {
+    let exporter = Exporter::start(&[]);
+    let m = exporter.metrics();
+    assert_eq!(m.count("x509_cert_not_after"), 0);
+    assert_eq!(m.value("x509_read_errors"), 0.0);
+    assert_eq!(m.value("x509_exporter_build_info"), 1.0);
+    let log = exporter.log_lines().join("\n");
+    assert!(
+        log.contains("WARN") && log.contains("no source given"),
+        "{log}"
+    );
+}
+
+#[test]
+fn sigterm_and_sigint_exit_zero_quickly() {
+    for signal in ["TERM", "INT"] {
+        let mut exporter = Exporter::start(&["-d", "/etc/ssl/certs"]);
+        exporter.wait_ready();
+        let started = Instant::now();
+        let status = exporter
+            .signal(signal, Duration::from_secs(5))
+            .expect("exited within 5 s");
+        assert_eq!(status.code(), Some(0), "SIG{signal}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+}
+
+#[test]
+fn a_port_in_use_exits_one_naming_the_address() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = run(&["--listen-address", &addr]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains(&format!("listen {addr}")) && err.contains("in use"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_flags_exit_two_with_one_line_naming_the_flag() {
+    for (args, name) in [
+        (vec!["--no-such-flag"], "--no-such-flag"),
+        (vec!["--refresh-interval=soon"], "--refresh-interval"),
+        (
+            vec!["--trim-path-components", "x"],
+            "--trim-path-components",
+        ),
+        (vec!["--listen-address", "nowhere"], "--listen-address"),
+        (vec!["-d"], "--watch-dir"),
+        (vec!["leftover"], "leftover"),
+    ] {
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(name), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn help_and_version() {
+    let out = run(&["--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8(out.stdout).unwrap();
+    for flag in [
+        "--watch-dir",
+        "--listen-address",
+        "default :9793",
+        "default 30s",
+    ] {
+        assert!(help.contains(flag), "{flag}");
+    }
+    let out = run(&["-v"]);
+    assert_eq!(out.status.code(), Some(0));
+    let version = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        version.starts_with(&format!(
+            "x509-certificate-exporter {}",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{version}"
+    );
+}
+
+#[test]
+fn profile_is_accepted_and_says_so() {
+    let exporter = Exporter::start(&["--profile"]);
+    exporter.wait_ready();
+    assert!(exporter
+        .log_lines()
+        .join("\n")
+        .contains("--profile: profiling is not available"));
+}

@@ -1,0 +1,139 @@
+//! A real Prometheus (Debian's package) scrapes the exporter; the usage guide's PromQL
+//! queries return exactly the expected certificates, and promtool accepts the body.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+struct Prometheus {
+    child: Child,
+    addr: String,
+    _dir: TempDir,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Prometheus {
+    fn start(target: &str) -> Self {
+        let dir = TempDir::new("prometheus");
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: x509-exporter\n    static_configs:\n      - targets: ['{target}']\n"
+        );
+        let config_path = dir.write("prometheus.yml", config);
+        let addr = format!("127.0.0.1:{}", free_port());
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config_path.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.str("data")))
+            .arg(format!("--web.listen-address={addr}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus (Debian package prometheus) is needed by the tests");
+        Self {
+            child,
+            addr,
+            _dir: dir,
+        }
+    }
+
+    fn query(&self, promql: &str) -> Option<Vec<serde_json::Value>> {
+        let encoded: String = promql
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        let addr = self.addr.parse().ok()?;
+        let stream =
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+        drop(stream);
+        let response = request(addr, "GET", &format!("/api/v1/query?query={encoded}"), &[]);
+        if response.status != 200 {
+            return None;
+        }
+        let json: serde_json::Value = serde_json::from_slice(&response.body).ok()?;
+        Some(json["data"]["result"].as_array()?.clone())
+    }
+
+    /// Polls a query until `check` accepts its result.
+    fn query_until(
+        &self,
+        promql: &str,
+        check: impl Fn(&[serde_json::Value]) -> bool,
+    ) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(result) = self.query(promql) {
+                if check(&result) {
+                    return result;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out on {promql}: {:?}",
+                self.query(promql)
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+fn cns(result: &[serde_json::Value]) -> Vec<String> {
+    let mut v: Vec<String> = result
+        .iter()
+        .map(|r| r["metric"]["subject_CN"].as_str().unwrap_or("").to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn prometheus_scrapes_and_the_guide_queries_return_the_expected_certificates() {
+    let dir = TempDir::new("prom-certs");
+    let now = now();
+    let day = 86_400;
+    dir.write("soon.pem", pem("soon", now - day, now + 10 * day));
+    dir.write("later.pem", pem("later", now - day, now + 365 * day));
+    dir.write("expired.pem", pem("expired", now - 30 * day, now - day));
+    dir.write(
+        "bundle.pem",
+        format!(
+            "{}{}",
+            pem("bundle-soon", now - day, now + 20 * day),
+            pem("bundle-later", now - day, now + 90 * day)
+        ),
+    );
+    let exporter = Exporter::start(&["-d", &dir.str("")]);
+    promtool_accepts(&exporter.metrics().body);
+
+    let prometheus = Prometheus::start(&exporter.addr.to_string());
+    prometheus.query_until("up{job=\"x509-exporter\"} == 1", |r| r.len() == 1);
+    let expiring = prometheus.query_until("x509_cert_not_after - time() < 86400 * 30", |r| {
+        !r.is_empty()
+    });
+    assert_eq!(cns(&expiring), ["bundle-soon", "expired", "soon"]);
+    let expired = prometheus.query_until("x509_cert_expired == 1", |r| !r.is_empty());
+    assert_eq!(cns(&expired), ["expired"]);
+    let errors = prometheus.query_until("x509_read_errors", |r| r.len() == 1);
+    assert_eq!(errors[0]["value"][1], "0");
+}
