@@ -1,0 +1,28 @@
+# Build, test and release targets. `make test` is the test command the README and CI use.
+TARGET  := x86_64-unknown-linux-gnu
+BIN     := x509-certificate-exporter
+RELEASE := target/$(TARGET)/release/$(BIN)
+
+.PHONY: build release test lint fmt clean
+
+build:
+	cargo build --locked
+
+# Static, stripped, LTO binary (the one the container image ships).
+release:
+	RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --target $(TARGET)
+	@ls -l $(RELEASE) | awk '{print "release binary: " $$5 " bytes"}'
+
+test:
+	./scripts/test-deps.sh
+	cargo test --locked --all-targets
+
+lint:
+	cargo fmt --check
+	cargo clippy --locked --all-targets -- -D warnings
+
+fmt:
+	cargo fmt
+
+clean:
+	cargo clean
