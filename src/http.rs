@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{bounded, select, Receiver};
+use crossbeam_channel::{bounded, select, Receiver, Sender};
 use flate2::{write::GzEncoder, Compression};
 use tiny_http::{Header, Method, Request, Response, StatusCode};
 
@@ -105,21 +105,19 @@ pub fn serve(
                 Err(_) => reports = crossbeam_channel::never(),
             },
             recv(requests) -> request => match request {
-                Ok(request) => {
-                    let job = respond(request, &store, &mut cache, options);
-                    if let Err(err) = job_tx.try_send(job) {
-                        let job = err.into_inner();
-                        let _ = job.request.respond(Response::empty(503));
-                    }
-                }
+                Ok(request) => enqueue(&job_tx, respond(request, &store, &mut cache, options)),
                 Err(_) => break,
             },
             recv(shutdown) -> _ => break,
         }
     }
 
-    // Stop accepting, then let the writers finish what they hold.
+    // Stop accepting; answer what was already received; let the writers finish.
     server.unblock();
+    for request in requests.try_iter() {
+        enqueue(&job_tx, respond(request, &store, &mut cache, options));
+    }
+    drop(requests);
     drop(job_tx);
     let deadline = Instant::now() + DRAIN;
     for _ in 0..WRITERS {
@@ -130,6 +128,13 @@ pub fn serve(
     }
     let _ = acceptor.join();
     Ok(())
+}
+
+/// Hands a response to the writers; when all are busy and the queue is full, 503 at once.
+fn enqueue(jobs: &Sender<Job>, job: Job) {
+    if let Err(err) = jobs.try_send(job) {
+        let _ = err.into_inner().request.respond(Response::empty(503));
+    }
 }
 
 /// Routes one request and prepares its response.
