@@ -29,10 +29,85 @@ pub struct Config {
     pub skip_symlinks: bool,
     /// How often file sources are re-checked.
     pub refresh_interval: Duration,
+    /// Kubernetes Secrets and ConfigMaps, when `--watch-kube-secrets` is given.
+    pub kube: Option<KubeFlags>,
     /// `--profile` was given (accepted for compatibility only).
     pub profile: bool,
     /// Debug logging.
     pub debug: bool,
+}
+
+/// The Kubernetes flags (SPEC §2, §6).
+#[derive(Debug, Clone)]
+pub struct KubeFlags {
+    /// `--kubeconfig`: the file used to reach the API.
+    pub kubeconfig: Option<String>,
+    /// `-s TYPE:KEYREGEX`: Secret types and the data keys read in each (whole-key match).
+    pub secret_types: Vec<SecretType>,
+    /// `-c`: ConfigMap keys read (exact names); none means ConfigMaps are not listed.
+    pub configmap_keys: Vec<String>,
+    /// `--include-namespace`.
+    pub include_namespaces: Vec<String>,
+    /// `--exclude-namespace`.
+    pub exclude_namespaces: Vec<String>,
+    /// `--include-namespace-label`.
+    pub include_namespace_labels: Vec<LabelFilter>,
+    /// `--exclude-namespace-label`.
+    pub exclude_namespace_labels: Vec<LabelFilter>,
+    /// `--include-label` (on Secrets; all must match).
+    pub include_labels: Vec<LabelFilter>,
+    /// `--exclude-label` (on Secrets; any excludes).
+    pub exclude_labels: Vec<LabelFilter>,
+    /// `--expose-secret-label`: Secret labels copied onto series as `secret_label_<key>`.
+    pub expose_secret_labels: Vec<String>,
+    /// `--max-cache-duration`: re-list at a random time between half and all of it; zero
+    /// re-lists every refresh.
+    pub max_cache_duration: Duration,
+    /// `--kube-api-rate-limit-qps`.
+    pub rate_limit_qps: f64,
+    /// `--kube-api-rate-limit-burst`.
+    pub rate_limit_burst: u32,
+    /// `--kube-page-size`.
+    pub page_size: u32,
+}
+
+/// One `-s TYPE:KEYREGEX`.
+#[derive(Debug, Clone)]
+pub struct SecretType {
+    /// The Secret `type`, matched exactly.
+    pub kind: String,
+    /// The key pattern as given.
+    pub pattern: String,
+    /// The pattern anchored to the whole key.
+    pub regex: regex_lite::Regex,
+}
+
+impl PartialEq for SecretType {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind == other.kind && self.pattern == other.pattern
+    }
+}
+
+impl PartialEq for KubeFlags {
+    fn eq(&self, other: &Self) -> bool {
+        format!("{self:?}") == format!("{other:?}")
+    }
+}
+
+/// `key` (the label exists) or `key=value`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelFilter {
+    /// Label key.
+    pub key: String,
+    /// Required value; `None` only asks that the key exists.
+    pub value: Option<String>,
+}
+
+impl LabelFilter {
+    /// True when `labels` satisfies the filter.
+    pub fn matches<'a>(&self, mut labels: impl Iterator<Item = (&'a str, &'a str)>) -> bool {
+        labels.any(|(k, v)| k == self.key && self.value.as_deref().is_none_or(|want| want == v))
+    }
 }
 
 /// What the command line asks for.
@@ -111,6 +186,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
                 Err(why) => return Err(format!("--refresh-interval: {why}")),
             },
         },
+        kube: kube_flags(&mut args)?,
         profile: args.contains("--profile"),
         debug: args.contains("--debug"),
     };
@@ -179,6 +255,107 @@ fn expose_labels(args: &mut pico_args::Arguments) -> Result<Option<Vec<String>>,
         names.push(name.to_string());
     }
     Ok(Some(names))
+}
+
+fn kube_flags(args: &mut pico_args::Arguments) -> Result<Option<KubeFlags>, String> {
+    let watch = args.contains("--watch-kube-secrets");
+    let mut secret_types = Vec::new();
+    for text in all_values(args, &["-s", "--secret-type"])? {
+        let (kind, pattern) = text
+            .split_once(':')
+            .ok_or_else(|| format!("--secret-type: expected TYPE:KEYREGEX, got {text:?}"))?;
+        let regex = regex_lite::Regex::new(&format!("^(?:{pattern})$"))
+            .map_err(|e| format!("--secret-type: bad key pattern {pattern:?}: {e}"))?;
+        secret_types.push(SecretType {
+            kind: kind.to_string(),
+            pattern: pattern.to_string(),
+            regex,
+        });
+    }
+    if secret_types.is_empty() {
+        secret_types.push(SecretType {
+            kind: "kubernetes.io/tls".to_string(),
+            pattern: "tls.crt".to_string(),
+            regex: regex_lite::Regex::new(r"^(?:tls\.crt)$").map_err(|e| e.to_string())?,
+        });
+    }
+    let filters =
+        |args: &mut pico_args::Arguments, names: Names| -> Result<Vec<LabelFilter>, String> {
+            let name = names[names.len() - 1];
+            all_values(args, names)?
+                .into_iter()
+                .map(|text| {
+                    let (key, value) = match text.split_once('=') {
+                        Some((k, v)) => (k.to_string(), Some(v.to_string())),
+                        None => (text.clone(), None),
+                    };
+                    if key.is_empty() {
+                        return Err(format!("{name}: expected KEY or KEY=VALUE, got {text:?}"));
+                    }
+                    Ok(LabelFilter { key, value })
+                })
+                .collect()
+        };
+    let flags = KubeFlags {
+        kubeconfig: value(args, &["--kubeconfig"])?,
+        secret_types,
+        configmap_keys: all_values(args, &["-c", "--configmap-keys"])?
+            .iter()
+            .flat_map(|v| v.split(','))
+            .filter(|k| !k.is_empty())
+            .map(str::to_string)
+            .collect(),
+        include_namespaces: all_values(args, &["--include-namespace"])?,
+        exclude_namespaces: all_values(args, &["--exclude-namespace"])?,
+        include_namespace_labels: filters(args, &["--include-namespace-label"])?,
+        exclude_namespace_labels: filters(args, &["--exclude-namespace-label"])?,
+        include_labels: filters(args, &["--include-label"])?,
+        exclude_labels: filters(args, &["--exclude-label"])?,
+        expose_secret_labels: all_values(args, &["--expose-secret-label"])?,
+        max_cache_duration: match value(args, &["--max-cache-duration"])? {
+            None => Duration::ZERO,
+            Some(text) => {
+                parse_duration(&text).map_err(|why| format!("--max-cache-duration: {why}"))?
+            }
+        },
+        rate_limit_qps: match value(args, &["--kube-api-rate-limit-qps"])? {
+            None => 0.0,
+            Some(n) => n
+                .parse::<f64>()
+                .ok()
+                .filter(|q| q.is_finite() && *q >= 0.0)
+                .ok_or_else(|| {
+                    format!("--kube-api-rate-limit-qps: not a non-negative number: {n:?}")
+                })?,
+        },
+        rate_limit_burst: match value(args, &["--kube-api-rate-limit-burst"])? {
+            None => 0,
+            Some(n) => n.parse().map_err(|_| {
+                format!("--kube-api-rate-limit-burst: not a non-negative integer: {n:?}")
+            })?,
+        },
+        page_size: match value(args, &["--kube-page-size"])? {
+            None => 100,
+            Some(n) => n
+                .parse()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| format!("--kube-page-size: not a positive integer: {n:?}"))?,
+        },
+    };
+    let given = flags.kubeconfig.is_some()
+        || !flags.configmap_keys.is_empty()
+        || !flags.include_namespaces.is_empty()
+        || !flags.exclude_namespaces.is_empty()
+        || !flags.include_namespace_labels.is_empty()
+        || !flags.exclude_namespace_labels.is_empty()
+        || !flags.include_labels.is_empty()
+        || !flags.exclude_labels.is_empty()
+        || !flags.expose_secret_labels.is_empty();
+    if !watch && given {
+        return Err("Kubernetes flags given without --watch-kube-secrets".to_string());
+    }
+    Ok(watch.then_some(flags))
 }
 
 fn check_listen_address(addr: &str) -> Result<(), String> {

@@ -71,23 +71,28 @@ pub fn why(err: &io::Error) -> String {
 
 /// Reads a regular file of at most [`MAX_FILE_SIZE`] bytes. FIFOs, sockets and devices are
 /// refused without blocking: the open is non-blocking and the type is checked on the handle.
+/// Errors read "read PATH: why".
 pub fn read_capped(path: &Path) -> Result<Vec<u8>, String> {
-    let fail = |why: String| format!("read {}: {why}", path.display());
-    let meta = fs::metadata(path).map_err(|e| fail(why(&e)))?;
-    check_regular(&meta).map_err(fail)?;
+    read_limited(path).map_err(|why| format!("read {}: {why}", path.display()))
+}
+
+/// [`read_capped`] with errors that give only the cause.
+pub fn read_limited(path: &Path) -> Result<Vec<u8>, String> {
+    let meta = fs::metadata(path).map_err(|e| why(&e))?;
+    check_regular(&meta)?;
     let file = fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path)
-        .map_err(|e| fail(why(&e)))?;
-    let meta = file.metadata().map_err(|e| fail(why(&e)))?;
-    check_regular(&meta).map_err(fail)?;
+        .map_err(|e| why(&e))?;
+    let meta = file.metadata().map_err(|e| why(&e))?;
+    check_regular(&meta)?;
     let mut data = Vec::with_capacity(meta.len() as usize);
     file.take(MAX_FILE_SIZE + 1)
         .read_to_end(&mut data)
-        .map_err(|e| fail(why(&e)))?;
+        .map_err(|e| why(&e))?;
     if data.len() as u64 > MAX_FILE_SIZE {
-        return Err(fail(format!("larger than {MAX_FILE_SIZE} bytes")));
+        return Err(format!("larger than {MAX_FILE_SIZE} bytes"));
     }
     Ok(data)
 }
@@ -371,7 +376,12 @@ impl Source for FileSource {
             items.push(item);
         }
         self.cache = cache;
-        Pass { items, errors }
+        Pass {
+            items,
+            errors,
+            ready: true,
+            retry_in: None,
+        }
     }
 }
 

@@ -70,17 +70,7 @@ impl KubeconfigSource {
         let mut errors = Vec::new();
         let mut series = Vec::new();
         let mut deps = Vec::new();
-        let text = read_capped(path).and_then(|data| {
-            String::from_utf8(data).map_err(|_| format!("parse {display}: not UTF-8 text"))
-        });
-        let doc = text.and_then(|text| {
-            let mut docs = YamlLoader::load_from_str(&text)
-                .map_err(|e| format!("parse {display}: invalid YAML: {e}"))?;
-            match docs.is_empty() {
-                true => Err(format!("parse {display}: empty document")),
-                false => Ok(docs.swap_remove(0)),
-            }
-        });
+        let doc = load_yaml(path).map_err(|e| format!("kubeconfig {display}: {e}"));
         match doc {
             Err(e) => errors.push(e),
             Ok(doc) if doc.as_hash().is_none() => errors.push(format!(
@@ -92,7 +82,10 @@ impl KubeconfigSource {
                         Yaml::Array(entries) => entries.as_slice(),
                         Yaml::BadValue | Yaml::Null => &[],
                         _ => {
-                            errors.push(format!("parse {display}: {} is not a list", section.list));
+                            errors.push(format!(
+                                "kubeconfig {display}: {} is not a list",
+                                section.list
+                            ));
                             continue;
                         }
                     };
@@ -144,7 +137,7 @@ impl KubeconfigSource {
                     }
                 }
                 if series.is_empty() && errors.is_empty() {
-                    errors.push(format!("parse {display}: no certificate found"));
+                    errors.push(format!("kubeconfig {display}: no certificate found"));
                 }
             }
         }
@@ -156,6 +149,22 @@ impl KubeconfigSource {
             },
             deps,
         }
+    }
+}
+
+/// Reads a YAML file (at most 4 MiB) into its first document, which must be a mapping.
+/// Errors give the cause only.
+pub fn load_yaml(path: &Path) -> Result<Yaml, String> {
+    let data = crate::files::read_limited(path)?;
+    let text = String::from_utf8(data).map_err(|_| "not UTF-8 text".to_string())?;
+    let mut docs = YamlLoader::load_from_str(&text).map_err(|e| format!("invalid YAML: {e}"))?;
+    if docs.is_empty() {
+        return Err("empty document".to_string());
+    }
+    let doc = docs.swap_remove(0);
+    match doc.as_hash() {
+        Some(_) => Ok(doc),
+        None => Err("not a kubeconfig (top level is not a mapping)".to_string()),
     }
 }
 
@@ -208,6 +217,11 @@ impl Source for KubeconfigSource {
             }
         }
         self.cache = cache;
-        Pass { items, errors }
+        Pass {
+            items,
+            errors,
+            ready: true,
+            retry_in: None,
+        }
     }
 }

@@ -6,6 +6,7 @@ mod cli;
 mod files;
 mod glob;
 mod http;
+mod kube;
 mod kubeconfig;
 mod labels;
 mod model;
@@ -49,7 +50,11 @@ fn main() -> ExitCode {
     init_logging(config.debug);
     match run(&config) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
+        Err(Failure::Usage(message)) => {
+            log::error!("{message}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Runtime(message)) => {
             log::error!("{message}");
             ExitCode::from(1)
         }
@@ -70,7 +75,41 @@ fn init_logging(debug: bool) {
         .init();
 }
 
-fn run(config: &Config) -> Result<(), String> {
+/// A failure that is the user's to fix (exit 2) or the machine's (exit 1).
+enum Failure {
+    Usage(String),
+    Runtime(String),
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Failure::Runtime(message)
+    }
+}
+
+/// The Kubernetes source; a missing or malformed configuration is a usage error.
+fn kube_source(
+    flags: &cli::KubeFlags,
+    labels: Arc<LabelConfig>,
+    interval: std::time::Duration,
+) -> Result<kube::KubeSource, Failure> {
+    let cluster = kube::config::load(flags.kubeconfig.as_deref()).map_err(Failure::Usage)?;
+    log::info!(
+        "Kubernetes API {} (configuration: {})",
+        cluster.server,
+        cluster.origin
+    );
+    let client = kube::client::Client::new(&cluster, flags.rate_limit_qps, flags.rate_limit_burst)
+        .map_err(Failure::Usage)?;
+    Ok(kube::KubeSource::new(
+        client,
+        kube::secrets::Rules::new(flags.clone()),
+        labels,
+        interval,
+    ))
+}
+
+fn run(config: &Config) -> Result<(), Failure> {
     if config.profile {
         log::warn!("--profile: profiling is not available in this build; ignored");
     }
@@ -101,11 +140,18 @@ fn run(config: &Config) -> Result<(), String> {
             Arc::clone(&labels),
         )));
     }
+    if let Some(flags) = &config.kube {
+        sources.push(Box::new(kube_source(
+            flags,
+            Arc::clone(&labels),
+            config.refresh_interval,
+        )?));
+    }
     if sources.is_empty() {
         log::warn!("no source given (-f, -d or -k): serving only the exporter's own metrics");
     }
 
-    let listener = bind(&config.listen_address)?;
+    let listener = bind(&config.listen_address).map_err(Failure::Runtime)?;
     let local = listener
         .local_addr()
         .map_err(|e| format!("listen {}: {e}", config.listen_address))?;
@@ -146,7 +192,8 @@ fn run(config: &Config) -> Result<(), String> {
         relative: config.expose_relative_metrics,
         per_cert_error: config.expose_per_cert_error_metrics,
     };
-    http::serve(listener, store, reports, shutdown, options).map_err(|e| format!("serve: {e}"))?;
+    http::serve(listener, store, reports, shutdown, options)
+        .map_err(|e| Failure::Runtime(format!("serve: {e}")))?;
     drop(stop_tx);
     log::info!("stopped");
     Ok(())

@@ -71,4 +71,6 @@ pub struct Report {
     pub errors: Vec<String>,
     /// False when the items are exactly those of the previous report.
     pub changed: bool,
+    /// The source reached everything it covers; `/readyz` waits for one such report.
+    pub ready: bool,
 }

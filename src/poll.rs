@@ -11,11 +11,16 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use crate::model::{Item, Report};
 
 /// The result of one refresh of a source.
+#[derive(Clone)]
 pub struct Pass {
     /// Every item the source holds now.
     pub items: Vec<Arc<Item>>,
     /// Failures that belong to no item.
     pub errors: Vec<String>,
+    /// The source reached everything it covers (for an API: every call succeeded).
+    pub ready: bool,
+    /// Try again sooner than the refresh interval (a failed API call's backoff).
+    pub retry_in: Option<Duration>,
 }
 
 /// A source of certificates: refreshed on an interval by its own thread.
@@ -64,12 +69,14 @@ pub fn spawn(
                     items: pass.items.clone(),
                     errors: pass.errors.clone(),
                     changed,
+                    ready: pass.ready,
                 };
+                let wait = pass.retry_in.map_or(interval, |r| r.min(interval));
                 if reports.send(report).is_err() {
                     return;
                 }
                 previous = Some((pass.items, pass.errors));
-                match stop.recv_timeout(interval) {
+                match stop.recv_timeout(wait) {
                     Err(RecvTimeoutError::Timeout) => {}
                     _ => return,
                 }

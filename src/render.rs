@@ -214,6 +214,7 @@ mod tests {
             items: vec![Arc::new(item)],
             errors: vec![],
             changed: true,
+            ready: true,
         });
         store
     }

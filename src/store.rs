@@ -8,6 +8,8 @@ use crate::model::{Item, Report, Series};
 /// Latest reports and what is rendered from them.
 pub struct Store {
     reports: Vec<Option<Report>>,
+    /// Whether each source has sent a ready report once.
+    settled: Vec<bool>,
     read_errors_total: u64,
     generation: u64,
     items: Vec<Arc<Item>>,
@@ -22,6 +24,7 @@ impl Store {
     pub fn new(sources: usize) -> Self {
         Self {
             reports: (0..sources).map(|_| None).collect(),
+            settled: vec![false; sources],
             read_errors_total: 0,
             generation: 0,
             items: Vec::new(),
@@ -39,6 +42,7 @@ impl Store {
         self.read_errors_total += error_count(&report) as u64;
         let first = self.reports[index].is_none();
         let changed = report.changed || first;
+        self.settled[index] |= report.ready;
         self.reports[index] = Some(report);
         self.generation += 1;
         if changed {
@@ -46,9 +50,9 @@ impl Store {
         }
     }
 
-    /// True once every source has finished its first pass.
+    /// True once every source has finished a first pass that reached everything.
     pub fn ready(&self) -> bool {
-        self.reports.iter().all(Option::is_some)
+        self.settled.iter().all(|s| *s)
     }
 
     /// Changes whenever what [`crate::render`] would print changes (apart from the clock).
@@ -166,6 +170,7 @@ mod tests {
             items,
             errors: (0..errors).map(|i| format!("source error {i}")).collect(),
             changed: true,
+            ready: true,
         }
     }
 

@@ -1,0 +1,455 @@
+//! A small blocking client for the Kubernetes REST API on ureq and rustls: TLS from the
+//! cluster configuration, bearer tokens (re-read from their file before each request, or
+//! from an exec plugin, cached until expiry), explicit timeouts, a client-side token bucket,
+//! and `Status` bodies turned into errors.
+
+use std::fmt;
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Deserialize;
+use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig};
+
+use super::config::{Auth, ClusterConfig, ExecConfig};
+
+/// Time allowed to open a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time allowed for the response head, then for the whole body.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+const BODY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Largest response body accepted (a page of 100 objects of at most 1 MiB each).
+const MAX_BODY: u64 = 128 * 1024 * 1024;
+/// Longest an exec credential plugin may run.
+const EXEC_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A failed API call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    /// HTTP status, when the server answered.
+    pub status: Option<u16>,
+    /// `reason` of a `Status` body (`Forbidden`, `Expired`), or a short cause.
+    pub reason: String,
+    /// Human-readable detail.
+    pub message: String,
+    /// From a `Retry-After` header.
+    pub retry_after: Option<Duration>,
+}
+
+impl ApiError {
+    fn transport(message: String) -> Self {
+        Self {
+            status: None,
+            reason: String::new(),
+            message,
+            retry_after: None,
+        }
+    }
+
+    /// A `410 Gone` whose continue token has expired.
+    pub fn is_expired(&self) -> bool {
+        self.status == Some(410)
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.status, self.reason.is_empty()) {
+            (Some(code), false) => write!(f, "{code} {}: {}", self.reason, self.message),
+            (Some(code), true) => write!(f, "{code}: {}", self.message),
+            (None, _) => f.write_str(&self.message),
+        }
+    }
+}
+
+/// A client for one API server, used by one thread.
+pub struct Client {
+    agent: ureq::Agent,
+    server: String,
+    auth: Auth,
+    exec_token: Option<(String, Option<Instant>)>,
+    limiter: Option<TokenBucket>,
+}
+
+impl Client {
+    /// Builds the TLS and HTTP configuration; `qps` and `burst` enable the rate limit when
+    /// both are above zero.
+    pub fn new(config: &ClusterConfig, qps: f64, burst: u32) -> Result<Self, String> {
+        let mut tls = TlsConfig::builder().disable_verification(config.insecure);
+        if !config.ca.is_empty() {
+            let roots: Vec<Certificate<'static>> = config
+                .ca
+                .iter()
+                .map(|der| Certificate::from_der(der).to_owned())
+                .collect();
+            tls = tls.root_certs(RootCerts::Specific(Arc::new(roots)));
+        }
+        if let Some((cert_pem, key_pem)) = &config.client_cert {
+            let certs: Vec<Certificate<'static>> = ureq::tls::parse_pem(cert_pem)
+                .filter_map(|item| match item {
+                    Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                    _ => None,
+                })
+                .collect();
+            if certs.is_empty() {
+                return Err(format!(
+                    "{}: client certificate: no certificate found",
+                    config.origin
+                ));
+            }
+            let key = PrivateKey::from_pem(key_pem)
+                .map_err(|e| format!("{}: client key: {e}", config.origin))?;
+            tls = tls.client_cert(Some(ClientCert::new_with_certs(&certs, key)));
+        }
+        let proxy = match &config.proxy {
+            Some(url) => Some(
+                ureq::Proxy::new(url)
+                    .map_err(|e| format!("{}: proxy-url {url}: {e}", config.origin))?,
+            ),
+            None => None,
+        };
+        let agent = ureq::Agent::config_builder()
+            .tls_config(tls.build())
+            .proxy(proxy)
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_connect(Some(CONNECT_TIMEOUT))
+            .timeout_recv_response(Some(RESPONSE_TIMEOUT))
+            .timeout_recv_body(Some(BODY_TIMEOUT))
+            .user_agent(concat!(
+                "x509-certificate-exporter/",
+                env!("CARGO_PKG_VERSION")
+            ))
+            .build()
+            .new_agent();
+        Ok(Self {
+            agent,
+            server: config.server.clone(),
+            auth: config.auth.clone(),
+            exec_token: None,
+            limiter: (qps > 0.0 && burst > 0).then(|| TokenBucket::new(qps, burst)),
+        })
+    }
+
+    /// GETs `path` with the query pairs and returns the whole body of a 200 response.
+    pub fn get(&mut self, path: &str, query: &[(&str, &str)]) -> Result<Vec<u8>, ApiError> {
+        if let Some(limiter) = &mut self.limiter {
+            limiter.acquire();
+        }
+        let mut request = self.agent.get(format!("{}{path}", self.server));
+        for (k, v) in query {
+            request = request.query(*k, *v);
+        }
+        if let Some(token) = self.token()? {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        let mut response = request
+            .header("Accept", "application/json")
+            .call()
+            .map_err(|e| ApiError::transport(describe(&e)))?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_BODY)
+            .read_to_vec()
+            .map_err(|e| ApiError::transport(format!("reading the response: {}", describe(&e))))?;
+        if status == 200 {
+            return Ok(body);
+        }
+        if status == 401 {
+            self.exec_token = None;
+        }
+        let parsed: Option<StatusBody> = serde_json::from_slice(&body).ok();
+        let (reason, message) = match parsed {
+            Some(s) => (s.reason.unwrap_or_default(), s.message.unwrap_or_default()),
+            None => (
+                String::new(),
+                String::from_utf8_lossy(&body[..body.len().min(200)])
+                    .trim()
+                    .to_string(),
+            ),
+        };
+        Err(ApiError {
+            status: Some(status),
+            reason,
+            message,
+            retry_after,
+        })
+    }
+
+    /// The bearer token for the next request, if any.
+    fn token(&mut self) -> Result<Option<String>, ApiError> {
+        match &self.auth {
+            Auth::None => Ok(None),
+            Auth::Token(token) => Ok(Some(token.clone())),
+            Auth::TokenFile(path) => std::fs::read_to_string(path)
+                .map(|t| Some(t.trim().to_string()))
+                .map_err(|e| {
+                    ApiError::transport(format!(
+                        "read token {}: {}",
+                        path.display(),
+                        crate::files::why(&e)
+                    ))
+                }),
+            Auth::Exec(exec) => {
+                let fresh = self
+                    .exec_token
+                    .as_ref()
+                    .is_some_and(|(_, expiry)| expiry.is_none_or(|at| Instant::now() < at));
+                if !fresh {
+                    self.exec_token = Some(run_exec(exec).map_err(ApiError::transport)?);
+                }
+                Ok(self.exec_token.as_ref().map(|(t, _)| t.clone()))
+            }
+        }
+    }
+}
+
+fn describe(err: &ureq::Error) -> String {
+    match err {
+        ureq::Error::Timeout(what) => format!("timed out ({what})"),
+        ureq::Error::Io(e) => crate::files::why(e),
+        other => other.to_string(),
+    }
+}
+
+#[derive(Deserialize)]
+struct StatusBody {
+    reason: Option<String>,
+    message: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ExecCredential {
+    status: Option<ExecStatus>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ExecStatus {
+    token: Option<String>,
+    expiration_timestamp: Option<String>,
+}
+
+/// Runs an exec credential plugin; returns its token and when to ask again.
+fn run_exec(exec: &ExecConfig) -> Result<(String, Option<Instant>), String> {
+    let what = format!("exec credential plugin {}", exec.command);
+    let command = if exec.command.contains('/') && !exec.command.starts_with('/') {
+        exec.dir.join(&exec.command).display().to_string()
+    } else {
+        exec.command.clone()
+    };
+    let info = format!(
+        "{{\"apiVersion\":\"{}\",\"kind\":\"ExecCredential\",\"spec\":{{\"interactive\":false}}}}",
+        exec.api_version
+    );
+    let mut child = Command::new(&command)
+        .args(&exec.args)
+        .envs(exec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("KUBERNETES_EXEC_INFO", info)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("{what}: {}", crate::files::why(&e)))?;
+    let mut stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| format!("{what}: no output"))?;
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = stdout.by_ref().take(1024 * 1024).read_to_end(&mut out);
+        out
+    });
+    let deadline = Instant::now() + EXEC_TIMEOUT;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("{what}: did not finish within {EXEC_TIMEOUT:?}"));
+            }
+        }
+    };
+    let output = reader.join().unwrap_or_default();
+    if !status.success() {
+        return Err(format!("{what}: exited with {status}"));
+    }
+    let credential: ExecCredential = serde_json::from_slice(&output)
+        .map_err(|e| format!("{what}: invalid ExecCredential: {e}"))?;
+    let status = credential
+        .status
+        .ok_or_else(|| format!("{what}: no status in its ExecCredential"))?;
+    let token = status
+        .token
+        .ok_or_else(|| format!("{what}: no token in its ExecCredential"))?;
+    let expiry = match status.expiration_timestamp {
+        None => None,
+        Some(text) => {
+            let at = parse_rfc3339(&text)
+                .ok_or_else(|| format!("{what}: bad expirationTimestamp {text:?}"))?;
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            // Ask again a little before it expires.
+            let left = (at - now - 10).max(0) as u64;
+            Some(Instant::now() + Duration::from_secs(left))
+        }
+    };
+    Ok((token, expiry))
+}
+
+/// `2026-01-02T03:04:05Z` or with a fraction and a `±HH:MM` offset, to Unix seconds.
+pub fn parse_rfc3339(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    let num = |from: usize, len: usize| -> Option<i64> {
+        let s = text.get(from..from + len)?;
+        s.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| s.parse().ok())?
+    };
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let (year, month, day) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
+    let (hour, minute, second) = (num(11, 2)?, num(14, 2)?, num(17, 2)?);
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let mut rest = &text[19..];
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+        rest = &frac[digits..];
+    }
+    let offset = match rest {
+        "Z" | "z" => 0,
+        _ if rest.len() == 6
+            && (rest.starts_with('+') || rest.starts_with('-'))
+            && &rest[3..4] == ":" =>
+        {
+            let sign = if rest.starts_with('-') { -1 } else { 1 };
+            sign * (num(text.len() - 5, 2)? * 3600 + num(text.len() - 2, 2)? * 60)
+        }
+        _ => return None,
+    };
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    Some(days * 86_400 + hour * 3600 + minute * 60 + second - offset)
+}
+
+/// A client-side token bucket: `burst` requests at once, then `qps` per second.
+struct TokenBucket {
+    qps: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    fn new(qps: f64, burst: u32) -> Self {
+        Self {
+            qps,
+            burst: f64::from(burst),
+            tokens: f64::from(burst),
+            last: Instant::now(),
+        }
+    }
+
+    /// Waits until a request may go.
+    fn acquire(&mut self) {
+        let now = Instant::now();
+        self.tokens =
+            (self.tokens + now.duration_since(self.last).as_secs_f64() * self.qps).min(self.burst);
+        self.last = now;
+        if self.tokens < 1.0 {
+            let wait = (1.0 - self.tokens) / self.qps;
+            std::thread::sleep(Duration::from_secs_f64(wait));
+            self.tokens = 1.0;
+            self.last = Instant::now();
+        }
+        self.tokens -= 1.0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_timestamps() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_rfc3339("2030-12-31T23:59:59Z"), Some(1_924_991_999));
+        assert_eq!(
+            parse_rfc3339("2030-12-31T23:59:59.123456Z"),
+            Some(1_924_991_999)
+        );
+        assert_eq!(
+            parse_rfc3339("2031-01-01T01:59:59+02:00"),
+            Some(1_924_991_999)
+        );
+        assert_eq!(
+            parse_rfc3339("2030-12-31T22:59:59-01:00"),
+            Some(1_924_991_999)
+        );
+        for bad in [
+            "",
+            "2030-12-31",
+            "2030-13-01T00:00:00Z",
+            "2030-12-31T23:59:59",
+            "x030-12-31T23:59:59Z",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn token_bucket_spaces_requests_after_the_burst() {
+        let mut bucket = TokenBucket::new(50.0, 2);
+        let start = Instant::now();
+        for _ in 0..4 {
+            bucket.acquire();
+        }
+        // Two free, then two at 50/s: at least ~40 ms.
+        assert!(
+            start.elapsed() >= Duration::from_millis(35),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[test]
+    fn errors_read_with_status_and_reason() {
+        let err = ApiError {
+            status: Some(403),
+            reason: "Forbidden".into(),
+            message: "secrets is forbidden".into(),
+            retry_after: None,
+        };
+        assert_eq!(err.to_string(), "403 Forbidden: secrets is forbidden");
+        assert!(!err.is_expired());
+    }
+}

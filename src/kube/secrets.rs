@@ -1,0 +1,428 @@
+//! What to list and what to keep: the listing plan (namespace fast path, selectors pushed
+//! to the server), client-side filters, and Secret/ConfigMap objects decoded into items.
+//! Secret values are decoded, parsed and dropped here; nothing else sees them.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::cli::{KubeFlags, LabelFilter};
+use crate::labels::{LabelConfig, Pair};
+use crate::model::Item;
+use crate::pem;
+
+/// One page of a LIST response, borrowing from its body.
+#[derive(Deserialize)]
+pub struct Page<'a> {
+    /// List metadata (the continue token).
+    #[serde(default, borrow)]
+    pub metadata: ListMeta<'a>,
+    /// The objects.
+    #[serde(default, borrow)]
+    pub items: Vec<Object<'a>>,
+}
+
+/// `metadata` of a list.
+#[derive(Deserialize, Default)]
+pub struct ListMeta<'a> {
+    /// Token for the next page; empty or absent on the last.
+    #[serde(rename = "continue", default, borrow)]
+    pub next: Option<Cow<'a, str>>,
+}
+
+/// A Secret, ConfigMap or Namespace: only the fields used.
+#[derive(Deserialize)]
+pub struct Object<'a> {
+    /// Object metadata.
+    #[serde(borrow)]
+    pub metadata: ObjectMeta<'a>,
+    /// Secret type.
+    #[serde(rename = "type", default, borrow)]
+    pub kind: Option<Cow<'a, str>>,
+    /// Secret data (base64) or ConfigMap data (text).
+    #[serde(default, borrow)]
+    pub data: Option<BTreeMap<Cow<'a, str>, Cow<'a, str>>>,
+    /// ConfigMap binaryData (base64).
+    #[serde(rename = "binaryData", default, borrow)]
+    pub binary_data: Option<BTreeMap<Cow<'a, str>, Cow<'a, str>>>,
+}
+
+/// `metadata` of an object.
+#[derive(Deserialize)]
+pub struct ObjectMeta<'a> {
+    /// Name.
+    #[serde(borrow)]
+    pub name: Cow<'a, str>,
+    /// Namespace (absent for namespaces).
+    #[serde(default, borrow)]
+    pub namespace: Option<Cow<'a, str>>,
+    /// Changes whenever the object changes.
+    #[serde(rename = "resourceVersion", default, borrow)]
+    pub resource_version: Option<Cow<'a, str>>,
+    /// Labels.
+    #[serde(default, borrow)]
+    pub labels: Option<BTreeMap<Cow<'a, str>, Cow<'a, str>>>,
+}
+
+impl ObjectMeta<'_> {
+    fn label_pairs(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        self.labels
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.as_ref(), v.as_ref()))
+    }
+}
+
+/// Which kind of object a list returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// Secrets.
+    Secret,
+    /// ConfigMaps.
+    ConfigMap,
+}
+
+impl Kind {
+    /// The resource name in API paths.
+    pub fn resource(self) -> &'static str {
+        match self {
+            Kind::Secret => "secrets",
+            Kind::ConfigMap => "configmaps",
+        }
+    }
+}
+
+/// Where the lists run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Namespaces {
+    /// One list across the cluster.
+    All,
+    /// These namespaces, without listing namespaces (works with namespace-scoped RBAC).
+    Named(Vec<String>),
+    /// List namespaces (with this label selector), filter them, then list in each.
+    Listed(String),
+}
+
+/// The plan and filters derived from the flags.
+pub struct Rules {
+    flags: KubeFlags,
+}
+
+impl Rules {
+    /// Rules for these flags.
+    pub fn new(flags: KubeFlags) -> Self {
+        Self { flags }
+    }
+
+    /// The flags.
+    pub fn flags(&self) -> &KubeFlags {
+        &self.flags
+    }
+
+    /// The kinds to list: Secrets, and ConfigMaps when `-c` names keys.
+    pub fn kinds(&self) -> Vec<Kind> {
+        let mut kinds = vec![Kind::Secret];
+        if !self.flags.configmap_keys.is_empty() {
+            kinds.push(Kind::ConfigMap);
+        }
+        kinds
+    }
+
+    /// Where to list (SPEC §6).
+    pub fn namespaces(&self) -> Namespaces {
+        let f = &self.flags;
+        let label_filters =
+            !f.include_namespace_labels.is_empty() || !f.exclude_namespace_labels.is_empty();
+        if !f.include_namespaces.is_empty() && !label_filters {
+            let mut names: Vec<String> = f
+                .include_namespaces
+                .iter()
+                .filter(|n| !f.exclude_namespaces.contains(n))
+                .cloned()
+                .collect();
+            names.sort();
+            names.dedup();
+            return Namespaces::Named(names);
+        }
+        if f.include_namespaces.is_empty() && f.exclude_namespaces.is_empty() && !label_filters {
+            return Namespaces::All;
+        }
+        Namespaces::Listed(selector(&f.include_namespace_labels, &[]))
+    }
+
+    /// Whether a listed namespace is kept.
+    pub fn keep_namespace(&self, namespace: &Object<'_>) -> bool {
+        let f = &self.flags;
+        let name = namespace.metadata.name.as_ref();
+        (f.include_namespaces.is_empty() || f.include_namespaces.iter().any(|n| n == name))
+            && !f.exclude_namespaces.iter().any(|n| n == name)
+            && f.include_namespace_labels
+                .iter()
+                .all(|l| l.matches(namespace.metadata.label_pairs()))
+            && !f
+                .exclude_namespace_labels
+                .iter()
+                .any(|l| l.matches(namespace.metadata.label_pairs()))
+    }
+
+    /// Query parameters pushed to the server for a list of `kind`.
+    pub fn selectors(&self, kind: Kind) -> Vec<(&'static str, String)> {
+        let mut query = Vec::new();
+        if kind == Kind::Secret {
+            let types = &self.flags.secret_types;
+            if types.iter().all(|t| t.kind == types[0].kind) {
+                query.push(("fieldSelector", format!("type={}", types[0].kind)));
+            }
+            let labels = selector(&self.flags.include_labels, &self.flags.exclude_labels);
+            if !labels.is_empty() {
+                query.push(("labelSelector", labels));
+            }
+        }
+        query
+    }
+
+    /// Whether an object is kept (the same filters the selectors ask of the server).
+    pub fn keep(&self, kind: Kind, object: &Object<'_>) -> bool {
+        match kind {
+            Kind::ConfigMap => true,
+            Kind::Secret => {
+                let f = &self.flags;
+                let kind = object.kind.as_deref().unwrap_or("");
+                f.secret_types.iter().any(|t| t.kind == kind)
+                    && f.include_labels
+                        .iter()
+                        .all(|l| l.matches(object.metadata.label_pairs()))
+                    && !f
+                        .exclude_labels
+                        .iter()
+                        .any(|l| l.matches(object.metadata.label_pairs()))
+            }
+        }
+    }
+
+    /// Decodes every watched key of a kept object into one item per key.
+    pub fn items(&self, kind: Kind, object: &Object<'_>, labels: &LabelConfig) -> Vec<Item> {
+        let namespace = object.metadata.namespace.as_deref().unwrap_or("");
+        let name = object.metadata.name.as_ref();
+        let mut items = Vec::new();
+        let (prefix, what) = match kind {
+            Kind::Secret => ("secret", "secret"),
+            Kind::ConfigMap => ("configmap", "configmap"),
+        };
+        let origin_for = |key: &str| -> Vec<Pair> {
+            let mut pairs: Vec<Pair> = vec![
+                (format!("{prefix}_namespace").into(), namespace.to_string()),
+                (format!("{prefix}_name").into(), name.to_string()),
+                (format!("{prefix}_key").into(), key.to_string()),
+            ];
+            if kind == Kind::Secret {
+                for exposed in &self.flags.expose_secret_labels {
+                    if let Some(value) = object
+                        .metadata
+                        .labels
+                        .as_ref()
+                        .and_then(|l| l.get(exposed.as_str()))
+                    {
+                        pairs.push((
+                            format!("secret_label_{}", sanitize(exposed)).into(),
+                            value.to_string(),
+                        ));
+                    }
+                }
+            }
+            pairs
+        };
+        let mut add = |key: &str, bytes: Result<Vec<u8>, String>| {
+            let origin = origin_for(key);
+            // x509_cert_error carries the object's namespace, name and key only.
+            let base_pairs = &origin[..3];
+            let mut errors = Vec::new();
+            let mut series = Vec::new();
+            let place = format!("{what} {namespace}/{name} key {key}");
+            match bytes {
+                Ok(data) if data.is_empty() => return,
+                Ok(data) => {
+                    let parsed = pem::parse_certificates(&data);
+                    for cert in &parsed.certs {
+                        let s = labels.series(&origin, cert);
+                        if !series.contains(&s) {
+                            series.push(s);
+                        }
+                    }
+                    errors.extend(parsed.errors.iter().map(|e| format!("{place}: {e}")));
+                    if series.is_empty() && errors.is_empty() {
+                        errors.push(format!("{place}: no certificate found"));
+                    }
+                }
+                Err(e) => errors.push(format!("{place}: {e}")),
+            }
+            items.push(Item {
+                error_labels: labels.error_labels(base_pairs),
+                series: series.into(),
+                errors: errors.into(),
+            });
+        };
+        match kind {
+            Kind::Secret => {
+                let secret_kind = object.kind.as_deref().unwrap_or("");
+                for (key, value) in object.data.iter().flatten() {
+                    let wanted = self
+                        .flags
+                        .secret_types
+                        .iter()
+                        .any(|t| t.kind == secret_kind && t.regex.is_match(key));
+                    if wanted {
+                        add(key, pem::decode_base64(value.as_bytes()));
+                    }
+                }
+            }
+            Kind::ConfigMap => {
+                for key in &self.flags.configmap_keys {
+                    if let Some(text) = object.data.as_ref().and_then(|d| d.get(key.as_str())) {
+                        add(key, Ok(text.as_bytes().to_vec()));
+                    }
+                    if let Some(b64) = object
+                        .binary_data
+                        .as_ref()
+                        .and_then(|d| d.get(key.as_str()))
+                    {
+                        add(key, pem::decode_base64(b64.as_bytes()));
+                    }
+                }
+            }
+        }
+        items
+    }
+}
+
+/// A label name from a Secret label key: every character outside `[A-Za-z0-9_]` becomes `_`.
+pub fn sanitize(key: &str) -> String {
+    key.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// A label selector: `k`, `k=v` for includes; `!k`, `k!=v` for excludes.
+fn selector(include: &[LabelFilter], exclude: &[LabelFilter]) -> String {
+    let mut parts: Vec<String> = include
+        .iter()
+        .map(|l| match &l.value {
+            Some(v) => format!("{}={v}", l.key),
+            None => l.key.clone(),
+        })
+        .collect();
+    parts.extend(exclude.iter().map(|l| match &l.value {
+        Some(v) => format!("{}!={v}", l.key),
+        None => format!("!{}", l.key),
+    }));
+    parts.join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{parse, Command};
+
+    fn rules(args: &[&str]) -> Rules {
+        let mut all = vec!["--watch-kube-secrets"];
+        all.extend_from_slice(args);
+        match parse(all.iter().map(Into::into).collect()).unwrap() {
+            Command::Run(config) => Rules::new(config.kube.unwrap()),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn namespace_plans() {
+        assert_eq!(rules(&[]).namespaces(), Namespaces::All);
+        assert_eq!(
+            rules(&[
+                "--include-namespace",
+                "b",
+                "--include-namespace",
+                "a",
+                "--exclude-namespace",
+                "b"
+            ])
+            .namespaces(),
+            Namespaces::Named(vec!["a".into()])
+        );
+        assert_eq!(
+            rules(&["--exclude-namespace", "kube-system"]).namespaces(),
+            Namespaces::Listed(String::new())
+        );
+        assert_eq!(
+            rules(&[
+                "--include-namespace",
+                "a",
+                "--include-namespace-label",
+                "team=x"
+            ])
+            .namespaces(),
+            Namespaces::Listed("team=x".into())
+        );
+    }
+
+    #[test]
+    fn selectors_are_pushed_to_the_server() {
+        let r = rules(&[
+            "--include-label",
+            "app=web",
+            "--include-label",
+            "tier",
+            "--exclude-label",
+            "skip",
+            "--exclude-label",
+            "env=dev",
+        ]);
+        assert_eq!(
+            r.selectors(Kind::Secret),
+            [
+                ("fieldSelector", "type=kubernetes.io/tls".to_string()),
+                ("labelSelector", "app=web,tier,!skip,env!=dev".to_string())
+            ]
+        );
+        let mixed = rules(&["-s", "kubernetes.io/tls:tls.crt", "-s", "Opaque:.*\\.pem"]);
+        assert!(
+            mixed.selectors(Kind::Secret).is_empty(),
+            "two types: filtered client-side"
+        );
+        assert!(r.selectors(Kind::ConfigMap).is_empty());
+    }
+
+    #[test]
+    fn keys_match_whole_and_values_decode() {
+        let r = rules(&[
+            "-s",
+            "kubernetes.io/tls:tls.crt",
+            "--expose-secret-label",
+            "app.kubernetes.io/name",
+        ]);
+        let json = r#"{"metadata":{"name":"s","namespace":"ns","resourceVersion":"1","labels":{"app.kubernetes.io/name":"web"}},
+            "type":"kubernetes.io/tls","data":{"tls.crt":"!!!","mtls.crt.old":"x","tls.key":"c2VjcmV0","ca.crt":""}}"#;
+        let object: Object<'_> = serde_json::from_str(json).unwrap();
+        assert!(r.keep(Kind::Secret, &object));
+        let items = r.items(Kind::Secret, &object, &LabelConfig::default());
+        assert_eq!(
+            items.len(),
+            1,
+            "only tls.crt: not mtls.crt.old, not tls.key"
+        );
+        assert_eq!(
+            &*items[0].errors[0],
+            "secret ns/s key tls.crt: invalid base64"
+        );
+        assert_eq!(
+            &*items[0].error_labels,
+            "secret_key=\"tls.crt\",secret_name=\"s\",secret_namespace=\"ns\""
+        );
+        assert_eq!(sanitize("app.kubernetes.io/name"), "app_kubernetes_io_name");
+    }
+}
