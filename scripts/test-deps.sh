@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure the real components the tests use are on this machine: Debian's prometheus
-# (server and promtool), openssl and ca-certificates. Installs what is missing when run as
-# root on Debian; otherwise says what to install and fails.
+# (server and promtool), openssl, ca-certificates, and a real kube-apiserver with etcd built
+# by ../shared/tools/kube-apiserver.sh (about 10 minutes once, cached under ~/.cache).
+# Installs what is missing when run as root on Debian; otherwise says what to install.
 set -euo pipefail
 
 missing=()
@@ -9,13 +10,25 @@ command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(
 command -v openssl >/dev/null || missing+=(openssl)
 [ -s /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
 command -v mkfifo >/dev/null || missing+=(coreutils)
-[ ${#missing[@]} -eq 0 ] && exit 0
+command -v curl >/dev/null || missing+=(curl)
+command -v unshare >/dev/null && command -v setsid >/dev/null || missing+=(util-linux)
+command -v rsync >/dev/null || missing+=(rsync)
 
-if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  echo "test-deps: installing ${missing[*]}" >&2
-  apt-get update -q >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
-else
-  echo "test-deps: the tests need these Debian packages: ${missing[*]} (apt-get install ${missing[*]})" >&2
-  exit 1
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "test-deps: installing ${missing[*]}" >&2
+    apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "test-deps: the tests need these Debian packages: ${missing[*]} (apt-get install ${missing[*]})" >&2
+    exit 1
+  fi
+fi
+
+kas_cache=${KAS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kube-apiserver-test}
+if [ ! -x "$kas_cache/bin/kube-apiserver" ]; then
+  script=$(cd "$(dirname "$0")/.." && pwd)/../shared/tools/kube-apiserver.sh
+  [ -f "$script" ] || { echo "test-deps: $script not found (the shared/ folder beside the repository)" >&2; exit 1; }
+  echo "test-deps: building kube-apiserver once (about 10 minutes, cached in $kas_cache)" >&2
+  bash "$script" build >&2
 fi

@@ -368,14 +368,19 @@ impl Exporter {
     /// Same, in working directory `dir`.
     pub fn start_in(args: &[&str], dir: Option<&Path>) -> Self {
         let mut cmd = Command::new(BIN);
-        cmd.arg("--listen-address=127.0.0.1:0")
-            .args(args)
-            .env("RUST_LOG", "debug")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        cmd.arg("--listen-address=127.0.0.1:0").args(args);
         if let Some(dir) = dir {
             cmd.current_dir(dir);
         }
+        Self::spawn(cmd)
+    }
+
+    /// Starts a prepared command (which must pass `--listen-address=127.0.0.1:0` to the
+    /// binary) and waits for it to listen.
+    pub fn spawn(mut cmd: Command) -> Self {
+        cmd.env("RUST_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
@@ -395,6 +400,8 @@ impl Exporter {
             Ok(addr) => addr.parse().unwrap(),
             Err(_) => {
                 let _ = child.kill();
+                let _ = child.wait();
+                std::thread::sleep(Duration::from_millis(100));
                 panic!("exporter did not start: {:?}", log.lock().unwrap());
             }
         };

@@ -1,0 +1,643 @@
+//! Kubernetes end to end against a real kube-apiserver and etcd (../shared/tools/
+//! kube-apiserver.sh): tokens, client certificates, in-cluster mode, RBAC, pagination,
+//! filters, ConfigMaps, and Secrets created, renewed and deleted between refreshes.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use common::*;
+
+/// The running API server: its `env` file (URL, CA, tokens, kubeconfigs).
+struct Cluster {
+    env: HashMap<String, String>,
+    agent: ureq::Agent,
+}
+
+/// One API server for the whole test binary: the one named by `X509_TEST_KUBE_ENV` (an
+/// `env` file written by `kube-apiserver.sh up`), or one started here and stopped by a
+/// watchdog when this process exits.
+fn cluster() -> &'static Cluster {
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        let env_file = match std::env::var("X509_TEST_KUBE_ENV") {
+            Ok(path) => PathBuf::from(path),
+            Err(_) => start_cluster(),
+        };
+        let text = std::fs::read_to_string(&env_file).unwrap();
+        let env: HashMap<String, String> = text
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let ca = std::fs::read(&env["KUBE_CA"]).unwrap();
+        let roots: Vec<_> = ureq::tls::parse_pem(&ca)
+            .filter_map(|i| match i.unwrap() {
+                ureq::tls::PemItem::Certificate(c) => Some(c),
+                _ => None,
+            })
+            .collect();
+        let tls = ureq::tls::TlsConfig::builder()
+            .root_certs(ureq::tls::RootCerts::Specific(Arc::new(roots)))
+            .build();
+        let agent = ureq::Agent::config_builder()
+            .tls_config(tls)
+            .http_status_as_error(false)
+            .proxy(None)
+            .build()
+            .new_agent();
+        Cluster { env, agent }
+    })
+}
+
+fn start_cluster() -> PathBuf {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/tools/kube-apiserver.sh"
+    );
+    let dir = std::env::temp_dir().join(format!("x509e-kas-{}", std::process::id()));
+    let out = Command::new("bash")
+        .arg(script)
+        .arg("up")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "kube-apiserver.sh up failed (run `{script} build` once): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let watchdog = format!(
+        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; bash {script} down {dir} >/dev/null 2>&1; rm -rf {dir}",
+        pid = std::process::id(),
+        dir = dir.display()
+    );
+    // `setsid -f` forks the watchdog into its own session and returns at once.
+    Command::new("setsid")
+        .args(["-f", "sh", "-c", &watchdog])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    dir.join("env")
+}
+
+impl Cluster {
+    fn var(&self, key: &str) -> &str {
+        &self.env[key]
+    }
+
+    /// An admin API call; panics unless the status is 2xx.
+    fn call(&self, method: &str, path: &str, body: Option<serde_json::Value>) -> serde_json::Value {
+        let url = format!("{}{path}", self.var("KUBE_URL"));
+        let auth = format!("Bearer {}", self.var("ADMIN_TOKEN"));
+        let mut response = match (method, body) {
+            ("DELETE", _) => self
+                .agent
+                .delete(&url)
+                .header("Authorization", &auth)
+                .call(),
+            ("GET", _) => self.agent.get(&url).header("Authorization", &auth).call(),
+            (m, Some(b)) => {
+                let request = match m {
+                    "POST" => self.agent.post(&url),
+                    _ => self.agent.put(&url),
+                };
+                request
+                    .header("Authorization", &auth)
+                    .header("Content-Type", "application/json")
+                    .send(b.to_string())
+            }
+            _ => unreachable!(),
+        }
+        .unwrap();
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().unwrap();
+        assert!(
+            (200..300).contains(&status),
+            "{method} {path}: {status} {text}"
+        );
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// A new namespace with these labels.
+    fn namespace(&self, prefix: &str, labels: serde_json::Value) -> String {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "{prefix}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        );
+        self.call(
+            "POST",
+            "/api/v1/namespaces",
+            Some(serde_json::json!({"apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": name, "labels": labels}})),
+        );
+        name
+    }
+
+    fn secret(
+        &self,
+        ns: &str,
+        name: &str,
+        kind: &str,
+        data: &[(&str, &str)],
+        labels: serde_json::Value,
+    ) {
+        let data: serde_json::Map<String, serde_json::Value> = data
+            .iter()
+            .map(|(k, v)| (k.to_string(), b64(v.as_bytes()).into()))
+            .collect();
+        self.call(
+            "POST",
+            &format!("/api/v1/namespaces/{ns}/secrets"),
+            Some(
+                serde_json::json!({"apiVersion": "v1", "kind": "Secret", "type": kind,
+                "metadata": {"name": name, "labels": labels}, "data": data}),
+            ),
+        );
+    }
+
+    fn tls_secret(&self, ns: &str, name: &str, cn: &str) {
+        let now = now();
+        self.secret(
+            ns,
+            name,
+            "kubernetes.io/tls",
+            &[("tls.crt", &pem(cn, now, now + 86_400)), ("tls.key", "KEY")],
+            serde_json::json!({}),
+        );
+    }
+}
+
+fn b64(bytes: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..4 {
+            out.push(if i <= chunk.len() {
+                T[(n >> (18 - 6 * i)) as usize & 63] as char
+            } else {
+                '='
+            });
+        }
+    }
+    out
+}
+
+fn cns(m: &Metrics) -> Vec<String> {
+    let mut v: Vec<_> = m
+        .named("x509_cert_not_after")
+        .map(|s| s.labels["subject_CN"].clone())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn admin_token_lists_secrets_cluster_wide() {
+    let c = cluster();
+    let ns = c.namespace("wide", serde_json::json!({}));
+    c.tls_secret(&ns, "web-tls", "web.wide.example");
+    let exporter = Exporter::start(&[
+        "--watch-kube-secrets",
+        "--kubeconfig",
+        c.var("KUBECONFIG_ADMIN"),
+    ]);
+    let m = exporter.metrics();
+    let web = m.one("x509_cert_not_after", &[("secret_namespace", &ns)]);
+    assert_eq!(web.labels["secret_name"], "web-tls");
+    assert_eq!(web.labels["secret_key"], "tls.crt");
+    assert_eq!(web.labels["subject_CN"], "web.wide.example");
+    for team in ["team-a", "team-b"] {
+        assert_eq!(
+            m.one("x509_cert_not_after", &[("secret_namespace", team)])
+                .labels["secret_name"],
+            "demo-tls"
+        );
+    }
+    assert_eq!(m.value("x509_read_errors"), 0.0);
+    assert!(!m.body.contains("filepath"));
+    promtool_accepts(&m.body);
+}
+
+#[test]
+fn a_namespace_scoped_token_works_with_include_namespace_only() {
+    let c = cluster();
+    let exporter = Exporter::start(&[
+        "--watch-kube-secrets",
+        "--kubeconfig",
+        c.var("KUBECONFIG_NS"),
+        "--include-namespace",
+        "team-a",
+    ]);
+    let m = exporter.metrics();
+    assert_eq!(m.count("x509_cert_not_after"), 1);
+    assert_eq!(
+        m.one("x509_cert_not_after", &[]).labels["secret_namespace"],
+        "team-a"
+    );
+    assert_eq!(m.value("x509_read_errors"), 0.0);
+    drop(exporter);
+
+    // Without it the cluster-wide list is forbidden: counted, logged, not fatal, not ready.
+    let exporter = Exporter::start(&[
+        "--watch-kube-secrets",
+        "--kubeconfig",
+        c.var("KUBECONFIG_NS"),
+        "--refresh-interval=300ms",
+    ]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let r = exporter.get("/metrics");
+        let m = Metrics::parse(&r.text());
+        if m.value("x509_read_errors_total") >= 2.0 {
+            assert_eq!(m.value("x509_read_errors"), 1.0);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no read error counted"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(exporter.get("/readyz").status, 503);
+    let log = exporter.log_lines().join("\n");
+    assert!(
+        log.contains("list secrets in all namespaces: 403 Forbidden"),
+        "{log}"
+    );
+}
+
+#[test]
+fn client_certificate_kubeconfig() {
+    let c = cluster();
+    let exporter = Exporter::start(&[
+        "--watch-kube-secrets",
+        "--kubeconfig",
+        c.var("KUBECONFIG_CERT"),
+        "--include-namespace=team-b",
+    ]);
+    let m = exporter.metrics();
+    assert_eq!(
+        m.one("x509_cert_not_after", &[]).labels["secret_namespace"],
+        "team-b"
+    );
+    assert_eq!(m.value("x509_read_errors"), 0.0);
+}
+
+#[test]
+fn kubeconfig_from_the_environment_and_a_broken_one_exits_two() {
+    let c = cluster();
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "--listen-address=127.0.0.1:0",
+        "--watch-kube-secrets",
+        "--include-namespace=team-a",
+    ])
+    .env(
+        "KUBECONFIG",
+        format!("{}:/nonexistent/other", c.var("KUBECONFIG_ADMIN")),
+    );
+    let exporter = Exporter::spawn(cmd);
+    assert_eq!(exporter.metrics().count("x509_cert_not_after"), 1);
+    drop(exporter);
+
+    let out = run(&[
+        "--watch-kube-secrets",
+        "--kubeconfig",
+        "/nonexistent/kubeconfig",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/kubeconfig"));
+    let dir = TempDir::new("badkc");
+    let bad = dir.write("kubeconfig", "current-context: x\n{{{");
+    let out = run(&[
+        "--watch-kube-secrets",
+        "--kubeconfig",
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(bad.to_str().unwrap()));
+}
+
+#[test]
+fn in_cluster_service_account_in_a_private_mount_namespace() {
+    let c = cluster();
+    let sa = TempDir::new("sa");
+    let token = sa.write("token", c.var("ADMIN_TOKEN"));
+    std::fs::copy(c.var("KUBE_CA"), sa.path("ca.crt")).unwrap();
+    let url = c.var("KUBE_URL");
+    let port = url.rsplit(':').next().unwrap();
+    let script = format!(
+        "set -e; mount -t tmpfs tmpfs /run; mkdir -p /run/secrets/kubernetes.io/serviceaccount; \
+         mount --bind {sa} /run/secrets/kubernetes.io/serviceaccount; \
+         exec {BIN} --listen-address=127.0.0.1:0 --watch-kube-secrets --include-namespace=team-a --refresh-interval=200ms",
+        sa = sa.0.display()
+    );
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-m", "sh", "-c", &script])
+        .env_remove("KUBECONFIG")
+        .env_remove("HOME")
+        .env("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+        .env("KUBERNETES_SERVICE_PORT", port);
+    let exporter = Exporter::spawn(cmd);
+    let m = exporter.metrics();
+    assert_eq!(
+        m.one("x509_cert_not_after", &[]).labels["secret_namespace"],
+        "team-a"
+    );
+    assert!(exporter
+        .log_lines()
+        .join("\n")
+        .contains("in-cluster service account"));
+    // The token file is read before each request: a revoked token shows at once.
+    std::fs::write(&token, c.var("NOPERM_TOKEN")).unwrap();
+    exporter.metrics_until("403 after the token changed", |m| {
+        m.value("x509_read_errors") == 1.0
+    });
+    std::fs::write(&token, c.var("ADMIN_TOKEN")).unwrap();
+    let m = exporter.metrics_until("recovery", |m| m.value("x509_read_errors") == 0.0);
+    assert_eq!(
+        m.count("x509_cert_not_after"),
+        1,
+        "last good data was kept throughout"
+    );
+}
+
+#[test]
+fn secrets_created_renewed_and_deleted_between_refreshes() {
+    let c = cluster();
+    let ns = c.namespace("life", serde_json::json!({}));
+    let exporter = Exporter::start(&[
+        "--watch-kube-secrets",
+        "--kubeconfig",
+        c.var("KUBECONFIG_ADMIN"),
+        "--include-namespace",
+        &ns,
+        "--refresh-interval=200ms",
+    ]);
+    assert_eq!(exporter.metrics().count("x509_cert_not_after"), 0);
+    c.tls_secret(&ns, "a", "a-v1");
+    c.tls_secret(&ns, "b", "b");
+    exporter.metrics_until("created", |m| cns(m) == ["a-v1", "b"]);
+    let now = now();
+    let renewed = serde_json::json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+        "metadata": {"name": "a", "namespace": ns},
+        "data": {"tls.crt": b64(pem("a-v2", now, now + 1000).as_bytes()), "tls.key": b64(b"KEY")}});
+    c.call(
+        "PUT",
+        &format!("/api/v1/namespaces/{ns}/secrets/a"),
+        Some(renewed),
+    );
+    exporter.metrics_until("renewed", |m| cns(m) == ["a-v2", "b"]);
+    c.call(
+        "DELETE",
+        &format!("/api/v1/namespaces/{ns}/secrets/b"),
+        None,
+    );
+    let m = exporter.metrics_until("deleted", |m| cns(m) == ["a-v2"]);
+    assert_eq!(m.value("x509_read_errors"), 0.0);
+}
+
+#[test]
+fn two_hundred_fifty_secrets_in_pages_of_one_hundred() {
+    let c = cluster();
+    let ns = c.namespace("many", serde_json::json!({}));
+    for i in 0..250 {
+        c.tls_secret(&ns, &format!("s{i:03}"), &format!("cn-{i:03}"));
+    }
+    let exporter = Exporter::start(&[
+        "--watch-kube-secrets",
+        "--kubeconfig",
+        c.var("KUBECONFIG_ADMIN"),
+        "--include-namespace",
+        &ns,
+        "--kube-page-size=100",
+    ]);
+    let m = exporter.metrics();
+    assert_eq!(m.count("x509_cert_not_after"), 250);
+    assert_eq!(cns(&m)[249], "cn-249");
+    assert_eq!(m.value("x509_read_errors"), 0.0);
+}
+
+#[test]
+fn other_types_and_keys_are_ignored_and_secret_type_selects_them() {
+    let c = cluster();
+    let ns = c.namespace("types", serde_json::json!({}));
+    let now = now();
+    let cert = |cn: &str| pem(cn, now, now + 1000);
+    c.secret(
+        &ns,
+        "tls",
+        "kubernetes.io/tls",
+        &[
+            ("tls.crt", &cert("tls")),
+            ("mtls.crt.old", &cert("old")),
+            ("tls.key", "KEY"),
+        ],
+        serde_json::json!({}),
+    );
+    c.secret(
+        &ns,
+        "opaque",
+        "Opaque",
+        &[
+            ("tls.crt", &cert("opaque-tls")),
+            ("ca.pem", &cert("opaque-ca")),
+            ("empty.pem", ""),
+        ],
+        serde_json::json!({}),
+    );
+    let base = [
+        "--watch-kube-secrets",
+        "--kubeconfig",
+        c.var("KUBECONFIG_ADMIN"),
+        "--include-namespace",
+        &ns,
+    ];
+    let exporter = Exporter::start(&base);
+    let m = exporter.metrics();
+    assert_eq!(
+        cns(&m),
+        ["tls"],
+        "default -s kubernetes.io/tls:tls.crt, whole-key match"
+    );
+    drop(exporter);
+    let mut args = base.to_vec();
+    args.extend(["-s", "Opaque:.*\\.pem", "-s", "kubernetes.io/tls:tls\\.crt"]);
+    let exporter = Exporter::start(&args);
+    let m = exporter.metrics();
+    assert_eq!(cns(&m), ["opaque-ca", "tls"]);
+    assert_eq!(
+        m.one("x509_cert_not_after", &[("subject_CN", "opaque-ca")])
+            .labels["secret_key"],
+        "ca.pem"
+    );
+    assert_eq!(
+        m.value("x509_read_errors"),
+        0.0,
+        "an empty value is skipped silently"
+    );
+}
+
+#[test]
+fn label_and_namespace_filters() {
+    let c = cluster();
+    let ns_a = c.namespace("filt", serde_json::json!({"owner": "alpha"}));
+    let ns_b = c.namespace("filt", serde_json::json!({"owner": "beta"}));
+    for ns in [&ns_a, &ns_b] {
+        let now = now();
+        for (name, labels) in [
+            ("web", serde_json::json!({"app": "web", "tier": "front"})),
+            ("db", serde_json::json!({"app": "db"})),
+            ("skip", serde_json::json!({"app": "web", "skip": "yes"})),
+        ] {
+            c.secret(
+                ns,
+                name,
+                "kubernetes.io/tls",
+                &[
+                    ("tls.crt", &pem(&format!("{ns}/{name}"), now, now + 1000)),
+                    ("tls.key", "KEY"),
+                ],
+                labels,
+            );
+        }
+    }
+    let admin = c.var("KUBECONFIG_ADMIN");
+    let names = |m: &Metrics| -> Vec<String> {
+        let mut v: Vec<_> = m
+            .named("x509_cert_not_after")
+            .filter(|s| {
+                s.labels["secret_namespace"] == ns_a || s.labels["secret_namespace"] == ns_b
+            })
+            .map(|s| {
+                format!(
+                    "{}/{}",
+                    s.labels["secret_namespace"], s.labels["secret_name"]
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let cases: [(Vec<&str>, Vec<String>); 3] = [
+        (
+            vec![
+                "--include-namespace",
+                &ns_a,
+                "--include-label",
+                "app=web",
+                "--exclude-label",
+                "skip",
+            ],
+            vec![format!("{ns_a}/web")],
+        ),
+        (
+            vec![
+                "--include-namespace-label",
+                "owner=beta",
+                "--include-label",
+                "app",
+            ],
+            vec![
+                format!("{ns_b}/db"),
+                format!("{ns_b}/skip"),
+                format!("{ns_b}/web"),
+            ],
+        ),
+        (
+            vec![
+                "--include-namespace",
+                &ns_a,
+                "--include-namespace",
+                &ns_b,
+                "--exclude-namespace",
+                &ns_a,
+                "--exclude-label",
+                "app=web",
+            ],
+            vec![format!("{ns_b}/db")],
+        ),
+    ];
+    for (extra, expected) in cases {
+        let mut args = vec!["--watch-kube-secrets", "--kubeconfig", admin];
+        args.extend(extra.iter().copied());
+        let exporter = Exporter::start(&args);
+        let m = exporter.metrics();
+        assert_eq!(names(&m), expected, "{extra:?}");
+        assert_eq!(m.value("x509_read_errors"), 0.0);
+    }
+}
+
+#[test]
+fn configmaps_and_exposed_secret_labels() {
+    let c = cluster();
+    let ns = c.namespace("cm", serde_json::json!({}));
+    let now = now();
+    c.call(
+        "POST",
+        &format!("/api/v1/namespaces/{ns}/configmaps"),
+        Some(serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "bundle"},
+            "data": {"ca.crt": pem("cm-text", now, now + 1000), "other": "x"}})),
+    );
+    let der = Cert::self_signed(&Spec::new("cm-binary", now, now + 1000)).der();
+    c.call(
+        "POST",
+        &format!("/api/v1/namespaces/{ns}/configmaps"),
+        Some(serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "binary"},
+            "binaryData": {"ca.crt": b64(&der)}})),
+    );
+    c.secret(
+        &ns,
+        "labelled",
+        "kubernetes.io/tls",
+        &[
+            ("tls.crt", &pem("labelled", now, now + 1000)),
+            ("tls.key", "KEY"),
+        ],
+        serde_json::json!({"app.kubernetes.io/name": "shop"}),
+    );
+    let exporter = Exporter::start(&[
+        "--watch-kube-secrets",
+        "--kubeconfig",
+        c.var("KUBECONFIG_ADMIN"),
+        "--include-namespace",
+        &ns,
+        "-c",
+        "ca.crt",
+        "--expose-secret-label",
+        "app.kubernetes.io/name",
+    ]);
+    let m = exporter.metrics();
+    let text = m.one("x509_cert_not_after", &[("configmap_name", "bundle")]);
+    assert_eq!(
+        (
+            text.labels["configmap_namespace"].as_str(),
+            text.labels["configmap_key"].as_str()
+        ),
+        (ns.as_str(), "ca.crt")
+    );
+    assert_eq!(text.labels["subject_CN"], "cm-text");
+    assert_eq!(
+        m.one("x509_cert_not_after", &[("configmap_name", "binary")])
+            .labels["subject_CN"],
+        "cm-binary"
+    );
+    let secret = m.one("x509_cert_not_after", &[("secret_name", "labelled")]);
+    assert_eq!(secret.labels["secret_label_app_kubernetes_io_name"], "shop");
+    assert_eq!(m.value("x509_read_errors"), 0.0);
+    promtool_accepts(&m.body);
+}
