@@ -3,7 +3,7 @@ TARGET  := x86_64-unknown-linux-gnu
 BIN     := x509-certificate-exporter
 RELEASE := target/$(TARGET)/release/$(BIN)
 
-.PHONY: build release test lint fmt clean
+.PHONY: build release test lint bench fmt clean
 
 build:
 	cargo build --locked
@@ -15,7 +15,12 @@ release:
 
 test:
 	./scripts/test-deps.sh
-	cargo test --locked --all-targets
+	cargo test --locked
+
+# Speed and memory against floors measured in the same run; writes BENCHMARKS.md.
+bench:
+	./scripts/test-deps.sh
+	cargo bench --locked --bench kube
 
 lint:
 	cargo fmt --check

@@ -376,12 +376,7 @@ impl Source for FileSource {
             items.push(item);
         }
         self.cache = cache;
-        Pass {
-            items,
-            errors,
-            ready: true,
-            retry_in: None,
-        }
+        Pass::complete(items, errors)
     }
 }
 

@@ -217,11 +217,6 @@ impl Source for KubeconfigSource {
             }
         }
         self.cache = cache;
-        Pass {
-            items,
-            errors,
-            ready: true,
-            retry_in: None,
-        }
+        Pass::complete(items, errors)
     }
 }

@@ -118,21 +118,19 @@ fn run(config: &Config) -> Result<(), Failure> {
         trim: config.trim_path_components,
     });
     let mut sources: Vec<Box<dyn Source>> = Vec::new();
-    for pattern in &config.watch_files {
-        sources.push(Box::new(FileSource::new(
-            pattern.clone(),
-            Mode::Files,
-            config.skip_symlinks,
-            Arc::clone(&labels),
-        )));
-    }
-    for pattern in &config.watch_dirs {
-        sources.push(Box::new(FileSource::new(
-            pattern.clone(),
-            Mode::Dirs,
-            config.skip_symlinks,
-            Arc::clone(&labels),
-        )));
+    for (patterns, mode) in [
+        (&config.watch_files, Mode::Files),
+        (&config.watch_dirs, Mode::Dirs),
+    ] {
+        for pattern in patterns {
+            let source = FileSource::new(
+                pattern.clone(),
+                mode,
+                config.skip_symlinks,
+                Arc::clone(&labels),
+            );
+            sources.push(Box::new(source));
+        }
     }
     for pattern in &config.watch_kubeconfs {
         sources.push(Box::new(KubeconfigSource::new(

@@ -19,8 +19,21 @@ pub struct Pass {
     pub errors: Vec<String>,
     /// The source reached everything it covers (for an API: every call succeeded).
     pub ready: bool,
-    /// Try again sooner than the refresh interval (a failed API call's backoff).
+    /// When to try again instead of after the refresh interval (a failed API call's backoff
+    /// or the server's Retry-After).
     pub retry_in: Option<Duration>,
+}
+
+impl Pass {
+    /// A pass that reached everything it covers.
+    pub fn complete(items: Vec<Arc<Item>>, errors: Vec<String>) -> Self {
+        Self {
+            items,
+            errors,
+            ready: true,
+            retry_in: None,
+        }
+    }
 }
 
 /// A source of certificates: refreshed on an interval by its own thread.
@@ -71,7 +84,7 @@ pub fn spawn(
                     changed,
                     ready: pass.ready,
                 };
-                let wait = pass.retry_in.map_or(interval, |r| r.min(interval));
+                let wait = pass.retry_in.unwrap_or(interval);
                 if reports.send(report).is_err() {
                     return;
                 }

@@ -177,34 +177,6 @@ impl Cluster {
     }
 }
 
-fn b64(bytes: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
-        for i in 0..4 {
-            out.push(if i <= chunk.len() {
-                T[(n >> (18 - 6 * i)) as usize & 63] as char
-            } else {
-                '='
-            });
-        }
-    }
-    out
-}
-
-fn cns(m: &Metrics) -> Vec<String> {
-    let mut v: Vec<_> = m
-        .named("x509_cert_not_after")
-        .map(|s| s.labels["subject_CN"].clone())
-        .collect();
-    v.sort();
-    v
-}
-
 #[test]
 fn admin_token_lists_secrets_cluster_wide() {
     let c = cluster();
@@ -391,7 +363,7 @@ fn secrets_created_renewed_and_deleted_between_refreshes() {
     assert_eq!(exporter.metrics().count("x509_cert_not_after"), 0);
     c.tls_secret(&ns, "a", "a-v1");
     c.tls_secret(&ns, "b", "b");
-    exporter.metrics_until("created", |m| cns(m) == ["a-v1", "b"]);
+    exporter.metrics_until("created", |m| m.label_values("subject_CN") == ["a-v1", "b"]);
     let now = now();
     let renewed = serde_json::json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
         "metadata": {"name": "a", "namespace": ns},
@@ -401,13 +373,13 @@ fn secrets_created_renewed_and_deleted_between_refreshes() {
         &format!("/api/v1/namespaces/{ns}/secrets/a"),
         Some(renewed),
     );
-    exporter.metrics_until("renewed", |m| cns(m) == ["a-v2", "b"]);
+    exporter.metrics_until("renewed", |m| m.label_values("subject_CN") == ["a-v2", "b"]);
     c.call(
         "DELETE",
         &format!("/api/v1/namespaces/{ns}/secrets/b"),
         None,
     );
-    let m = exporter.metrics_until("deleted", |m| cns(m) == ["a-v2"]);
+    let m = exporter.metrics_until("deleted", |m| m.label_values("subject_CN") == ["a-v2"]);
     assert_eq!(m.value("x509_read_errors"), 0.0);
 }
 
@@ -428,7 +400,7 @@ fn two_hundred_fifty_secrets_in_pages_of_one_hundred() {
     ]);
     let m = exporter.metrics();
     assert_eq!(m.count("x509_cert_not_after"), 250);
-    assert_eq!(cns(&m)[249], "cn-249");
+    assert_eq!(m.label_values("subject_CN")[249], "cn-249");
     assert_eq!(m.value("x509_read_errors"), 0.0);
 }
 
@@ -470,7 +442,7 @@ fn other_types_and_keys_are_ignored_and_secret_type_selects_them() {
     let exporter = Exporter::start(&base);
     let m = exporter.metrics();
     assert_eq!(
-        cns(&m),
+        m.label_values("subject_CN"),
         ["tls"],
         "default -s kubernetes.io/tls:tls.crt, whole-key match"
     );
@@ -479,7 +451,7 @@ fn other_types_and_keys_are_ignored_and_secret_type_selects_them() {
     args.extend(["-s", "Opaque:.*\\.pem", "-s", "kubernetes.io/tls:tls\\.crt"]);
     let exporter = Exporter::start(&args);
     let m = exporter.metrics();
-    assert_eq!(cns(&m), ["opaque-ca", "tls"]);
+    assert_eq!(m.label_values("subject_CN"), ["opaque-ca", "tls"]);
     assert_eq!(
         m.one("x509_cert_not_after", &[("subject_CN", "opaque-ca")])
             .labels["secret_key"],

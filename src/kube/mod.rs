@@ -62,39 +62,32 @@ impl KubeSource {
 
     /// Lists the namespaces and keeps those the filters accept.
     fn namespaces(&mut self, selector: &str) -> Result<Vec<String>, ApiError> {
-        let mut names = Vec::new();
         let mut query = vec![("limit", self.rules.flags().page_size.to_string())];
         if !selector.is_empty() {
             query.push(("labelSelector", selector.to_string()));
         }
-        let mut next = String::new();
-        loop {
-            let mut q: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            if !next.is_empty() {
-                q.push(("continue", &next));
-            }
-            let body = self.client.get("/api/v1/namespaces", &q)?;
-            let page: Page<'_> = serde_json::from_slice(&body).map_err(invalid_json)?;
-            names.extend(
-                page.items
-                    .iter()
-                    .filter(|ns| self.rules.keep_namespace(ns))
-                    .map(|ns| ns.metadata.name.to_string()),
-            );
-            next = page
-                .metadata
-                .next
-                .as_deref()
-                .unwrap_or_default()
-                .to_string();
-            if next.is_empty() {
-                return Ok(names);
-            }
-        }
+        let mut names = Vec::new();
+        let rules = &self.rules;
+        paginate(
+            &mut self.client,
+            "/api/v1/namespaces",
+            &query,
+            |page, first| {
+                if first {
+                    names.clear();
+                }
+                names.extend(
+                    page.items
+                        .iter()
+                        .filter(|ns| rules.keep_namespace(ns))
+                        .map(|ns| ns.metadata.name.to_string()),
+                );
+            },
+        )?;
+        Ok(names)
     }
 
-    /// Lists one scope page by page; objects whose resourceVersion is unchanged are not
-    /// decoded again.
+    /// Lists one scope; objects whose resourceVersion is unchanged are not decoded again.
     fn list(&mut self, scope: &Scope) -> Result<ScopeState, ApiError> {
         let (kind, namespace) = scope;
         let path = match namespace {
@@ -113,62 +106,28 @@ impl KubeSource {
                     .collect()
             })
             .unwrap_or_default();
-        let mut restarts = 0;
-        'list: loop {
-            let mut state = ScopeState::default();
-            let mut next = String::new();
-            loop {
-                let mut q: Vec<(&str, &str)> =
-                    query.iter().map(|(k, v)| (*k, v.as_str())).collect();
-                if !next.is_empty() {
-                    q.push(("continue", &next));
-                }
-                let body = match self.client.get(&path, &q) {
-                    Ok(body) => body,
-                    Err(e) if e.is_expired() && !next.is_empty() && restarts < MAX_RESTARTS => {
-                        restarts += 1;
-                        log::info!("list {path}: continue token expired, restarting the list");
-                        continue 'list;
-                    }
-                    Err(e) => return Err(e),
-                };
-                let page: Page<'_> = serde_json::from_slice(&body).map_err(invalid_json)?;
-                for object in page.items.iter().filter(|o| self.rules.keep(*kind, o)) {
-                    let key = format!(
-                        "{}/{}",
-                        object.metadata.namespace.as_deref().unwrap_or(""),
-                        object.metadata.name
-                    );
-                    let rv = object
-                        .metadata
-                        .resource_version
-                        .as_deref()
-                        .unwrap_or("")
-                        .to_string();
-                    let items = match old.get(key.as_str()) {
-                        Some((old_rv, items)) if !rv.is_empty() && *old_rv == rv => {
-                            (*items).clone()
-                        }
-                        _ => self
-                            .rules
-                            .items(*kind, object, &self.labels)
-                            .into_iter()
-                            .map(Arc::new)
-                            .collect(),
-                    };
-                    state.objects.push((key, rv, items));
-                }
-                next = page
-                    .metadata
-                    .next
-                    .as_deref()
-                    .unwrap_or_default()
-                    .to_string();
-                if next.is_empty() {
-                    return Ok(state);
-                }
+        let (rules, labels) = (&self.rules, &self.labels);
+        let mut state = ScopeState::default();
+        paginate(&mut self.client, &path, &query, |page, first| {
+            if first {
+                state = ScopeState::default();
             }
-        }
+            for object in page.items.iter().filter(|o| rules.keep(*kind, o)) {
+                let meta = &object.metadata;
+                let key = format!("{}/{}", meta.namespace.as_deref().unwrap_or(""), meta.name);
+                let rv = meta.resource_version.as_deref().unwrap_or("").to_string();
+                let items = match old.get(key.as_str()) {
+                    Some((old_rv, items)) if !rv.is_empty() && *old_rv == rv => (*items).clone(),
+                    _ => rules
+                        .items(*kind, object, labels)
+                        .into_iter()
+                        .map(Arc::new)
+                        .collect(),
+                };
+                state.objects.push((key, rv, items));
+            }
+        })?;
+        Ok(state)
     }
 
     fn items(&self) -> Vec<Arc<Item>> {
@@ -191,6 +150,47 @@ impl KubeSource {
         }
         let random = RandomState::new().hash_one(Instant::now()) as f64 / u64::MAX as f64;
         Some(Instant::now() + max.mul_f64(0.5 + 0.5 * random))
+    }
+}
+
+/// GETs every page of a list in turn, one page held at a time, handing each to `each` with
+/// whether it is the first of the list. An expired continue token (410) restarts the list
+/// from its first page, up to [`MAX_RESTARTS`] times.
+fn paginate(
+    client: &mut Client,
+    path: &str,
+    query: &[(&str, String)],
+    mut each: impl FnMut(Page<'_>, bool),
+) -> Result<(), ApiError> {
+    let mut restarts = 0;
+    let mut next = String::new();
+    loop {
+        let mut q: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        if !next.is_empty() {
+            q.push(("continue", &next));
+        }
+        let body = match client.get(path, &q) {
+            Ok(body) => body,
+            Err(e) if e.is_expired() && !next.is_empty() && restarts < MAX_RESTARTS => {
+                restarts += 1;
+                log::info!("list {path}: continue token expired, restarting the list");
+                next.clear();
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let page: Page<'_> = serde_json::from_slice(&body).map_err(invalid_json)?;
+        let first = next.is_empty();
+        next = page
+            .metadata
+            .next
+            .as_deref()
+            .unwrap_or_default()
+            .to_string();
+        each(page, first);
+        if next.is_empty() {
+            return Ok(());
+        }
     }
 }
 
@@ -273,7 +273,12 @@ impl Source for KubeSource {
                 None
             }
             Some(e) => {
-                let wait = self.backoff.max(e.retry_after.unwrap_or_default());
+                // Our own backoff stays within the refresh interval; the server's
+                // Retry-After is honoured whatever its length.
+                let wait = self
+                    .backoff
+                    .min(self.interval)
+                    .max(e.retry_after.unwrap_or_default());
                 self.backoff = (self.backoff * 2).min(self.interval);
                 self.next_list = None;
                 Some(wait)

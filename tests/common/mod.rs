@@ -158,6 +158,25 @@ pub fn pem(cn: &str, not_before: i64, not_after: i64) -> String {
     Cert::self_signed(&Spec::new(cn, not_before, not_after)).pem()
 }
 
+/// Standard base64 (written here so tests do not share the exporter's decoder).
+pub fn b64(bytes: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len() * 4 / 3 + 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..4 {
+            out.push(match i <= chunk.len() {
+                true => T[(n >> (18 - 6 * i)) as usize & 63] as char,
+                false => '=',
+            });
+        }
+    }
+    out
+}
+
 /// One sample of the exposition.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
@@ -193,6 +212,16 @@ impl Metrics {
 
     pub fn count(&self, name: &str) -> usize {
         self.named(name).count()
+    }
+
+    /// The values of `label` on every `x509_cert_not_after` series, sorted.
+    pub fn label_values(&self, label: &str) -> Vec<String> {
+        let mut v: Vec<_> = self
+            .named("x509_cert_not_after")
+            .map(|s| s.labels.get(label).cloned().unwrap_or_default())
+            .collect();
+        v.sort();
+        v
     }
 
     /// The value of a metric without labels (or the only sample of that name).
@@ -432,7 +461,32 @@ impl Exporter {
         }
     }
 
-    /// Scrapes until `check` holds (for refresh tests), or panics after 20 s.
+    /// /metrics without waiting for /readyz.
+    pub fn scrape(&self) -> Metrics {
+        let response = self.get("/metrics");
+        assert_eq!(response.status, 200);
+        Metrics::parse(&response.text())
+    }
+
+    /// Scrapes (without waiting for /readyz) until `check` holds, or panics after 20 s.
+    pub fn scrape_until(&self, what: &str, check: impl Fn(&Metrics) -> bool) -> Metrics {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let m = self.scrape();
+            if check(&m) {
+                return m;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; last body:\n{}\nlog:\n{}",
+                m.body,
+                self.log_lines().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for /readyz, then scrapes until `check` holds, or panics after 20 s.
     pub fn metrics_until(&self, what: &str, check: impl Fn(&Metrics) -> bool) -> Metrics {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {

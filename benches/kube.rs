@@ -1,0 +1,345 @@
+//! `make bench` (Kubernetes part): a full pass over 50,000 TLS Secrets in pages of 100 from a
+//! real kube-apiserver, against two floors measured in the same run: curl fetching the same
+//! pages, and the exporter reading the same certificates from files (for memory).
+//! Prints a table and writes it to BENCHMARKS.md (between markers). Medians of 3 rounds.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_x509-certificate-exporter");
+const ROUNDS: usize = 3;
+
+fn main() {
+    let secrets: usize = std::env::var("BENCH_SECRETS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(50_000);
+    let page = 100;
+    let work = PathBuf::from("/dev/shm/x509e-bench-kube");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+
+    let cluster = Cluster::up(&work.join("kas"));
+    let certs = certificates(secrets.min(5_000));
+    eprintln!("loading {secrets} Secrets…");
+    let loaded = Instant::now();
+    cluster.load(secrets, &certs);
+    eprintln!("loaded in {:.1?}", loaded.elapsed());
+
+    // Floor: curl fetching the same pages (one process, one connection, tokens gathered first).
+    let mut curl = Vec::new();
+    for _ in 0..ROUNDS {
+        let urls = cluster.page_urls(page);
+        let config = work.join("curl.cfg");
+        let mut f = std::fs::File::create(&config).unwrap();
+        for url in &urls {
+            writeln!(f, "url = \"{url}\"\noutput = \"/dev/null\"").unwrap();
+        }
+        drop(f);
+        let start = Instant::now();
+        let status = Command::new("curl")
+            .args(["-sf", "--cacert", &cluster.ca, "-H"])
+            .arg(format!("Authorization: Bearer {}", cluster.token))
+            .arg("-K")
+            .arg(&config)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        curl.push(start.elapsed());
+    }
+
+    // The exporter: start to ready (every page fetched and decoded), and its peak RSS.
+    let kubeconfig = cluster.kubeconfig.clone();
+    let mut pass = Vec::new();
+    let mut kube_rss = Vec::new();
+    for _ in 0..ROUNDS {
+        let (elapsed, rss) = run_until_ready(&[
+            "--watch-kube-secrets",
+            "--kubeconfig",
+            &kubeconfig,
+            "--include-namespace=bench",
+            &format!("--kube-page-size={page}"),
+        ]);
+        pass.push(elapsed);
+        kube_rss.push(rss);
+    }
+
+    // Memory floors: idle with no source, and the same certificates read from files.
+    let idle: Vec<u64> = (0..ROUNDS).map(|_| run_until_ready(&[]).1).collect();
+    let dir = work.join("files");
+    std::fs::create_dir_all(&dir).unwrap();
+    for i in 0..secrets {
+        std::fs::write(dir.join(format!("s{i:06}.pem")), &certs[i % certs.len()]).unwrap();
+    }
+    let files: Vec<u64> = (0..ROUNDS)
+        .map(|_| run_until_ready(&["-d", dir.to_str().unwrap()]).1)
+        .collect();
+    cluster.down();
+    let _ = std::fs::remove_dir_all(&work);
+
+    let (curl, pass) = (median(curl), median(pass));
+    let (kube_rss, idle, files) = (median(kube_rss), median(idle), median(files));
+    let rss_limit = 2 * files; // 2 × (idle + what the certificates cost from files)
+    let rows = [
+        format!("| full pass, {secrets} Secrets, pages of {page} | {:.2} s | curl, same pages: {:.2} s | {:.2} × | ≤ 1.5 × |", secs(pass), secs(curl), secs(pass) / secs(curl)),
+        format!("| peak RSS (VmHWM) after that pass | {} | 2 × (idle {} + files {}) = {} | {:.2} × | < 1.0 × |", mib(kube_rss), mib(idle), mib(files.saturating_sub(idle)), mib(rss_limit), kube_rss as f64 / rss_limit as f64),
+    ];
+    let table = format!(
+        "| figure | exporter | floor (same run) | ratio | target |\n|---|---|---|---|---|\n{}\n",
+        rows.join("\n")
+    );
+    println!("{table}");
+    write_section("kubernetes", &format!(
+        "Measured by `make bench` ({}): a real kube-apiserver v1.20.2 with etcd on tmpfs, {secrets} `kubernetes.io/tls` Secrets in one namespace. Medians of {ROUNDS} rounds; the exporter's time runs from its start to `/readyz` 200 (every page fetched and decoded).\n\n{table}",
+        "benches/kube.rs"
+    ));
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / 1048576.0)
+}
+
+fn median<T: Ord + Copy>(mut v: Vec<T>) -> T {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// Replaces the section between `<!-- bench:NAME -->` markers in BENCHMARKS.md.
+fn write_section(name: &str, text: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md");
+    let old = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n\nWritten by `make bench`; figures from one machine, compare ratios, not absolute times.\n".to_string());
+    let (start, end) = (
+        format!("<!-- bench:{name} -->"),
+        format!("<!-- /bench:{name} -->"),
+    );
+    let block = format!("{start}\n{text}{end}");
+    let new = match (old.find(&start), old.find(&end)) {
+        (Some(a), Some(b)) => format!("{}{block}{}", &old[..a], &old[b + end.len()..]),
+        _ => format!("{}\n{block}\n", old.trim_end()),
+    };
+    std::fs::write(path, new).unwrap();
+}
+
+/// Starts the exporter, waits for /readyz 200, returns the time that took and VmHWM.
+fn run_until_ready(args: &[&str]) -> (Duration, u64) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let start = Instant::now();
+    let mut child: Child = Command::new(BIN)
+        .arg(format!("--listen-address=127.0.0.1:{port}"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = start + Duration::from_secs(600);
+    loop {
+        if ready(port) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "exporter never ready");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let elapsed = start.elapsed();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    let hwm = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap()
+        * 1024;
+    let _ = child.kill();
+    let _ = child.wait();
+    (elapsed, hwm)
+}
+
+fn ready(port: u16) -> bool {
+    use std::io::Read;
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.write_all(b"GET /readyz HTTP/1.0\r\n\r\n");
+    let mut buf = [0u8; 16];
+    let n = s.read(&mut buf).unwrap_or(0);
+    buf[..n].starts_with(b"HTTP/1.1 200") || buf[..n].starts_with(b"HTTP/1.0 200")
+}
+
+/// Distinct P-256 certificates (PEM), valid for a year from now.
+fn certificates(n: usize) -> Vec<String> {
+    let now = time::OffsetDateTime::now_utc();
+    (0..n)
+        .map(|i| {
+            let mut params =
+                rcgen::CertificateParams::new(vec![format!("s{i}.bench.example")]).unwrap();
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, format!("s{i}.bench.example"));
+            params
+                .distinguished_name
+                .push(rcgen::DnType::OrganizationName, "Bench");
+            params.not_before = now - time::Duration::days(1);
+            params.not_after = now + time::Duration::days(365);
+            let key = rcgen::KeyPair::generate().unwrap();
+            params.self_signed(&key).unwrap().pem()
+        })
+        .collect()
+}
+
+struct Cluster {
+    dir: PathBuf,
+    url: String,
+    ca: String,
+    token: String,
+    kubeconfig: String,
+    agent: ureq::Agent,
+}
+
+impl Cluster {
+    fn script() -> String {
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/tools/kube-apiserver.sh"
+        )
+        .to_string()
+    }
+
+    fn up(dir: &Path) -> Self {
+        let out = Command::new("bash")
+            .arg(Self::script())
+            .arg("up")
+            .arg(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let env = std::fs::read_to_string(dir.join("env")).unwrap();
+        let get = |k: &str| {
+            env.lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}=")))
+                .unwrap()
+                .to_string()
+        };
+        let ca = get("KUBE_CA");
+        let roots: Vec<_> = ureq::tls::parse_pem(&std::fs::read(&ca).unwrap())
+            .filter_map(|i| match i.unwrap() {
+                ureq::tls::PemItem::Certificate(c) => Some(c),
+                _ => None,
+            })
+            .collect();
+        let agent = ureq::Agent::config_builder()
+            .tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(ureq::tls::RootCerts::Specific(Arc::new(roots)))
+                    .build(),
+            )
+            .http_status_as_error(false)
+            .proxy(None)
+            .build()
+            .new_agent();
+        let cluster = Self {
+            dir: dir.to_path_buf(),
+            url: get("KUBE_URL"),
+            ca,
+            token: get("ADMIN_TOKEN"),
+            kubeconfig: get("KUBECONFIG_ADMIN"),
+            agent,
+        };
+        cluster.post(
+            "/api/v1/namespaces",
+            r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"bench"}}"#.to_string(),
+        );
+        cluster
+    }
+
+    fn post(&self, path: &str, body: String) {
+        let response = self
+            .agent
+            .post(format!("{}{path}", self.url))
+            .header("Authorization", format!("Bearer {}", self.token))
+            .header("Content-Type", "application/json")
+            .send(body)
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "POST {path}: {}",
+            response.status()
+        );
+    }
+
+    /// Creates `n` TLS Secrets over 4 connections.
+    fn load(&self, n: usize, certs: &[String]) {
+        let encode = |s: &str| common::b64(s.as_bytes());
+        let key = encode("not a real key");
+        std::thread::scope(|scope| {
+            for t in 0..4 {
+                let key = &key;
+                scope.spawn(move || {
+                    for i in (t..n).step_by(4) {
+                        let body = format!(
+                            r#"{{"apiVersion":"v1","kind":"Secret","type":"kubernetes.io/tls","metadata":{{"name":"s{i:06}"}},"data":{{"tls.crt":"{}","tls.key":"{key}"}}}}"#,
+                            encode(&certs[i % certs.len()])
+                        );
+                        self.post("/api/v1/namespaces/bench/secrets", body);
+                    }
+                });
+            }
+        });
+    }
+
+    /// The URLs of every page of the bench namespace's Secrets, continue tokens included.
+    fn page_urls(&self, limit: usize) -> Vec<String> {
+        let base = format!("{}/api/v1/namespaces/bench/secrets?limit={limit}&fieldSelector=type%3Dkubernetes.io%2Ftls", self.url);
+        let mut urls = vec![base.clone()];
+        loop {
+            let mut response = self
+                .agent
+                .get(urls.last().unwrap())
+                .header("Authorization", format!("Bearer {}", self.token))
+                .call()
+                .unwrap();
+            let body: serde_json::Value =
+                serde_json::from_reader(response.body_mut().as_reader()).unwrap();
+            match body["metadata"]["continue"].as_str() {
+                Some(token) if !token.is_empty() => {
+                    let encoded: String = token
+                        .bytes()
+                        .map(|b| {
+                            if b.is_ascii_alphanumeric() {
+                                (b as char).to_string()
+                            } else {
+                                format!("%{b:02X}")
+                            }
+                        })
+                        .collect();
+                    urls.push(format!("{base}&continue={encoded}"));
+                }
+                _ => return urls,
+            }
+        }
+    }
+
+    fn down(&self) {
+        let _ = Command::new("bash")
+            .arg(Self::script())
+            .arg("down")
+            .arg(&self.dir)
+            .output();
+    }
+}

@@ -1,0 +1,1275 @@
+//! Kubernetes API faults end to end: the real binary against an in-process fake API server
+//! (plain HTTP, scripted per test) — pagination, 5xx, 429, 410 Expired, dropped connections,
+//! bad JSON, a rotating token file, resourceVersion caching, Secret data kept out of the
+//! log, namespace plans and ConfigMaps.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+// ---------------------------------------------------------------------------------------
+// The fake API server
+// ---------------------------------------------------------------------------------------
+
+/// One request the fake API server received.
+#[derive(Debug, Clone)]
+struct Req {
+    method: String,
+    path: String,
+    /// Decoded query pairs, in order.
+    query: Vec<(String, String)>,
+    /// The `Authorization` header.
+    auth: Option<String>,
+    /// When its head was read.
+    at: Instant,
+}
+
+impl Req {
+    fn param(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What the fake answers.
+enum Reply {
+    /// A whole response; the connection stays open for the next request.
+    Full {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: String,
+    },
+    /// A 200 whose `Content-Length` promises more than `body`; the connection is closed
+    /// after `body`.
+    Truncated(String),
+}
+
+impl Reply {
+    fn ok(body: String) -> Self {
+        Reply::Full {
+            status: 200,
+            headers: Vec::new(),
+            body,
+        }
+    }
+
+    /// A Kubernetes `Status` failure.
+    fn status(code: u16, reason: &str, message: &str) -> Self {
+        Reply::Full {
+            status: code,
+            headers: Vec::new(),
+            body: format!(
+                "{{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{{}},\"status\":\"Failure\",\"message\":{},\"reason\":{},\"code\":{code}}}",
+                json_str(message),
+                json_str(reason)
+            ),
+        }
+    }
+
+    fn header(mut self, name: &str, value: &str) -> Self {
+        if let Reply::Full { headers, .. } = &mut self {
+            headers.push((name.to_string(), value.to_string()));
+        }
+        self
+    }
+}
+
+type Behaviour = dyn Fn(&Req, usize) -> Reply + Send + Sync;
+
+/// A fake API server on 127.0.0.1 with a kubeconfig (token file auth) pointing at it.
+struct FakeApi {
+    addr: SocketAddr,
+    requests: Arc<Mutex<Vec<Req>>>,
+    stop: Arc<AtomicBool>,
+    dir: TempDir,
+}
+
+impl FakeApi {
+    /// Starts the server; `behaviour` answers request number `n` (0-based, all paths).
+    fn start(name: &str, behaviour: impl Fn(&Req, usize) -> Reply + Send + Sync + 'static) -> Self {
+        Self::start_on(name, "127.0.0.1:0", behaviour)
+    }
+
+    /// Same, on a given address.
+    fn start_on(
+        name: &str,
+        addr: &str,
+        behaviour: impl Fn(&Req, usize) -> Reply + Send + Sync + 'static,
+    ) -> Self {
+        let listener = TcpListener::bind(addr).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let behaviour: Arc<Behaviour> = Arc::new(behaviour);
+        {
+            let requests = Arc::clone(&requests);
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                for stream in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let Ok(stream) = stream else { continue };
+                    let requests = Arc::clone(&requests);
+                    let behaviour = Arc::clone(&behaviour);
+                    std::thread::spawn(move || connection(stream, &*behaviour, &requests));
+                }
+            });
+        }
+        let dir = TempDir::new(name);
+        write_kubeconfig(&dir, addr);
+        Self {
+            addr,
+            requests,
+            stop,
+            dir,
+        }
+    }
+
+    fn kubeconfig(&self) -> String {
+        self.dir.str("kubeconfig")
+    }
+
+    /// Replaces the token file atomically (as kubelet does).
+    fn set_token(&self, token: &str) {
+        let tmp = self.dir.write("token.tmp", token);
+        std::fs::rename(tmp, self.dir.path("token")).unwrap();
+    }
+
+    fn requests(&self) -> Vec<Req> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    fn count(&self) -> usize {
+        self.requests.lock().unwrap().len()
+    }
+
+    /// Waits (at most 20 s) until at least `n` requests were received.
+    fn wait_requests(&self, n: usize) -> Vec<Req> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let all = self.requests();
+            if all.len() >= n {
+                return all;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {n} requests: {all:#?}",
+                all.len()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// `kubeconfig` (current context: `server: http://ADDR`, a user with `tokenFile: token`) and
+/// `token` in `dir`.
+fn write_kubeconfig(dir: &TempDir, addr: SocketAddr) {
+    dir.write("token", "token-1\n");
+    dir.write(
+        "kubeconfig",
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: fake\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\nclusters:\n- name: fake\n  cluster:\n    server: http://{addr}\nusers:\n- name: fake\n  user:\n    tokenFile: token\n"
+        ),
+    );
+}
+
+impl Drop for FakeApi {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so that it sees the flag.
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+/// Serves the requests of one connection (keep-alive) until the client closes it.
+fn connection(stream: TcpStream, behaviour: &Behaviour, requests: &Mutex<Vec<Req>>) {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            continue;
+        }
+        let mut parts = line.split(' ');
+        let method = parts.next().unwrap_or_default().to_string();
+        let target = parts.next().unwrap_or_default().to_string();
+        let mut auth = None;
+        loop {
+            let mut header = String::new();
+            if reader.read_line(&mut header).unwrap_or(0) == 0 {
+                return;
+            }
+            let header = header.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':') {
+                if name.trim().eq_ignore_ascii_case("authorization") {
+                    auth = Some(value.trim().to_string());
+                }
+            }
+        }
+        let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+        let req = Req {
+            method,
+            path: percent_decode(path),
+            query: query
+                .split('&')
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                    (percent_decode(k), percent_decode(v))
+                })
+                .collect(),
+            auth,
+            at: Instant::now(),
+        };
+        let n = {
+            let mut all = requests.lock().unwrap();
+            all.push(req.clone());
+            all.len() - 1
+        };
+        match behaviour(&req, n) {
+            Reply::Full {
+                status,
+                headers,
+                body,
+            } => {
+                let mut head = format!(
+                    "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+                    reason_phrase(status),
+                    body.len()
+                );
+                for (k, v) in headers {
+                    head.push_str(&format!("{k}: {v}\r\n"));
+                }
+                head.push_str("\r\n");
+                if writer.write_all(head.as_bytes()).is_err()
+                    || writer.write_all(body.as_bytes()).is_err()
+                    || writer.flush().is_err()
+                {
+                    return;
+                }
+            }
+            Reply::Truncated(body) => {
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                    body.len() + 4096
+                );
+                let _ = writer.write_all(head.as_bytes());
+                let _ = writer.write_all(body.as_bytes());
+                let _ = writer.flush();
+                let _ = writer.shutdown(Shutdown::Both);
+                return;
+            }
+        }
+    }
+}
+
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        410 => "Gone",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        _ => "Other",
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap();
+                out.push(u8::from_str_radix(hex, 16).unwrap());
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+// ---------------------------------------------------------------------------------------
+// Kubernetes JSON
+// ---------------------------------------------------------------------------------------
+
+fn json_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn json_map(pairs: &[(&str, String)]) -> String {
+    let inner: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| format!("{}:{}", json_str(k), json_str(v)))
+        .collect();
+    format!("{{{}}}", inner.join(","))
+}
+
+/// A Secret; `data` values are given raw and base64-encoded here.
+fn secret(ns: &str, name: &str, rv: &str, kind: &str, data: &[(&str, &[u8])]) -> String {
+    let data: Vec<(&str, String)> = data.iter().map(|(k, v)| (*k, b64(v))).collect();
+    secret_b64(ns, name, rv, kind, &data)
+}
+
+/// A Secret whose `data` values are given as they appear in the JSON.
+fn secret_b64(ns: &str, name: &str, rv: &str, kind: &str, data: &[(&str, String)]) -> String {
+    format!(
+        "{{\"metadata\":{{\"name\":{},\"namespace\":{},\"resourceVersion\":{},\"labels\":{{}}}},\"type\":{},\"data\":{}}}",
+        json_str(name),
+        json_str(ns),
+        json_str(rv),
+        json_str(kind),
+        json_map(data)
+    )
+}
+
+fn tls_secret(ns: &str, name: &str, rv: &str, cert_pem: &str) -> String {
+    secret(
+        ns,
+        name,
+        rv,
+        "kubernetes.io/tls",
+        &[("tls.crt", cert_pem.as_bytes())],
+    )
+}
+
+fn configmap(ns: &str, name: &str, data: &[(&str, String)], binary: &[(&str, String)]) -> String {
+    format!(
+        "{{\"metadata\":{{\"name\":{},\"namespace\":{},\"resourceVersion\":\"3\"}},\"data\":{},\"binaryData\":{}}}",
+        json_str(name),
+        json_str(ns),
+        json_map(data),
+        json_map(binary)
+    )
+}
+
+fn namespace(name: &str) -> String {
+    format!(
+        "{{\"metadata\":{{\"name\":{},\"resourceVersion\":\"1\",\"labels\":{{}}}}}}",
+        json_str(name)
+    )
+}
+
+fn list(kind: &str, items: &[String], next: &str) -> String {
+    format!(
+        "{{\"kind\":{},\"apiVersion\":\"v1\",\"metadata\":{{\"resourceVersion\":\"1\",\"continue\":{}}},\"items\":[{}]}}",
+        json_str(kind),
+        json_str(next),
+        items.join(",")
+    )
+}
+
+/// One page of `items` as the API server would cut it: `limit` items from the offset in
+/// the `continue` token (`c-OFFSET`), and the token of the next page.
+fn page(kind: &str, items: &[String], req: &Req) -> Reply {
+    let limit: usize = req
+        .param("limit")
+        .map_or(items.len(), |l| l.parse().unwrap());
+    let from: usize = req
+        .param("continue")
+        .map_or(0, |c| c.strip_prefix("c-").unwrap().parse().unwrap());
+    let to = (from + limit).min(items.len());
+    let next = if to < items.len() {
+        format!("c-{to}")
+    } else {
+        String::new()
+    };
+    Reply::ok(list(kind, &items[from..to], &next))
+}
+
+// ---------------------------------------------------------------------------------------
+// Scraping helpers
+// ---------------------------------------------------------------------------------------
+
+fn start(api: &FakeApi, extra: &[&str]) -> Exporter {
+    let kubeconfig = api.kubeconfig();
+    let mut args = vec!["--watch-kube-secrets", "--kubeconfig", &kubeconfig];
+    args.extend_from_slice(extra);
+    Exporter::start(&args)
+}
+
+/// `continue` of each request, `-` when absent.
+fn continues(reqs: &[Req]) -> Vec<String> {
+    reqs.iter()
+        .map(|r| r.param("continue").unwrap_or("-").to_string())
+        .collect()
+}
+
+fn log_has(exporter: &Exporter, needles: &[&str]) -> bool {
+    exporter
+        .log_lines()
+        .iter()
+        .any(|l| needles.iter().all(|n| l.contains(n)))
+}
+
+// ---------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn pagination_follows_limit_and_continue() {
+    let now = now();
+    let cert = pem("paged", now - 10, now + 100_000);
+    let secrets: Vec<String> = (0..250)
+        .map(|i| tls_secret("paging", &format!("s{i:03}"), "1", &cert))
+        .collect();
+    let api = FakeApi::start("kf-pages", move |req, _| page("SecretList", &secrets, req));
+    let exporter = start(&api, &["--kube-page-size=100"]);
+    let m = exporter.metrics();
+
+    let reqs = api.requests();
+    assert_eq!(reqs.len(), 3, "{reqs:#?}");
+    assert_eq!(continues(&reqs), ["-", "c-100", "c-200"]);
+    for r in &reqs {
+        assert_eq!(r.method, "GET");
+        assert_eq!(r.path, "/api/v1/secrets");
+        assert_eq!(r.param("limit"), Some("100"), "{r:?}");
+        assert_eq!(r.param("fieldSelector"), Some("type=kubernetes.io/tls"));
+        assert_eq!(r.auth.as_deref(), Some("Bearer token-1"));
+    }
+
+    assert_eq!(m.count("x509_cert_not_after"), 250, "{}", m.body);
+    let names = m.label_values("secret_name");
+    let expected: Vec<String> = (0..250).map(|i| format!("s{i:03}")).collect();
+    assert_eq!(names, expected);
+    let s = m.one("x509_cert_not_after", &[("secret_name", "s199")]);
+    assert_eq!(s.labels["secret_namespace"], "paging");
+    assert_eq!(s.labels["secret_key"], "tls.crt");
+    assert_eq!(s.labels["subject_CN"], "paged");
+    assert_eq!(s.value, (now + 100_000) as f64);
+    assert!(!s.labels.contains_key("filepath"));
+    assert_eq!(m.value("x509_read_errors"), 0.0);
+    assert_eq!(m.value("x509_read_errors_total"), 0.0);
+}
+
+#[test]
+fn a_failing_api_is_not_fatal_and_the_exporter_recovers() {
+    let now = now();
+    let cert = pem("recovered", now - 10, now + 5000);
+    let healthy = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(AtomicUsize::new(0));
+    let api = FakeApi::start("kf-500", {
+        let healthy = Arc::clone(&healthy);
+        let failures = Arc::clone(&failures);
+        move |_, _| {
+            if healthy.load(Ordering::SeqCst) {
+                Reply::ok(list(
+                    "SecretList",
+                    &[tls_secret("prod", "web-tls", "5", &cert)],
+                    "",
+                ))
+            } else {
+                failures.fetch_add(1, Ordering::SeqCst);
+                Reply::status(500, "InternalError", "etcdserver: request timed out")
+            }
+        }
+    });
+    let mut exporter = start(&api, &["--refresh-interval=200ms"]);
+
+    // The fake fails until told otherwise: at least two failed passes.
+    let m = exporter.scrape_until("two failed passes", |m| {
+        m.value("x509_read_errors_total") >= 2.0
+    });
+    assert_eq!(exporter.get("/readyz").status, 503);
+    assert_eq!(m.value("x509_read_errors"), 1.0);
+    assert_eq!(m.count("x509_cert_not_after"), 0);
+    assert!(exporter.child.try_wait().unwrap().is_none(), "exited");
+    assert_eq!(exporter.get("/healthz").status, 200);
+    assert!(
+        log_has(
+            &exporter,
+            &[
+                "WARN",
+                "list secrets in all namespaces",
+                "500",
+                "etcdserver: request timed out"
+            ]
+        ),
+        "{:#?}",
+        exporter.log_lines()
+    );
+
+    healthy.store(true, Ordering::SeqCst);
+    let m = exporter.metrics_until("recovery", |m| {
+        m.value("x509_read_errors") == 0.0 && m.count("x509_cert_not_after") == 1
+    });
+    assert_eq!(exporter.get("/readyz").status, 200);
+    let s = m.one("x509_cert_not_after", &[("secret_name", "web-tls")]);
+    assert_eq!(s.labels["secret_namespace"], "prod");
+    assert_eq!(s.labels["secret_key"], "tls.crt");
+    assert_eq!(s.labels["subject_CN"], "recovered");
+    // One error per failed call, no more.
+    assert_eq!(
+        m.value("x509_read_errors_total"),
+        failures.load(Ordering::SeqCst) as f64
+    );
+    assert!(
+        log_has(&exporter, &["resolved", "list secrets in all namespaces"]),
+        "{:#?}",
+        exporter.log_lines()
+    );
+    assert!(exporter.child.try_wait().unwrap().is_none(), "exited");
+}
+
+#[test]
+fn an_unreachable_api_at_startup_is_retried() {
+    // A port nothing listens on (yet).
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dir = TempDir::new("kf-unreachable");
+    write_kubeconfig(&dir, addr);
+    let kubeconfig = dir.str("kubeconfig");
+    let mut exporter = Exporter::start(&[
+        "--watch-kube-secrets",
+        "--kubeconfig",
+        &kubeconfig,
+        "--refresh-interval=200ms",
+    ]);
+    let m = exporter.scrape_until("failed connections", |m| {
+        m.value("x509_read_errors_total") >= 2.0
+    });
+    assert_eq!(m.value("x509_read_errors"), 1.0);
+    assert_eq!(exporter.get("/readyz").status, 503);
+    assert!(exporter.child.try_wait().unwrap().is_none(), "exited");
+    assert!(
+        log_has(&exporter, &["WARN", "list secrets in all namespaces"]),
+        "{:#?}",
+        exporter.log_lines()
+    );
+
+    let now = now();
+    let cert = pem("late", now - 10, now + 1000);
+    let api = FakeApi::start_on("kf-unreachable-api", &addr.to_string(), move |_, _| {
+        Reply::ok(list(
+            "SecretList",
+            &[tls_secret("ns", "late", "1", &cert)],
+            "",
+        ))
+    });
+    let m = exporter.metrics_until("the API once it listens", |m| {
+        m.label_values("secret_name") == ["late"]
+    });
+    assert_eq!(m.value("x509_read_errors"), 0.0);
+    assert_eq!(exporter.get("/readyz").status, 200);
+    assert!(api.count() >= 1);
+}
+
+#[test]
+fn the_last_good_data_is_kept_while_the_api_fails() {
+    let now = now();
+    let a = pem("kept-a", now - 10, now + 1000);
+    let b = pem("kept-b", now - 10, now + 2000);
+    let api = FakeApi::start("kf-keep", move |_, n| {
+        if n == 0 {
+            Reply::ok(list(
+                "SecretList",
+                &[
+                    tls_secret("ns1", "a", "1", &a),
+                    tls_secret("ns2", "b", "1", &b),
+                ],
+                "",
+            ))
+        } else {
+            Reply::status(503, "ServiceUnavailable", "the server is shutting down")
+        }
+    });
+    let exporter = start(&api, &["--refresh-interval=200ms"]);
+    assert_eq!(exporter.metrics().label_values("secret_name"), ["a", "b"]);
+
+    let m = exporter.metrics_until("failed passes", |m| {
+        m.value("x509_read_errors_total") >= 2.0
+    });
+    assert_eq!(m.label_values("subject_CN"), ["kept-a", "kept-b"]);
+    assert_eq!(m.value("x509_read_errors"), 1.0);
+    let first = m.value("x509_read_errors_total");
+    let m = exporter.metrics_until("more failed passes", |m| {
+        m.value("x509_read_errors_total") >= first + 2.0
+    });
+    assert_eq!(m.label_values("subject_CN"), ["kept-a", "kept-b"]);
+    let a = m.one("x509_cert_not_after", &[("secret_name", "a")]);
+    assert_eq!(a.labels["secret_namespace"], "ns1");
+    assert_eq!(a.value, (now + 1000) as f64);
+    assert_eq!(m.value("x509_read_errors"), 1.0);
+    // Ready once stays ready.
+    assert_eq!(exporter.get("/readyz").status, 200);
+    assert!(
+        log_has(
+            &exporter,
+            &["WARN", "list secrets in all namespaces", "503"]
+        ),
+        "{:#?}",
+        exporter.log_lines()
+    );
+}
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Mode {
+    Good,
+    Dropped,
+    Garbage,
+}
+
+#[test]
+fn a_dropped_connection_and_bad_json_count_one_error_each_and_recover() {
+    let now = now();
+    let items = vec![
+        tls_secret("ns", "one", "1", &pem("one", now - 10, now + 1000)),
+        tls_secret("ns", "two", "1", &pem("two", now - 10, now + 1000)),
+    ];
+    let mode = Arc::new(Mutex::new(Mode::Good));
+    let faults = Arc::new(AtomicUsize::new(0));
+    let api = FakeApi::start("kf-drop", {
+        let mode = Arc::clone(&mode);
+        let faults = Arc::clone(&faults);
+        move |_, _| {
+            let body = list("SecretList", &items, "");
+            match *mode.lock().unwrap() {
+                Mode::Good => Reply::ok(body),
+                Mode::Dropped => {
+                    faults.fetch_add(1, Ordering::SeqCst);
+                    Reply::Truncated(body[..body.len() / 2].to_string())
+                }
+                Mode::Garbage => {
+                    faults.fetch_add(1, Ordering::SeqCst);
+                    Reply::ok("<html><body>502 Bad Gateway</body></html>".to_string())
+                }
+            }
+        }
+    });
+    let exporter = start(&api, &["--refresh-interval=200ms"]);
+    let m = exporter.metrics();
+    assert_eq!(m.label_values("subject_CN"), ["one", "two"]);
+    assert_eq!(m.value("x509_read_errors"), 0.0);
+
+    for (fault, logged) in [
+        (Mode::Dropped, "reading the response"),
+        (Mode::Garbage, "invalid JSON in the response"),
+    ] {
+        *mode.lock().unwrap() = fault;
+        let m = exporter.metrics_until(&format!("{fault:?} counted"), |m| {
+            m.value("x509_read_errors") == 1.0
+        });
+        assert_eq!(
+            m.label_values("subject_CN"),
+            ["one", "two"],
+            "{fault:?}: the last good data is kept"
+        );
+        // Still failing a few passes later: still exactly one error per pass.
+        let total = m.value("x509_read_errors_total");
+        let m = exporter.metrics_until(&format!("{fault:?} again"), |m| {
+            m.value("x509_read_errors_total") >= total + 2.0
+        });
+        assert_eq!(m.value("x509_read_errors"), 1.0, "{fault:?}");
+        assert_eq!(m.label_values("subject_CN"), ["one", "two"]);
+        assert!(
+            log_has(
+                &exporter,
+                &["WARN", "list secrets in all namespaces", logged]
+            ),
+            "{fault:?}: {:#?}",
+            exporter.log_lines()
+        );
+
+        *mode.lock().unwrap() = Mode::Good;
+        let m = exporter.metrics_until(&format!("recovery from {fault:?}"), |m| {
+            m.value("x509_read_errors") == 0.0
+        });
+        assert_eq!(m.label_values("subject_CN"), ["one", "two"]);
+        assert_eq!(
+            m.value("x509_read_errors_total"),
+            faults.load(Ordering::SeqCst) as f64,
+            "{fault:?}: one error per failed call"
+        );
+    }
+}
+
+/// The first request gets a 429 with `Retry-After: SECONDS`, later ones succeed; returns
+/// the time between the first two requests.
+fn throttled_once(retry_after: &str, extra: &[&str]) -> Duration {
+    let now = now();
+    let cert = pem("throttled", now - 10, now + 1000);
+    let api = FakeApi::start("kf-429", {
+        let retry_after = retry_after.to_string();
+        move |_, n| {
+            if n == 0 {
+                Reply::status(429, "TooManyRequests", "too many requests, retry later")
+                    .header("Retry-After", &retry_after)
+            } else {
+                Reply::ok(list(
+                    "SecretList",
+                    &[tls_secret("ns", "throttled", "1", &cert)],
+                    "",
+                ))
+            }
+        }
+    });
+    let exporter = start(&api, extra);
+    let m = exporter.metrics();
+    assert_eq!(m.label_values("secret_name"), ["throttled"]);
+    assert_eq!(m.value("x509_read_errors"), 0.0);
+    assert_eq!(m.value("x509_read_errors_total"), 1.0);
+    assert!(
+        log_has(
+            &exporter,
+            &[
+                "WARN",
+                "list secrets in all namespaces",
+                "429 TooManyRequests"
+            ]
+        ),
+        "{:#?}",
+        exporter.log_lines()
+    );
+    let reqs = api.wait_requests(2);
+    reqs[1].at.duration_since(reqs[0].at)
+}
+
+#[test]
+fn too_many_requests_waits_for_retry_after() {
+    // Longer than the first backoff (1 s), shorter than the refresh interval (30 s).
+    let gap = throttled_once("2", &[]);
+    assert!(
+        gap >= Duration::from_millis(1900) && gap < Duration::from_secs(10),
+        "the request after a 429 with Retry-After: 2 came {gap:?} later"
+    );
+}
+
+#[test]
+fn retry_after_outlasts_a_shorter_refresh_interval() {
+    let gap = throttled_once("1", &["--refresh-interval=200ms"]);
+    assert!(
+        gap >= Duration::from_millis(900),
+        "the request after a 429 with Retry-After: 1 came {gap:?} later"
+    );
+}
+
+#[test]
+fn an_expired_continue_token_restarts_the_list() {
+    let now = now();
+    let cert = pem("restarted", now - 10, now + 1000);
+    let secrets: Vec<String> = (0..5)
+        .map(|i| tls_secret("ns", &format!("s{i}"), "1", &cert))
+        .collect();
+    let expired_once = AtomicBool::new(false);
+    let api = FakeApi::start("kf-410", move |req, _| {
+        if req.param("continue") == Some("c-2") && !expired_once.swap(true, Ordering::SeqCst) {
+            return Reply::status(
+                410,
+                "Expired",
+                "The provided continue parameter is too old to display a consistent list result.",
+            );
+        }
+        page("SecretList", &secrets, req)
+    });
+    let exporter = start(&api, &["--kube-page-size=2"]);
+    let m = exporter.metrics();
+    let reqs = api.requests();
+    assert_eq!(
+        continues(&reqs),
+        ["-", "c-2", "-", "c-2", "c-4"],
+        "{reqs:#?}"
+    );
+    assert!(reqs.iter().all(|r| r.param("limit") == Some("2")));
+    assert_eq!(
+        m.label_values("secret_name"),
+        ["s0", "s1", "s2", "s3", "s4"]
+    );
+    assert_eq!(m.value("x509_read_errors"), 0.0);
+    assert_eq!(m.value("x509_read_errors_total"), 0.0);
+    assert!(
+        log_has(&exporter, &["continue token expired"]),
+        "{:#?}",
+        exporter.log_lines()
+    );
+}
+
+#[test]
+fn a_continue_token_that_keeps_expiring_gives_up_after_three_restarts() {
+    let now = now();
+    let cert = pem("never", now - 10, now + 1000);
+    let secrets: Vec<String> = (0..3)
+        .map(|i| tls_secret("ns", &format!("s{i}"), "1", &cert))
+        .collect();
+    let api = FakeApi::start("kf-410-always", move |req, _| {
+        if req.param("continue").is_some() {
+            return Reply::status(410, "Expired", "too old");
+        }
+        page("SecretList", &secrets, req)
+    });
+    let exporter = start(&api, &["--kube-page-size=2"]);
+    let m = exporter.scrape_until("the failed list", |m| {
+        m.value("x509_read_errors_total") >= 1.0
+    });
+    let reqs = api.requests();
+    // The first attempt and three restarts; the next pass comes after the backoff (1 s).
+    assert_eq!(
+        continues(&reqs[..8]),
+        ["-", "c-2", "-", "c-2", "-", "c-2", "-", "c-2"],
+        "{reqs:#?}"
+    );
+    assert!(reqs.len() < 10, "{reqs:#?}");
+    assert_eq!(m.value("x509_read_errors"), 1.0);
+    assert_eq!(m.count("x509_cert_not_after"), 0);
+    assert_eq!(exporter.get("/readyz").status, 503);
+    assert!(
+        log_has(
+            &exporter,
+            &[
+                "WARN",
+                "list secrets in all namespaces",
+                "410 Expired: too old"
+            ]
+        ),
+        "{:#?}",
+        exporter.log_lines()
+    );
+}
+
+#[test]
+fn a_forbidden_namespace_costs_one_error_and_keeps_its_last_data() {
+    let now = now();
+    let a = pem("ns-a", now - 10, now + 1000);
+    let b = pem("ns-b", now - 10, now + 2000);
+    let forbid_b = Arc::new(AtomicBool::new(false));
+    let api = FakeApi::start("kf-403", {
+        let forbid_b = Arc::clone(&forbid_b);
+        move |req, _| {
+            match req.path.as_str() {
+            "/api/v1/namespaces/a/secrets" => {
+                Reply::ok(list("SecretList", &[tls_secret("a", "a", "1", &a)], ""))
+            }
+            "/api/v1/namespaces/b/secrets" if forbid_b.load(Ordering::SeqCst) => Reply::status(
+                403,
+                "Forbidden",
+                "secrets is forbidden: User \"system:serviceaccount:x:y\" cannot list resource \"secrets\" in API group \"\" in the namespace \"b\"",
+            ),
+            "/api/v1/namespaces/b/secrets" => {
+                Reply::ok(list("SecretList", &[tls_secret("b", "b", "1", &b)], ""))
+            }
+            _ => Reply::status(404, "NotFound", "no such path"),
+        }
+        }
+    });
+    let exporter = start(
+        &api,
+        &[
+            "--include-namespace",
+            "a",
+            "--include-namespace",
+            "b",
+            "--refresh-interval=200ms",
+        ],
+    );
+    assert_eq!(
+        exporter.metrics().label_values("subject_CN"),
+        ["ns-a", "ns-b"]
+    );
+    forbid_b.store(true, Ordering::SeqCst);
+    let m = exporter.metrics_until("the 403", |m| m.value("x509_read_errors") == 1.0);
+    assert_eq!(
+        m.label_values("subject_CN"),
+        ["ns-a", "ns-b"],
+        "b keeps its last good data"
+    );
+    let total = m.value("x509_read_errors_total");
+    let m = exporter.metrics_until("more passes", |m| {
+        m.value("x509_read_errors_total") >= total + 2.0
+    });
+    assert_eq!(
+        m.value("x509_read_errors"),
+        1.0,
+        "one error per failed call"
+    );
+    assert_eq!(m.label_values("subject_CN"), ["ns-a", "ns-b"]);
+    assert!(
+        log_has(
+            &exporter,
+            &["WARN", "list secrets in namespace b", "403 Forbidden"]
+        ),
+        "{:#?}",
+        exporter.log_lines()
+    );
+    // Namespace a is still listed on every pass.
+    let before = api
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/api/v1/namespaces/a/secrets")
+        .count();
+    api.wait_requests(api.count() + 4);
+    let after = api
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/api/v1/namespaces/a/secrets")
+        .count();
+    assert!(after > before, "{before} -> {after}");
+
+    forbid_b.store(false, Ordering::SeqCst);
+    let m = exporter.metrics_until("recovery", |m| m.value("x509_read_errors") == 0.0);
+    assert_eq!(m.label_values("subject_CN"), ["ns-a", "ns-b"]);
+}
+
+#[test]
+fn a_rewritten_token_file_is_used_by_the_next_requests() {
+    let now = now();
+    let cert = pem("token", now - 10, now + 1000);
+    let api = FakeApi::start("kf-token", move |_, _| {
+        Reply::ok(list("SecretList", &[tls_secret("ns", "t", "1", &cert)], ""))
+    });
+    let exporter = start(&api, &["--refresh-interval=200ms"]);
+    assert_eq!(exporter.metrics().label_values("secret_name"), ["t"]);
+    let before = api.wait_requests(2);
+    assert!(before
+        .iter()
+        .all(|r| r.auth.as_deref() == Some("Bearer token-1")));
+
+    api.set_token("token-2\n");
+    let changed_at = api.count();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let reqs = loop {
+        let reqs = api.requests();
+        if reqs[changed_at..]
+            .iter()
+            .filter(|r| r.auth.as_deref() == Some("Bearer token-2"))
+            .count()
+            >= 2
+        {
+            break reqs;
+        }
+        assert!(Instant::now() < deadline, "token-2 never sent: {reqs:#?}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // At most the request in flight during the rename carries the old token.
+    let after: Vec<_> = reqs[changed_at..]
+        .iter()
+        .map(|r| r.auth.clone().unwrap_or_default())
+        .collect();
+    let first_new = after.iter().position(|a| a == "Bearer token-2").unwrap();
+    assert!(first_new <= 1, "{after:?}");
+    assert!(
+        after[first_new..].iter().all(|a| a == "Bearer token-2"),
+        "{after:?}"
+    );
+    assert_eq!(exporter.metrics().value("x509_read_errors"), 0.0);
+}
+
+#[test]
+fn an_unchanged_resource_version_is_not_decoded_again() {
+    // No log line marks a decode, so the signal is the data itself: the fake changes the
+    // certificate but not the resourceVersion (which a real API server never does), and the
+    // exporter keeps the certificate it decoded before; a new resourceVersion shows the new
+    // one.
+    let now = now();
+    let state = Arc::new(Mutex::new(("1".to_string(), pem("v1", now, now + 1000))));
+    let api = FakeApi::start("kf-rv", {
+        let state = Arc::clone(&state);
+        move |_, _| {
+            let (rv, cert) = state.lock().unwrap().clone();
+            Reply::ok(list("SecretList", &[tls_secret("ns", "s", &rv, &cert)], ""))
+        }
+    });
+    let exporter = start(&api, &["--refresh-interval=200ms"]);
+    assert_eq!(exporter.metrics().label_values("subject_CN"), ["v1"]);
+
+    state.lock().unwrap().1 = pem("v2-same-rv", now, now + 2000);
+    let changed_at = api.count();
+    // Two whole passes served the new data (a third request means both finished).
+    api.wait_requests(changed_at + 3);
+    std::thread::sleep(Duration::from_millis(100));
+    let m = exporter.metrics();
+    assert_eq!(
+        m.label_values("subject_CN"),
+        ["v1"],
+        "re-decoded although resourceVersion is unchanged"
+    );
+    assert_eq!(m.value("x509_read_errors"), 0.0);
+
+    state.lock().unwrap().0 = "2".to_string();
+    let m = exporter.metrics_until("the new resourceVersion", |m| {
+        m.label_values("subject_CN") == ["v2-same-rv"]
+    });
+    assert_eq!(
+        m.one("x509_cert_not_after", &[("secret_name", "s")]).value,
+        (now + 2000) as f64
+    );
+}
+
+#[test]
+fn secret_data_is_never_logged() {
+    let now = now();
+    let key = "-----BEGIN PRIVATE KEY-----\nSECRETMATERIALxkcd936correcthorsebatterystaple\n-----END PRIVATE KEY-----\n";
+    // A PEM certificate block whose body is not base64: a read error, not a log of its body.
+    let bad_cert =
+        "-----BEGIN CERTIFICATE-----\nTOPSECRETCERTBODY!!correcthorse\n-----END CERTIFICATE-----\n";
+    // Bytes that are not a certificate at all, and a value that is not even base64.
+    let garbage = "SECRETGARBAGEcorrecthorsebatterystaple\n";
+    let not_base64 = "SECRETNOTBASE64!!correcthorse".to_string();
+    let good = pem("good", now - 10, now + 1000);
+    let items = vec![
+        secret(
+            "vault",
+            "leaky",
+            "1",
+            "kubernetes.io/tls",
+            &[
+                ("tls.crt", bad_cert.as_bytes()),
+                ("tls.key", key.as_bytes()),
+            ],
+        ),
+        secret(
+            "vault",
+            "garbage",
+            "1",
+            "kubernetes.io/tls",
+            &[("tls.crt", garbage.as_bytes()), ("tls.key", key.as_bytes())],
+        ),
+        secret_b64(
+            "vault",
+            "not-base64",
+            "1",
+            "kubernetes.io/tls",
+            &[("tls.crt", not_base64.clone())],
+        ),
+        tls_secret("vault", "good", "1", &good),
+    ];
+    let api = FakeApi::start("kf-leak", move |_, _| {
+        Reply::ok(list("SecretList", &items, ""))
+    });
+    // The key is read too (a second -s rule), so its value goes through the decoder.
+    let exporter = start(
+        &api,
+        &[
+            "-s",
+            "kubernetes.io/tls:tls.crt",
+            "-s",
+            "kubernetes.io/tls:tls.key",
+            "--expose-per-cert-error-metrics",
+            "--refresh-interval=200ms",
+        ],
+    );
+    let m = exporter.metrics();
+    assert_eq!(m.label_values("secret_name"), ["good"]);
+    // leaky: tls.crt and tls.key; garbage: tls.crt and tls.key; not-base64: tls.crt.
+    assert_eq!(m.value("x509_read_errors"), 5.0, "{}", m.body);
+    for (name, key) in [
+        ("leaky", "tls.crt"),
+        ("leaky", "tls.key"),
+        ("garbage", "tls.crt"),
+        ("garbage", "tls.key"),
+        ("not-base64", "tls.crt"),
+    ] {
+        assert_eq!(
+            m.one(
+                "x509_cert_error",
+                &[("secret_name", name), ("secret_key", key)]
+            )
+            .value,
+            1.0
+        );
+    }
+    // A few more passes, then look at everything logged.
+    api.wait_requests(api.count() + 2);
+    let log = exporter.log_lines().join("\n");
+    assert!(log.contains("secret vault/leaky key tls.crt"), "{log}");
+    assert!(log.contains("secret vault/not-base64 key tls.crt"), "{log}");
+    let forbidden = [
+        "SECRETMATERIAL".to_string(),
+        "TOPSECRET".to_string(),
+        "SECRETGARBAGE".to_string(),
+        "SECRETNOTBASE64".to_string(),
+        "correcthorse".to_string(),
+        b64(key.as_bytes()),
+        b64(key.as_bytes())[..40].to_string(),
+        b64(bad_cert.as_bytes())[..40].to_string(),
+        b64(garbage.as_bytes())[..40].to_string(),
+        // The certificate itself is not secret, but its data has no business in a log.
+        b64(good.as_bytes())[..40].to_string(),
+    ];
+    for f in &forbidden {
+        assert!(!log.contains(f.as_str()), "the log holds {f:?}:\n{log}");
+    }
+}
+
+#[test]
+fn include_namespace_lists_only_that_namespace() {
+    let now = now();
+    let cert = pem("team-a", now - 10, now + 1000);
+    let api = FakeApi::start("kf-include", move |req, _| {
+        if req.path == "/api/v1/namespaces/team-a/secrets" {
+            Reply::ok(list(
+                "SecretList",
+                &[tls_secret("team-a", "api-tls", "1", &cert)],
+                "",
+            ))
+        } else {
+            Reply::status(403, "Forbidden", "namespace-scoped RBAC only")
+        }
+    });
+    let exporter = start(&api, &["--include-namespace", "team-a"]);
+    let m = exporter.metrics();
+    let reqs = api.requests();
+    let paths: Vec<&str> = reqs.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(paths, ["/api/v1/namespaces/team-a/secrets"]);
+    assert_eq!(
+        reqs[0].param("fieldSelector"),
+        Some("type=kubernetes.io/tls")
+    );
+    let s = m.one("x509_cert_not_after", &[("secret_name", "api-tls")]);
+    assert_eq!(s.labels["secret_namespace"], "team-a");
+    assert_eq!(m.value("x509_read_errors"), 0.0);
+}
+
+#[test]
+fn exclude_namespace_lists_namespaces_then_each_kept_one() {
+    let now = now();
+    let cert = pem("per-namespace", now - 10, now + 1000);
+    let api = FakeApi::start("kf-exclude", move |req, _| {
+        if req.path == "/api/v1/namespaces" {
+            return page(
+                "NamespaceList",
+                &[
+                    namespace("default"),
+                    namespace("kube-system"),
+                    namespace("team-a"),
+                ],
+                req,
+            );
+        }
+        let ns = req
+            .path
+            .strip_prefix("/api/v1/namespaces/")
+            .and_then(|p| p.strip_suffix("/secrets"));
+        match ns {
+            Some(ns) => Reply::ok(list(
+                "SecretList",
+                &[tls_secret(ns, &format!("{ns}-tls"), "1", &cert)],
+                "",
+            )),
+            None => Reply::status(404, "NotFound", "no such path"),
+        }
+    });
+    let exporter = start(&api, &["--exclude-namespace", "kube-system"]);
+    let m = exporter.metrics();
+    let reqs = api.requests();
+    let paths: Vec<&str> = reqs.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/api/v1/namespaces",
+            "/api/v1/namespaces/default/secrets",
+            "/api/v1/namespaces/team-a/secrets"
+        ]
+    );
+    assert_eq!(reqs[0].param("limit"), Some("100"));
+    assert_eq!(reqs[0].param("fieldSelector"), None);
+    assert_eq!(m.label_values("secret_name"), ["default-tls", "team-a-tls"]);
+    assert!(m
+        .find(
+            "x509_cert_not_after",
+            &[("secret_namespace", "kube-system")]
+        )
+        .is_empty());
+    assert_eq!(m.value("x509_read_errors"), 0.0);
+}
+
+#[test]
+fn configmaps_from_data_and_binary_data() {
+    let now = now();
+    let text_ca = pem("text-ca", now - 10, now + 1000);
+    let binary_ca = Cert::self_signed(&Spec::new("binary-ca", now - 10, now + 2000)).der();
+    let binary_pem_ca = pem("binary-pem-ca", now - 10, now + 3000);
+    let configmaps = vec![
+        configmap(
+            "pki",
+            "text",
+            &[
+                ("ca.crt", text_ca.clone()),
+                ("other", "not a certificate".to_string()),
+            ],
+            &[],
+        ),
+        configmap("pki", "binary", &[], &[("ca.crt", b64(&binary_ca))]),
+        configmap(
+            "pki",
+            "binary-pem",
+            &[],
+            &[("ca.crt", b64(binary_pem_ca.as_bytes()))],
+        ),
+    ];
+    let api = FakeApi::start("kf-cm", move |req, _| match req.path.as_str() {
+        "/api/v1/secrets" => Reply::ok(list("SecretList", &[], "")),
+        "/api/v1/configmaps" => page("ConfigMapList", &configmaps, req),
+        _ => Reply::status(404, "NotFound", "no such path"),
+    });
+    let exporter = start(&api, &["-c", "ca.crt"]);
+    let m = exporter.metrics();
+    let reqs = api.requests();
+    let paths: Vec<&str> = reqs.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(paths, ["/api/v1/secrets", "/api/v1/configmaps"]);
+    let cm = &reqs[1];
+    assert_eq!(cm.param("limit"), Some("100"));
+    assert_eq!(
+        cm.param("fieldSelector"),
+        None,
+        "no Secret type on ConfigMaps"
+    );
+
+    assert_eq!(m.count("x509_cert_not_after"), 3, "{}", m.body);
+    for (name, cn, not_after) in [
+        ("text", "text-ca", now + 1000),
+        ("binary", "binary-ca", now + 2000),
+        ("binary-pem", "binary-pem-ca", now + 3000),
+    ] {
+        let s = m.one("x509_cert_not_after", &[("configmap_name", name)]);
+        assert_eq!(s.labels["configmap_namespace"], "pki");
+        assert_eq!(s.labels["configmap_key"], "ca.crt");
+        assert_eq!(s.labels["subject_CN"], cn);
+        assert_eq!(s.value, not_after as f64);
+        assert!(!s.labels.contains_key("secret_name"), "{:?}", s.labels);
+    }
+    assert_eq!(m.value("x509_read_errors"), 0.0);
+}
