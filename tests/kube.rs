@@ -205,6 +205,69 @@ fn admin_token_lists_secrets_cluster_wide() {
 }
 
 #[test]
+fn no_proxy_from_the_environment_and_insecure_skip_tls_verify() {
+    let c = cluster();
+    // A proxy in the environment would break every request: it must be ignored.
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "--listen-address=127.0.0.1:0",
+        "--watch-kube-secrets",
+        "--include-namespace=team-a",
+    ])
+    .args(["--kubeconfig", c.var("KUBECONFIG_ADMIN")]);
+    for var in [
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ] {
+        cmd.env(var, "http://127.0.0.1:9");
+    }
+    let exporter = Exporter::spawn(cmd);
+    assert_eq!(exporter.metrics().count("x509_cert_not_after"), 1);
+    drop(exporter);
+
+    let dir = TempDir::new("insecure");
+    let kubeconfig = dir.write(
+        "kubeconfig",
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: x\ncontexts:\n- name: x\n  context: {{cluster: x, user: x}}\nclusters:\n- name: x\n  cluster:\n    server: {}\n    insecure-skip-tls-verify: true\nusers:\n- name: x\n  user:\n    token: {}\n",
+            c.var("KUBE_URL"),
+            c.var("ADMIN_TOKEN")
+        ),
+    );
+    let exporter = Exporter::start(&[
+        "--watch-kube-secrets",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "--include-namespace=team-b",
+    ]);
+    assert_eq!(
+        exporter.metrics().one("x509_cert_not_after", &[]).labels["secret_namespace"],
+        "team-b"
+    );
+    drop(exporter);
+
+    // Without the flag, the server's certificate is checked: no CA, no connection.
+    let strict = dir.write(
+        "strict",
+        std::fs::read_to_string(&kubeconfig)
+            .unwrap()
+            .replace("    insecure-skip-tls-verify: true\n", ""),
+    );
+    let exporter = Exporter::start(&[
+        "--watch-kube-secrets",
+        "--kubeconfig",
+        strict.to_str().unwrap(),
+        "--include-namespace=team-b",
+    ]);
+    exporter.scrape_until("a TLS failure", |m| m.value("x509_read_errors") == 1.0);
+    assert_eq!(exporter.get("/readyz").status, 503);
+}
+
+#[test]
 fn a_namespace_scoped_token_works_with_include_namespace_only() {
     let c = cluster();
     let exporter = Exporter::start(&[

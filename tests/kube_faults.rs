@@ -1273,3 +1273,125 @@ fn configmaps_from_data_and_binary_data() {
     }
     assert_eq!(m.value("x509_read_errors"), 0.0);
 }
+
+#[test]
+fn an_exec_credential_plugin_is_run_once_and_its_token_cached_until_expiry() {
+    let now = now();
+    let cert = pem("exec", now - 10, now + 100_000);
+    let secrets = vec![tls_secret("ns", "s", "1", &cert)];
+    let api = FakeApi::start("kf-exec", move |req, _| page("SecretList", &secrets, req));
+    let calls = api.dir.path("calls");
+    let plugin = api.dir.write(
+        "plugin.sh",
+        format!(
+            "#!/bin/sh\necho \"$KUBERNETES_EXEC_INFO\" >> {calls}\nexp=$(date -u -d '+1 hour' +%Y-%m-%dT%H:%M:%SZ)\nprintf '{{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"ExecCredential\",\"status\":{{\"token\":\"exec-token\",\"expirationTimestamp\":\"%s\"}}}}' \"$exp\"\n",
+            calls = calls.display()
+        ),
+    );
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&plugin)
+        .status()
+        .unwrap();
+    let kubeconfig = std::fs::read_to_string(api.kubeconfig()).unwrap().replace(
+        "    tokenFile: token\n",
+        "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: ./plugin.sh\n      args: []\n",
+    );
+    std::fs::write(api.kubeconfig(), kubeconfig).unwrap();
+    let exporter = start(&api, &["--refresh-interval=100ms"]);
+    assert_eq!(exporter.metrics().count("x509_cert_not_after"), 1);
+    let reqs = api.wait_requests(5);
+    assert!(
+        reqs.iter()
+            .all(|r| r.auth.as_deref() == Some("Bearer exec-token")),
+        "{reqs:#?}"
+    );
+    let invocations = std::fs::read_to_string(&calls).unwrap();
+    assert_eq!(
+        invocations.lines().count(),
+        1,
+        "the token is cached: {invocations}"
+    );
+    assert!(invocations.contains("\"kind\":\"ExecCredential\""));
+}
+
+#[test]
+fn a_response_that_never_comes_times_out_and_the_next_pass_recovers() {
+    let now = now();
+    let cert = pem("slow", now - 10, now + 100_000);
+    let secrets = vec![tls_secret("ns", "slow", "1", &cert)];
+    let api = FakeApi::start("kf-hang", move |req, n| {
+        if n == 0 {
+            // Longer than the client's 30 s wait for a response head.
+            std::thread::sleep(Duration::from_secs(40));
+        }
+        page("SecretList", &secrets, req)
+    });
+    let exporter = start(&api, &[]);
+    // The listener answers while the API call hangs.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(exporter.get("/healthz").status, 200);
+    assert_eq!(exporter.get("/readyz").status, 503);
+    let m = exporter.scrape_within(Duration::from_secs(45), "the timeout", |m| {
+        m.value("x509_read_errors_total") >= 1.0
+    });
+    assert_eq!(m.count("x509_cert_not_after"), 0);
+    assert!(
+        log_has(&exporter, &["list secrets in all namespaces", "timed out"]),
+        "{:#?}",
+        exporter.log_lines()
+    );
+    let m = exporter.metrics_until("recovery", |m| m.count("x509_cert_not_after") == 1);
+    assert_eq!(m.value("x509_read_errors"), 0.0);
+}
+
+#[test]
+fn max_cache_duration_relists_between_half_and_all_of_it() {
+    let now = now();
+    let cert = pem("cached", now - 10, now + 100_000);
+    let secrets = vec![tls_secret("ns", "c", "1", &cert)];
+    let api = FakeApi::start("kf-cache", move |req, _| page("SecretList", &secrets, req));
+    let exporter = start(
+        &api,
+        &["--refresh-interval=100ms", "--max-cache-duration=2s"],
+    );
+    exporter.wait_ready();
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(api.count(), 1, "no re-list before half the cache duration");
+    let reqs = api.wait_requests(2);
+    let gap = reqs[1].at - reqs[0].at;
+    assert!(
+        gap >= Duration::from_millis(950) && gap <= Duration::from_millis(2300),
+        "{gap:?}"
+    );
+    // Between lists the data and the error count stay as they were.
+    assert_eq!(exporter.metrics().count("x509_cert_not_after"), 1);
+}
+
+#[test]
+fn the_client_side_rate_limit_spaces_requests() {
+    let now = now();
+    let cert = pem("limited", now - 10, now + 100_000);
+    let secrets: Vec<String> = (0..6)
+        .map(|i| tls_secret("ns", &format!("r{i}"), "1", &cert))
+        .collect();
+    let api = FakeApi::start("kf-rate", move |req, _| page("SecretList", &secrets, req));
+    let exporter = start(
+        &api,
+        &[
+            "--kube-page-size=1",
+            "--kube-api-rate-limit-qps=10",
+            "--kube-api-rate-limit-burst=1",
+        ],
+    );
+    assert_eq!(exporter.metrics().count("x509_cert_not_after"), 6);
+    let reqs = api.requests();
+    assert_eq!(reqs.len(), 6);
+    for pair in reqs.windows(2) {
+        let gap = pair[1].at - pair[0].at;
+        assert!(
+            gap >= Duration::from_millis(85),
+            "requests {gap:?} apart at 10 qps"
+        );
+    }
+}

@@ -470,7 +470,17 @@ impl Exporter {
 
     /// Scrapes (without waiting for /readyz) until `check` holds, or panics after 20 s.
     pub fn scrape_until(&self, what: &str, check: impl Fn(&Metrics) -> bool) -> Metrics {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        self.scrape_within(Duration::from_secs(20), what, check)
+    }
+
+    /// Scrapes (without waiting for /readyz) until `check` holds, or panics after `limit`.
+    pub fn scrape_within(
+        &self,
+        limit: Duration,
+        what: &str,
+        check: impl Fn(&Metrics) -> bool,
+    ) -> Metrics {
+        let deadline = Instant::now() + limit;
         loop {
             let m = self.scrape();
             if check(&m) {
