@@ -2,8 +2,9 @@
 TARGET  := x86_64-unknown-linux-gnu
 BIN     := x509-certificate-exporter
 RELEASE := target/$(TARGET)/release/$(BIN)
+ROOTFS  := target/rootfs
 
-.PHONY: build release test lint bench fmt clean
+.PHONY: build release rootfs test lint bench fmt clean
 
 build:
 	cargo build --locked
@@ -12,6 +13,12 @@ build:
 release:
 	RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --target $(TARGET)
 	@ls -l $(RELEASE) | awk '{print "release binary: " $$5 " bytes"}'
+
+# The exact filesystem of the runtime image (Containerfile's last stage): the binary only.
+rootfs: release
+	rm -rf $(ROOTFS)
+	install -D -m 0755 $(RELEASE) $(ROOTFS)/usr/local/bin/$(BIN)
+	@echo "rootfs: $(ROOTFS) ($$(du -sh $(ROOTFS) | cut -f1))"
 
 test:
 	./scripts/test-deps.sh

@@ -119,6 +119,8 @@ pub enum Command {
     Help,
     /// Print the version and exit 0.
     Version,
+    /// Probe a running exporter's `/healthz` at this listen address; exit 0 or 1.
+    Healthcheck(String),
 }
 
 /// The `--help` text: every flag with its default.
@@ -126,6 +128,7 @@ pub const HELP: &str = "\
 x509-certificate-exporter: a Prometheus exporter for X.509 certificate expiry
 
 Usage: x509-certificate-exporter [FLAGS]
+       x509-certificate-exporter healthcheck [--listen-address=ADDR]
 
 Sources (repeatable; globs take *, ?, [..] and **):
   -f, --watch-file=PATH          certificate file or glob of files
@@ -150,11 +153,26 @@ Server and logging:
   -h, --help                     print this help and exit
 
 Durations use Go syntax: 30s, 5m, 1h30m, 250ms.
-Endpoints: /metrics, /healthz, /readyz.
+Endpoints: /metrics, /healthz, /readyz. `healthcheck` probes /healthz of a running
+exporter (for container health checks) and exits 0 when it answers 200, else 1.
 ";
 
 /// Parses the arguments after the program name.
-pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
+pub fn parse(mut args: Vec<OsString>) -> Result<Command, String> {
+    if args.first().is_some_and(|a| a == "healthcheck") {
+        args.remove(0);
+        let mut args = pico_args::Arguments::from_vec(args);
+        let address =
+            value(&mut args, &["-b", "--listen-address"])?.unwrap_or_else(|| ":9793".to_string());
+        check_listen_address(&address)?;
+        if let Some(extra) = args.finish().first() {
+            return Err(format!(
+                "healthcheck: unexpected argument: {}",
+                extra.to_string_lossy()
+            ));
+        }
+        return Ok(Command::Healthcheck(address));
+    }
     let mut args = pico_args::Arguments::from_vec(args);
     if args.contains(["-h", "--help"]) {
         return Ok(Command::Help);
@@ -521,6 +539,15 @@ mod tests {
             assert!(HELP.contains(flag), "{flag} missing from --help");
         }
         assert_eq!(parse(vec!["-h".into()]), Ok(Command::Help));
+        assert_eq!(
+            parse(vec!["healthcheck".into(), "--listen-address=:8080".into()]),
+            Ok(Command::Healthcheck(":8080".into()))
+        );
+        assert_eq!(
+            parse(vec!["healthcheck".into()]),
+            Ok(Command::Healthcheck(":9793".into()))
+        );
+        assert!(parse(vec!["healthcheck".into(), "x".into()]).is_err());
         assert_eq!(parse(vec!["--version".into()]), Ok(Command::Version));
     }
 }

@@ -5,6 +5,7 @@
 mod cli;
 mod files;
 mod glob;
+mod healthcheck;
 mod http;
 mod kube;
 mod kubeconfig;
@@ -41,6 +42,15 @@ fn main() -> ExitCode {
                 b.version, b.revision, b.built, b.rustversion
             );
             return ExitCode::SUCCESS;
+        }
+        Ok(Command::Healthcheck(address)) => {
+            return match healthcheck::probe(&address) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(message) => {
+                    eprintln!("{message}");
+                    ExitCode::from(1)
+                }
+            };
         }
         Err(message) => {
             eprintln!("x509-certificate-exporter: {message}");
