@@ -20,7 +20,8 @@ rootfs: release
 	install -D -m 0755 $(RELEASE) $(ROOTFS)/usr/local/bin/$(BIN)
 	@echo "rootfs: $(ROOTFS) ($$(du -sh $(ROOTFS) | cut -f1))"
 
-test:
+# The image tests run the rootfs tree, so it is built first.
+test: rootfs
 	./scripts/test-deps.sh
 	cargo test --locked
 

@@ -25,6 +25,17 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
+# Debian's kubectl (kubernetes-client, the API server's version), unpacked privately: the
+# package clashes with other kubectl packages a machine may already have.
+tools=${XDG_CACHE_HOME:-$HOME/.cache}/x509-exporter-tools
+if [ ! -x "$tools/usr/bin/kubectl" ]; then
+  mkdir -p "$tools/debs"
+  ( cd "$tools/debs" && apt-get download -q kubernetes-client >/dev/null 2>&1 ) || {
+    apt-get update -q >/dev/null && ( cd "$tools/debs" && apt-get download -q kubernetes-client >/dev/null )
+  } || { echo "test-deps: could not download Debian's kubernetes-client" >&2; exit 1; }
+  dpkg-deb -x "$(ls "$tools"/debs/kubernetes-client_*.deb | head -n1)" "$tools"
+fi
+
 kas_cache=${KAS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kube-apiserver-test}
 if [ ! -x "$kas_cache/bin/kube-apiserver" ]; then
   script=$(cd "$(dirname "$0")/.." && pwd)/../shared/tools/kube-apiserver.sh

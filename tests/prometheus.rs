@@ -1,5 +1,7 @@
 //! A real Prometheus (Debian's package) scrapes the exporter; the usage guide's PromQL
-//! queries return exactly the expected certificates, and promtool accepts the body.
+//! queries return exactly the expected certificates, promtool accepts the body, and the
+//! guide's Compose scenario (its prometheus.yml, our alert rules, the image run as UID 65532)
+//! fires the expiration alerts; every query of the Grafana dashboard is valid PromQL.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -31,12 +33,21 @@ fn free_port() -> u16 {
 }
 
 impl Prometheus {
+    /// Scrapes `target` every second.
     fn start(target: &str) -> Self {
-        let dir = TempDir::new("prometheus");
         let config = format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: x509-exporter\n    static_configs:\n      - targets: ['{target}']\n"
         );
-        let config_path = dir.write("prometheus.yml", config);
+        Self::with_config(&config, &[])
+    }
+
+    /// Runs with this prometheus.yml; `files` are written beside it first.
+    fn with_config(config: &str, files: &[(&str, &str)]) -> Self {
+        let dir = TempDir::new("prometheus");
+        for (name, text) in files {
+            dir.write(name, text);
+        }
+        let config_path = dir.write("prometheus.yml", config.replace("$DIR", &dir.str("")));
         let addr = format!("127.0.0.1:{}", free_port());
         let child = Command::new("prometheus")
             .arg(format!("--config.file={}", config_path.display()))
@@ -136,4 +147,83 @@ fn prometheus_scrapes_and_the_guide_queries_return_the_expected_certificates() {
     assert_eq!(cns(&expired), ["expired"]);
     let errors = prometheus.query_until("x509_read_errors", |r| r.len() == 1);
     assert_eq!(errors[0]["value"][1], "0");
+}
+
+#[test]
+fn the_compose_scenario_from_the_image_fires_the_expiration_alerts() {
+    let certs = TempDir::new("guide-certs");
+    let now = now();
+    let day = 86_400;
+    certs.write("soon.pem", pem("soon", now - day, now + 10 * day));
+    certs.write("renew.pem", pem("renew", now - day, now + 20 * day));
+    certs.write("later.pem", pem("later", now - day, now + 365 * day));
+    certs.write("expired.pem", pem("expired", now - 30 * day, now - day));
+    let (cmd, _root) = in_image(
+        &["--watch-dir=/certs", "--listen-address=127.0.0.1:0"],
+        &[(&certs.0, "/certs")],
+    );
+    let exporter = Exporter::spawn(cmd);
+    exporter.wait_ready();
+
+    // The Compose scenario's prometheus.yml and rules, pointed at this exporter, evaluated
+    // every second and with `for:` cut to zero so that alerts fire at once.
+    let manifests = concat!(env!("CARGO_MANIFEST_DIR"), "/manifests");
+    let config = std::fs::read_to_string(format!("{manifests}/compose/prometheus/prometheus.yml"))
+        .unwrap()
+        .replace("x509-exporter:9793", &exporter.addr.to_string())
+        .replace("/etc/prometheus/", "$DIR/")
+        .replace("60s", "1s");
+    let rules = std::fs::read_to_string(format!(
+        "{manifests}/prometheus/x509-certificate-exporter.rules.yml"
+    ))
+    .unwrap();
+    let rules: String = rules
+        .lines()
+        .map(|l| match l.trim_start().strip_prefix("for: ") {
+            Some(_) => format!("{}for: 0s", &l[..l.len() - l.trim_start().len()]),
+            None => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let prometheus =
+        Prometheus::with_config(&config, &[("x509-certificate-exporter.rules.yml", &rules)]);
+    prometheus.query_until("up{job=\"x509-exporter\"} == 1", |r| r.len() == 1);
+    let expiring = prometheus.query_until("x509_cert_not_after - time() < 86400 * 30", |r| {
+        !r.is_empty()
+    });
+    assert_eq!(cns(&expiring), ["expired", "renew", "soon"]);
+    let expired = prometheus.query_until("x509_cert_expired == 1", |r| !r.is_empty());
+    assert_eq!(cns(&expired), ["expired"]);
+    let firing = |name: &str| {
+        let query = format!("ALERTS{{alertname=\"{name}\", alertstate=\"firing\"}}");
+        cns(&prometheus.query_until(&query, |r| !r.is_empty()))
+    };
+    assert_eq!(firing("X509CertificateExpiration"), ["soon"]);
+    assert_eq!(firing("X509CertificateRenewal"), ["renew"]);
+    assert_eq!(firing("X509CertificateExpired"), ["expired"]);
+
+    // Every query of the Grafana dashboard is valid PromQL (an invalid one is a 400).
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!(
+            "{manifests}/grafana/x509-certificate-exporter.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let mut exprs = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            exprs.push(
+                target["expr"]
+                    .as_str()
+                    .unwrap()
+                    .replace("$job", ".*")
+                    .replace("$instance", ".*"),
+            );
+        }
+    }
+    assert!(exprs.len() >= 10);
+    for expr in exprs {
+        prometheus.query_until(&expr, |_| true);
+    }
 }

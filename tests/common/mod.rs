@@ -541,6 +541,53 @@ impl Drop for Exporter {
     }
 }
 
+/// The runtime image's filesystem, as `make rootfs` lays it out (`make test` builds it first).
+pub fn rootfs() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/rootfs");
+    assert!(
+        root.join("usr/local/bin/x509-certificate-exporter")
+            .is_file(),
+        "{} is missing: run `make rootfs` (make test does)",
+        root.display()
+    );
+    root
+}
+
+/// A command that runs the image's binary as the image would: chrooted into a copy of the
+/// rootfs, as UID and GID 65532, in a private mount namespace where each (host directory,
+/// path in the image) pair is bind-mounted read-only. Keep the returned directory alive.
+pub fn in_image(args: &[&str], mounts: &[(&Path, &str)]) -> (Command, TempDir) {
+    let root = TempDir::new("image");
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", rootfs().display()))
+        .arg(&root.0)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut script = String::from("set -e\n");
+    for (host, inside) in mounts {
+        let target = root.0.join(inside.trim_start_matches('/'));
+        std::fs::create_dir_all(&target).unwrap();
+        script.push_str(&format!(
+            "mount --bind '{}' '{}'\nmount -o remount,bind,ro '{}'\n",
+            host.display(),
+            target.display(),
+            target.display()
+        ));
+    }
+    script.push_str(&format!(
+        "exec chroot --userspec=65532:65532 '{}' /usr/local/bin/x509-certificate-exporter \"$@\"\n",
+        root.0.display()
+    ));
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-m", "sh", "-c", &script, "sh"])
+        .args(args)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+    (cmd, root)
+}
+
 /// Runs the binary to completion (for flag errors, --help, --version).
 pub fn run(args: &[&str]) -> std::process::Output {
     Command::new(BIN).args(args).output().unwrap()

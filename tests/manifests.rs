@@ -1,0 +1,312 @@
+//! The deployment files under manifests/: they parse, the alert rules pass promtool and match
+//! their PrometheusRule twin, the systemd unit passes systemd-analyze, the pods are locked
+//! down, and every exporter command line in them is one the binary accepts.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use yaml_rust2::{Yaml, YamlLoader};
+
+const MANIFESTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/manifests");
+
+fn files(ext: &[&str]) -> Vec<PathBuf> {
+    fn walk(dir: &Path, ext: &[&str], out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, ext, out);
+            } else if ext
+                .iter()
+                .any(|e| path.extension().is_some_and(|x| x == *e))
+            {
+                out.push(path);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(Path::new(MANIFESTS), ext, &mut out);
+    out.sort();
+    out
+}
+
+fn yaml(path: &Path) -> Vec<Yaml> {
+    let text = std::fs::read_to_string(path).unwrap();
+    YamlLoader::load_from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn one(rel: &str) -> Yaml {
+    yaml(&Path::new(MANIFESTS).join(rel)).remove(0)
+}
+
+#[test]
+fn every_yaml_file_parses_and_the_dashboard_is_json() {
+    let all = files(&["yaml", "yml"]);
+    assert!(all.len() >= 15, "{all:?}");
+    for path in &all {
+        let docs = yaml(path);
+        assert!(
+            !docs.is_empty() && docs.iter().all(|d| d.as_hash().is_some()),
+            "{}",
+            path.display()
+        );
+    }
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!(
+            "{MANIFESTS}/grafana/x509-certificate-exporter.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(dashboard["uid"], "x509-certificate-exporter");
+    assert!(dashboard["panels"].as_array().unwrap().len() >= 8);
+}
+
+#[test]
+fn alert_rules_pass_promtool_and_match_the_prometheus_rule() {
+    let rules = format!("{MANIFESTS}/prometheus/x509-certificate-exporter.rules.yml");
+    let out = Command::new("promtool")
+        .args(["check", "rules", &rules])
+        .output()
+        .expect("promtool");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plain = one("prometheus/x509-certificate-exporter.rules.yml");
+    let operator = one("kubernetes/prometheusrule.yaml");
+    assert_eq!(operator["kind"].as_str(), Some("PrometheusRule"));
+    assert_eq!(
+        plain["groups"], operator["spec"]["groups"],
+        "the two rule files drifted apart"
+    );
+    let names: Vec<&str> = plain["groups"][0]["rules"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .map(|r| r["alert"].as_str().unwrap())
+        .collect();
+    for wanted in [
+        "X509ExporterReadErrors",
+        "X509CertificateError",
+        "X509CertificateRenewal",
+        "X509CertificateExpiration",
+        "X509CertificateExpired",
+        "X509CertificateNotYetValid",
+    ] {
+        assert!(names.contains(&wanted), "{wanted} missing from {names:?}");
+    }
+}
+
+#[test]
+fn the_systemd_unit_passes_systemd_analyze_verify() {
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("systemd-analyze is not on this machine: unit not verified");
+        return;
+    }
+    let dir = TempDir::new("unit");
+    let unit = std::fs::read_to_string(format!(
+        "{MANIFESTS}/systemd/x509-certificate-exporter.service"
+    ))
+    .unwrap();
+    for needed in [
+        "DynamicUser=yes",
+        "ProtectSystem=strict",
+        "NoNewPrivileges=yes",
+        "ReadOnlyPaths=",
+        "MemoryMax=",
+    ] {
+        assert!(unit.contains(needed), "{needed}");
+    }
+    // verify wants ExecStart to exist: point it at the binary under test.
+    let path = dir.write(
+        "x509-certificate-exporter.service",
+        unit.replace("/usr/local/bin/x509-certificate-exporter", BIN),
+    );
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .unwrap();
+    accepts(
+        exec.split_whitespace()
+            .skip(1)
+            .map(str::to_string)
+            .collect(),
+        &[],
+    );
+}
+
+/// Pods: non-root where possible, read-only root, no capabilities, RuntimeDefault seccomp,
+/// probes on /healthz and /readyz, memory limits.
+#[test]
+fn pods_are_locked_down_and_probed() {
+    for (rel, non_root) in [
+        ("kubernetes/secrets/deployment-secrets.yaml", true),
+        ("kubernetes/nodes/daemonset-nodes.yaml", false),
+    ] {
+        let doc = one(rel);
+        let pod = &doc["spec"]["template"]["spec"];
+        assert_eq!(
+            pod["securityContext"]["seccompProfile"]["type"].as_str(),
+            Some("RuntimeDefault"),
+            "{rel}"
+        );
+        if non_root {
+            assert_eq!(
+                pod["securityContext"]["runAsNonRoot"].as_bool(),
+                Some(true),
+                "{rel}"
+            );
+            assert_eq!(
+                pod["securityContext"]["runAsUser"].as_i64(),
+                Some(65532),
+                "{rel}"
+            );
+        }
+        let c = &pod["containers"][0];
+        assert_eq!(
+            c["securityContext"]["readOnlyRootFilesystem"].as_bool(),
+            Some(true),
+            "{rel}"
+        );
+        assert_eq!(
+            c["securityContext"]["allowPrivilegeEscalation"].as_bool(),
+            Some(false),
+            "{rel}"
+        );
+        assert_eq!(
+            c["securityContext"]["capabilities"]["drop"][0].as_str(),
+            Some("ALL"),
+            "{rel}"
+        );
+        assert_eq!(
+            c["livenessProbe"]["httpGet"]["path"].as_str(),
+            Some("/healthz"),
+            "{rel}"
+        );
+        assert_eq!(
+            c["readinessProbe"]["httpGet"]["path"].as_str(),
+            Some("/readyz"),
+            "{rel}"
+        );
+        assert!(
+            c["resources"]["limits"]["memory"].as_str().is_some(),
+            "{rel}"
+        );
+        for mount in c["volumeMounts"]
+            .as_vec()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            assert_eq!(
+                mount["readOnly"].as_bool(),
+                Some(true),
+                "{rel}: host paths are mounted read-only"
+            );
+        }
+    }
+}
+
+/// Every exporter command line in the manifests is one the binary accepts.
+#[test]
+fn every_command_line_in_the_manifests_is_accepted() {
+    let args = |doc: &Yaml, key: &str| -> Vec<String> {
+        doc[key]
+            .as_vec()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_string())
+            .collect()
+    };
+    for rel in [
+        "compose/single-directory/compose.yaml",
+        "compose/multiple-directories/compose.yaml",
+        "compose/prometheus/compose.yaml",
+    ] {
+        let doc = one(rel);
+        let service = &doc["services"]["x509-exporter"];
+        assert!(
+            service["image"]
+                .as_str()
+                .unwrap()
+                .contains("x509-certificate-exporter"),
+            "{rel}"
+        );
+        assert_eq!(service["ports"][0].as_str(), Some("9793:9793"), "{rel}");
+        let health: Vec<&str> = service["healthcheck"]["test"]
+            .as_vec()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        assert_eq!(
+            health,
+            [
+                "CMD",
+                "/usr/local/bin/x509-certificate-exporter",
+                "healthcheck"
+            ],
+            "{rel}"
+        );
+        // Every mounted directory is watched, read-only.
+        let command = args(service, "command");
+        for volume in service["volumes"].as_vec().unwrap() {
+            let volume = volume.as_str().unwrap();
+            let target = volume.split(':').nth(1).unwrap();
+            assert!(volume.ends_with(":ro"), "{rel}: {volume}");
+            assert!(
+                command.contains(&format!("--watch-dir={target}")),
+                "{rel}: {target} not watched"
+            );
+        }
+        accepts(command, &[]);
+    }
+    let cluster = TempDir::new("kc");
+    let kubeconfig = cluster.write(
+        "config",
+        "apiVersion: v1\nkind: Config\ncurrent-context: x\ncontexts:\n- name: x\n  context: {cluster: x, user: x}\nclusters:\n- name: x\n  cluster: {server: 'http://127.0.0.1:9'}\nusers:\n- name: x\n  user: {token: t}\n",
+    );
+    for rel in [
+        "kubernetes/secrets/deployment-secrets.yaml",
+        "kubernetes/nodes/daemonset-nodes.yaml",
+        "kubernetes/namespaced/deployment-args.yaml",
+    ] {
+        let doc = one(rel);
+        let c = &doc["spec"]["template"]["spec"]["containers"][0];
+        accepts(
+            args(c, "args"),
+            &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
+        );
+    }
+}
+
+/// Starts the binary with these arguments (on 127.0.0.1:0) and checks that it serves.
+fn accepts(args: Vec<String>, env: &[(&str, &str)]) {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--listen-address=127.0.0.1:0")
+        .args(args.iter().filter(|a| !a.starts_with("--listen-address")));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let exporter = Exporter::spawn(cmd);
+    assert_eq!(exporter.get("/healthz").status, 200, "{args:?}");
+}
