@@ -4,7 +4,7 @@ BIN     := x509-certificate-exporter
 RELEASE := target/$(TARGET)/release/$(BIN)
 ROOTFS  := target/rootfs
 
-.PHONY: build release rootfs test lint bench fmt clean
+.PHONY: build release rootfs test lint bench bench-smoke fmt clean
 
 build:
 	cargo build --locked
@@ -28,7 +28,12 @@ test: rootfs
 # Speed and memory against floors measured in the same run; writes BENCHMARKS.md.
 bench:
 	./scripts/test-deps.sh
+	cargo bench --locked --bench bench
 	cargo bench --locked --bench kube
+
+# CI's smoke check: the 10k corpus, failing only on ratios over twice their target.
+bench-smoke:
+	cargo bench --locked --bench bench -- --smoke
 
 lint:
 	cargo fmt --check

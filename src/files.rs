@@ -290,7 +290,7 @@ impl FileSource {
     fn failed_item(&self, path: &Path, error: String) -> Item {
         let pairs = self.labels.file_pairs(&path.to_string_lossy());
         Item {
-            error_labels: self.labels.error_labels(&pairs),
+            labels: self.labels.origin(&pairs),
             series: Box::new([]),
             errors: Box::new([error]),
         }
@@ -310,7 +310,7 @@ impl FileSource {
             Ok(data) => {
                 let parsed = pem::parse_certificates(&data);
                 for cert in &parsed.certs {
-                    let s = self.labels.series(&pairs, cert);
+                    let s = self.labels.series(&[], cert);
                     if !series.contains(&s) {
                         series.push(s);
                     }
@@ -333,7 +333,7 @@ impl FileSource {
             }
         }
         Item {
-            error_labels: self.labels.error_labels(&pairs),
+            labels: self.labels.origin(&pairs),
             series: series.into(),
             errors: errors.into(),
         }

@@ -1,13 +1,14 @@
-//! The HTTP side, the only module that knows tiny_http: routes, gzip, the response cache,
-//! writer threads so a slow client never holds up another, and graceful shutdown.
+//! The HTTP side, the only module that knows tiny_http: routes, gzip, writer threads so a
+//! slow client never holds up another, and graceful shutdown.
 //!
 //! One thread owns the [`Store`]: it takes reports from the pollers and requests from the
-//! listener, renders at most once per state and second, and hands each response to a
-//! writer thread.
+//! listener and hands each request, with the current immutable view, to a writer thread.
+//! Writers stream the plain exposition as they render it; a gzip body is rendered once per
+//! view and second and shared by every scrape that asks for it meanwhile.
 
-use std::io::{Cursor, Write as _};
+use std::io::{Cursor, Read, Write as _};
 use std::net::TcpListener;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -17,7 +18,7 @@ use tiny_http::{Header, Method, Request, Response, StatusCode};
 
 use crate::model::Report;
 use crate::render::{self, Options};
-use crate::store::Store;
+use crate::store::{Store, View};
 
 /// Threads that write responses.
 const WRITERS: usize = 4;
@@ -31,29 +32,28 @@ const METRICS_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// A shared, immutable response body.
 #[derive(Clone)]
-struct Body(Arc<Vec<u8>>);
+struct Shared(Arc<Vec<u8>>);
 
-impl AsRef<[u8]> for Body {
+impl AsRef<[u8]> for Shared {
     fn as_ref(&self) -> &[u8] {
         &self.0
     }
 }
 
-/// The last rendered body: valid for one store generation and one second.
-struct Cached {
+/// The last gzip body: valid for one view and one second.
+#[derive(Default)]
+struct GzipCache {
     generation: u64,
     now: i64,
-    plain: Body,
-    gzip: Option<Body>,
+    body: Option<Shared>,
 }
 
-/// A response ready to be written by a writer thread.
-struct Job {
-    request: Request,
-    status: u16,
-    content_type: &'static str,
-    gzip: bool,
-    body: Body,
+/// What a writer thread sends.
+enum Content {
+    /// A small fixed body.
+    Text(u16, &'static str, &'static str),
+    /// The exposition of this view.
+    Metrics { view: Arc<View>, gzip: bool },
 }
 
 /// Serves until `shutdown` fires, applying reports as they come. Returns once the
@@ -80,23 +80,22 @@ pub fn serve(
                 }
             })?
     };
-    let (job_tx, jobs) = bounded::<Job>(QUEUE);
+    let (job_tx, jobs) = bounded::<(Request, Content)>(QUEUE);
     let (done_tx, done) = bounded::<()>(WRITERS);
+    let gzip_cache = Arc::new(Mutex::new(GzipCache::default()));
     for n in 0..WRITERS {
-        let jobs = jobs.clone();
-        let done_tx = done_tx.clone();
+        let (jobs, done_tx, gzip_cache) = (jobs.clone(), done_tx.clone(), Arc::clone(&gzip_cache));
         thread::Builder::new()
             .name(format!("http-write-{n}"))
             .spawn(move || {
-                for job in jobs.iter() {
-                    write(job);
+                for (request, content) in jobs.iter() {
+                    write(request, content, &gzip_cache, options);
                 }
                 let _ = done_tx.send(());
             })?;
     }
     drop(done_tx);
 
-    let mut cache: Option<Cached> = None;
     loop {
         select! {
             recv(reports) -> report => match report {
@@ -105,7 +104,7 @@ pub fn serve(
                 Err(_) => reports = crossbeam_channel::never(),
             },
             recv(requests) -> request => match request {
-                Ok(request) => enqueue(&job_tx, respond(request, &store, &mut cache, options)),
+                Ok(request) => enqueue(&job_tx, request, &store),
                 Err(_) => break,
             },
             recv(shutdown) -> _ => break,
@@ -115,7 +114,7 @@ pub fn serve(
     // Stop accepting; answer what was already received; let the writers finish.
     server.unblock();
     for request in requests.try_iter() {
-        enqueue(&job_tx, respond(request, &store, &mut cache, options));
+        enqueue(&job_tx, request, &store);
     }
     drop(requests);
     drop(job_tx);
@@ -130,104 +129,37 @@ pub fn serve(
     Ok(())
 }
 
-/// Hands a response to the writers; when all are busy and the queue is full, 503 at once.
-fn enqueue(jobs: &Sender<Job>, job: Job) {
-    if let Err(err) = jobs.try_send(job) {
-        let _ = err.into_inner().request.respond(Response::empty(503));
+/// Routes a request and hands it to the writers; when all are busy and the queue is full,
+/// 503 at once.
+fn enqueue(jobs: &Sender<(Request, Content)>, request: Request, store: &Store) {
+    let content = route(&request, store);
+    if let Err(err) = jobs.try_send((request, content)) {
+        let (request, _) = err.into_inner();
+        let _ = request.respond(Response::empty(503));
     }
 }
 
-/// Routes one request and prepares its response.
-fn respond(request: Request, store: &Store, cache: &mut Option<Cached>, options: Options) -> Job {
-    let path = request.url().split('?').next().unwrap_or("").to_string();
-    let method_ok = matches!(request.method(), Method::Get | Method::Head);
-    let text = |request, status, content_type, body: &str| Job {
-        request,
-        status,
-        content_type,
-        gzip: false,
-        body: Body(Arc::new(body.as_bytes().to_vec())),
-    };
-    let known = matches!(path.as_str(), "/" | "/metrics" | "/healthz" | "/readyz");
+fn route(request: &Request, store: &Store) -> Content {
+    let path = request.url().split('?').next().unwrap_or("");
+    let known = matches!(path, "/" | "/metrics" | "/healthz" | "/readyz");
     if !known {
-        return text(
-            request,
-            404,
-            "text/plain; charset=utf-8",
-            "404 page not found\n",
-        );
+        return Content::Text(404, "text/plain; charset=utf-8", "404 page not found\n");
     }
-    if !method_ok {
-        return text(
-            request,
-            405,
-            "text/plain; charset=utf-8",
-            "405 method not allowed\n",
-        );
+    if !matches!(request.method(), Method::Get | Method::Head) {
+        return Content::Text(405, "text/plain; charset=utf-8", "405 method not allowed\n");
     }
-    match path.as_str() {
-        "/metrics" => {
-            let gzip = accepts_gzip(&request);
-            let body = metrics_body(store, cache, options, gzip);
-            Job {
-                request,
-                status: 200,
-                content_type: METRICS_TYPE,
-                gzip,
-                body,
-            }
-        }
-        "/healthz" => text(request, 200, "application/json", "{\"status\":\"UP\"}\n"),
+    match path {
+        "/metrics" => Content::Metrics {
+            view: store.view(),
+            gzip: accepts_gzip(request),
+        },
+        "/healthz" => Content::Text(200, "application/json", "{\"status\":\"UP\"}\n"),
         "/readyz" if store.ready() => {
-            text(request, 200, "application/json", "{\"status\":\"READY\"}\n")
+            Content::Text(200, "application/json", "{\"status\":\"READY\"}\n")
         }
-        "/readyz" => text(
-            request,
-            503,
-            "application/json",
-            "{\"status\":\"STARTING\"}\n",
-        ),
-        _ => text(request, 200, "text/html; charset=utf-8", INDEX),
+        "/readyz" => Content::Text(503, "application/json", "{\"status\":\"STARTING\"}\n"),
+        _ => Content::Text(200, "text/html; charset=utf-8", INDEX),
     }
-}
-
-/// The metrics body for now, rendered at most once per store generation and second.
-fn metrics_body(store: &Store, cache: &mut Option<Cached>, options: Options, gzip: bool) -> Body {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    let fresh = cache
-        .as_ref()
-        .is_some_and(|c| c.generation == store.generation() && c.now == now);
-    if !fresh {
-        let text = render::render(store, now, options, &render::BUILD);
-        *cache = Some(Cached {
-            generation: store.generation(),
-            now,
-            plain: Body(Arc::new(text.into_bytes())),
-            gzip: None,
-        });
-    }
-    let Some(cached) = cache.as_mut() else {
-        unreachable!("filled above");
-    };
-    if !gzip {
-        return cached.plain.clone();
-    }
-    cached
-        .gzip
-        .get_or_insert_with(|| {
-            let mut encoder = GzEncoder::new(
-                Vec::with_capacity(cached.plain.0.len() / 6),
-                Compression::fast(),
-            );
-            let compressed = encoder
-                .write_all(&cached.plain.0)
-                .and_then(|()| encoder.finish())
-                .unwrap_or_default();
-            Body(Arc::new(compressed))
-        })
-        .clone()
 }
 
 /// True when the client lists `gzip` (or `*`) in Accept-Encoding without `q=0`.
@@ -241,39 +173,141 @@ fn accepts_gzip(request: &Request) -> bool {
             let mut fields = part.split(';').map(str::trim);
             let coding = fields.next().unwrap_or("");
             let refused = fields.any(|f| {
-                f.replace(' ', "").starts_with("q=0")
-                    && !f.contains(|c: char| ('1'..='9').contains(&c))
+                let f = f.replace(' ', "");
+                f.starts_with("q=0") && !f.contains(|c: char| ('1'..='9').contains(&c))
             });
             (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !refused
         })
 }
 
-fn write(job: Job) {
-    let mut headers = vec![header("Content-Type", job.content_type)];
-    if job.gzip {
-        headers.push(header("Content-Encoding", "gzip"));
-    }
-    if job.content_type == METRICS_TYPE {
-        headers.push(header("Vary", "Accept-Encoding"));
-    }
-    if job.status == 405 {
-        headers.push(header("Allow", "GET, HEAD"));
-    }
-    let len = job.body.0.len();
-    let response = Response::new(
-        StatusCode(job.status),
-        headers,
-        Cursor::new(job.body),
-        Some(len),
-        None,
-    );
-    if let Err(err) = job.request.respond(response) {
+/// Writes one response (on a writer thread).
+fn write(request: Request, content: Content, gzip_cache: &Mutex<GzipCache>, options: Options) {
+    let result = match content {
+        Content::Text(status, content_type, body) => {
+            let mut headers = vec![header("Content-Type", content_type)];
+            if status == 405 {
+                headers.push(header("Allow", "GET, HEAD"));
+            }
+            request.respond(Response::new(
+                StatusCode(status),
+                headers,
+                body.as_bytes(),
+                Some(body.len()),
+                None,
+            ))
+        }
+        Content::Metrics { view, gzip } => {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            let mut headers = vec![
+                header("Content-Type", METRICS_TYPE),
+                header("Vary", "Accept-Encoding"),
+            ];
+            if gzip {
+                headers.push(header("Content-Encoding", "gzip"));
+                let body = gzip_body(gzip_cache, view, now, options);
+                let len = body.0.len();
+                request.respond(Response::new(
+                    StatusCode(200),
+                    headers,
+                    Cursor::new(body),
+                    Some(len),
+                    None,
+                ))
+            } else {
+                let body = render::Body::new(view, now, options, render::BUILD);
+                request.respond(Response::new(StatusCode(200), headers, body, None, None))
+            }
+        }
+    };
+    if let Err(err) = result {
         log::debug!("write response: {err}");
     }
+}
+
+/// The gzip exposition of `view` at `now`: rendered and compressed once, then shared.
+/// Scrapes that arrive meanwhile wait for it rather than doing the work again.
+fn gzip_body(cache: &Mutex<GzipCache>, view: Arc<View>, now: i64, options: Options) -> Shared {
+    let mut cache = cache
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(body) = cache
+        .body
+        .as_ref()
+        .filter(|_| cache.generation == view.generation && cache.now == now)
+    {
+        return body.clone();
+    }
+    let generation = view.generation;
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::fast());
+    let mut plain = render::Body::new(view, now, options, render::BUILD);
+    let mut chunk = vec![0u8; 64 * 1024];
+    let compressed = loop {
+        match plain.read(&mut chunk) {
+            Ok(0) => break encoder.finish().unwrap_or_default(),
+            Ok(n) => {
+                if encoder.write_all(&chunk[..n]).is_err() {
+                    break Vec::new();
+                }
+            }
+            Err(_) => break Vec::new(),
+        }
+    };
+    let body = Shared(Arc::new(compressed));
+    *cache = GzipCache {
+        generation,
+        now,
+        body: Some(body.clone()),
+    };
+    body
 }
 
 fn header(name: &str, value: &str) -> Header {
     // Both are ASCII constants of this module, which tiny_http always accepts.
     Header::from_bytes(name.as_bytes(), value.as_bytes())
         .unwrap_or_else(|()| unreachable!("ASCII header"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_gzip_rendering_per_view_and_second() {
+        let cache = Mutex::new(GzipCache::default());
+        let view = Store::new(0).view();
+        let first = gzip_body(&cache, Arc::clone(&view), 100, Options::default());
+        let again = gzip_body(&cache, Arc::clone(&view), 100, Options::default());
+        assert!(
+            Arc::ptr_eq(&first.0, &again.0),
+            "shared, not rendered twice"
+        );
+        let next_second = gzip_body(&cache, view, 101, Options::default());
+        assert!(!Arc::ptr_eq(&first.0, &next_second.0));
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&first.0[..])
+            .read_to_string(&mut text)
+            .unwrap();
+        assert!(text.contains("x509_read_errors 0\n"));
+    }
+
+    #[test]
+    fn accept_encoding_parsing() {
+        let request = |value: &str| {
+            tiny_http::TestRequest::new()
+                .with_header(Header::from_bytes(&b"Accept-Encoding"[..], value.as_bytes()).unwrap())
+                .into()
+        };
+        for (value, wanted) in [
+            ("gzip", true),
+            ("deflate, gzip;q=0.5", true),
+            ("gzip;q=0", false),
+            ("*", true),
+            ("br", false),
+        ] {
+            let r: Request = request(value);
+            assert_eq!(accepts_gzip(&r), wanted, "{value}");
+        }
+    }
 }

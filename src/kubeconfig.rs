@@ -126,10 +126,11 @@ impl KubeconfigSource {
                                 true => format!("{name}({i})"),
                                 false => name.clone(),
                             };
-                            let mut origin: Vec<Pair> = pairs.clone();
-                            origin.push(("embedded_kind".into(), section.kind.to_string()));
-                            origin.push((Cow::Borrowed("embedded_key"), key));
-                            let s = self.labels.series(&origin, cert);
+                            let entry: [Pair; 2] = [
+                                ("embedded_kind".into(), section.kind.to_string()),
+                                (Cow::Borrowed("embedded_key"), key),
+                            ];
+                            let s = self.labels.series(&entry, cert);
                             if !series.contains(&s) {
                                 series.push(s);
                             }
@@ -143,7 +144,7 @@ impl KubeconfigSource {
         }
         Parsed {
             item: Item {
-                error_labels: self.labels.error_labels(&pairs),
+                labels: self.labels.origin(&pairs),
                 series: series.into(),
                 errors: errors.into(),
             },

@@ -1,9 +1,8 @@
 //! Label sets: which labels a certificate gets, `-l` filtering, path trimming and escaping.
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 
-use crate::model::{CertInfo, Name, Series};
+use crate::model::{CertInfo, Series};
 
 /// One label pair before filtering.
 pub type Pair = (Cow<'static, str>, String);
@@ -28,63 +27,72 @@ impl LabelConfig {
         ]
     }
 
-    /// The labels of `x509_cert_error` for an item with these origin pairs.
-    pub fn error_labels(&self, origin: &[Pair]) -> Box<str> {
-        self.render(origin.to_vec())
+    /// An origin's labels (an [`crate::model::Item`]'s), in the order given.
+    pub fn origin(&self, pairs: &[Pair]) -> Box<str> {
+        let mut out = String::new();
+        for (name, value) in pairs {
+            self.push(&mut out, name, value);
+        }
+        out.into_boxed_str()
     }
 
-    /// The series of one certificate found at an origin.
-    pub fn series(&self, origin: &[Pair], cert: &CertInfo) -> Series {
-        let mut pairs = origin.to_vec();
-        pairs.push(("serial_number".into(), cert.serial.clone()));
-        name_pairs(&mut pairs, "subject", &cert.subject);
-        name_pairs(&mut pairs, "issuer", &cert.issuer);
+    /// The series of one certificate: `extra` pairs (a kubeconfig entry's kind and key),
+    /// then the serial number, issuer and subject.
+    pub fn series(&self, extra: &[Pair], cert: &CertInfo) -> Series {
+        let mut out = String::with_capacity(256);
+        for (name, value) in extra {
+            self.push(&mut out, name, value);
+        }
+        self.push(&mut out, "serial_number", &cert.serial);
+        for (names, dn) in [(&ISSUER, &cert.issuer), (&SUBJECT, &cert.subject)] {
+            let values = [&dn.c, &dn.st, &dn.l, &dn.o, &dn.ou, &dn.cn];
+            for (name, value) in names.iter().zip(values) {
+                self.push(&mut out, name, value);
+            }
+        }
         Series {
-            labels: self.render(pairs),
+            labels: out.into_boxed_str(),
             not_before: cert.not_before,
             not_after: cert.not_after,
             fingerprint: cert.fingerprint,
         }
     }
 
-    /// Filters, sorts by name, drops empty values and escapes: `a="x",b="y"`.
-    fn render(&self, mut pairs: Vec<Pair>) -> Box<str> {
-        pairs.retain(|(name, value)| {
-            !value.is_empty()
-                && self
-                    .allow
-                    .as_ref()
-                    .is_none_or(|allow| allow.iter().any(|a| a == name))
-        });
-        pairs.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut out = String::with_capacity(pairs.iter().map(|(n, v)| n.len() + v.len() + 4).sum());
-        for (i, (name, value)) in pairs.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            let _ = write!(out, "{name}=\"");
-            escape_into(&mut out, value);
-            out.push('"');
+    /// Appends `name="value"` unless the value is empty or `-l` leaves the name out.
+    fn push(&self, out: &mut String, name: &str, value: &str) {
+        let allowed = self
+            .allow
+            .as_ref()
+            .is_none_or(|allow| allow.iter().any(|a| a == name));
+        if value.is_empty() || !allowed {
+            return;
         }
-        out.into_boxed_str()
+        if !out.is_empty() {
+            out.push(',');
+        }
+        out.push_str(name);
+        out.push_str("=\"");
+        escape_into(out, value);
+        out.push('"');
     }
 }
 
-fn name_pairs(pairs: &mut Vec<Pair>, prefix: &'static str, name: &Name) {
-    let fields: [(&'static str, &String); 6] = [
-        ("C", &name.c),
-        ("ST", &name.st),
-        ("L", &name.l),
-        ("O", &name.o),
-        ("OU", &name.ou),
-        ("CN", &name.cn),
-    ];
-    for (attr, value) in fields {
-        if !value.is_empty() {
-            pairs.push((format!("{prefix}_{attr}").into(), value.clone()));
-        }
-    }
-}
+const ISSUER: [&str; 6] = [
+    "issuer_C",
+    "issuer_ST",
+    "issuer_L",
+    "issuer_O",
+    "issuer_OU",
+    "issuer_CN",
+];
+const SUBJECT: [&str; 6] = [
+    "subject_C",
+    "subject_ST",
+    "subject_L",
+    "subject_O",
+    "subject_OU",
+    "subject_CN",
+];
 
 /// Escapes a label value for the text format: backslash, double quote and newline.
 pub fn escape_into(out: &mut String, value: &str) {
@@ -164,26 +172,54 @@ mod tests {
     }
 
     #[test]
-    fn values_are_escaped_sorted_filtered_and_empty_ones_dropped() {
+    fn values_are_escaped_filtered_and_empty_ones_dropped() {
         let config = LabelConfig::default();
-        let pairs = vec![
+        let pairs: Vec<Pair> = vec![
             ("z".into(), "a\"b\\c\nd".to_string()),
             ("a".into(), "1".to_string()),
             ("m".into(), String::new()),
         ];
-        assert_eq!(
-            &*config.render(pairs.clone()),
-            "a=\"1\",z=\"a\\\"b\\\\c\\nd\""
-        );
+        assert_eq!(&*config.origin(&pairs), "z=\"a\\\"b\\\\c\\nd\",a=\"1\"");
         let only_z = LabelConfig {
             allow: Some(vec!["z".into()]),
             trim: 0,
         };
-        assert_eq!(&*only_z.render(pairs.clone()), "z=\"a\\\"b\\\\c\\nd\"");
+        assert_eq!(&*only_z.origin(&pairs), "z=\"a\\\"b\\\\c\\nd\"");
         let none = LabelConfig {
             allow: Some(vec![]),
             trim: 0,
         };
-        assert_eq!(&*none.render(pairs), "");
+        assert_eq!(&*none.origin(&pairs), "");
+    }
+
+    #[test]
+    fn certificate_labels_in_a_fixed_order() {
+        let mut cert = CertInfo {
+            serial: "-5".into(),
+            subject: crate::model::Name {
+                cn: "leaf".into(),
+                o: "Org".into(),
+                ..Default::default()
+            },
+            issuer: crate::model::Name {
+                cn: "CA".into(),
+                c: "FR".into(),
+                ..Default::default()
+            },
+            not_before: 1,
+            not_after: 2,
+            fingerprint: 3,
+        };
+        let s = LabelConfig::default().series(&[("embedded_kind".into(), "user".into())], &cert);
+        assert_eq!(
+            &*s.labels,
+            "embedded_kind=\"user\",serial_number=\"-5\",issuer_C=\"FR\",issuer_CN=\"CA\",subject_O=\"Org\",subject_CN=\"leaf\""
+        );
+        cert.serial.clear();
+        let only = LabelConfig {
+            allow: Some(vec!["subject_CN".into()]),
+            trim: 0,
+        };
+        assert_eq!(&*only.series(&[], &cert).labels, "subject_CN=\"leaf\"");
     }
 }

@@ -36,10 +36,12 @@ pub struct Name {
     pub cn: String,
 }
 
-/// One exported certificate: its rendered label set and its two dates.
+/// One exported certificate: its own labels and its two dates.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Series {
-    /// Label pairs already escaped and joined (`a="x",b="y"`), without braces.
+    /// The certificate's label pairs (serial, subject, issuer, and for kubeconfigs the
+    /// embedded kind and key), escaped and joined (`a="x",b="y"`), without braces. The
+    /// origin's labels are its item's.
     pub labels: Box<str>,
     /// NotBefore, Unix seconds.
     pub not_before: i64,
@@ -52,8 +54,10 @@ pub struct Series {
 /// One thing a source reads (a file, a kubeconfig, a Secret key) and what came of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Item {
-    /// Label pairs of the `x509_cert_error` series of this item (rendered like [`Series::labels`]).
-    pub error_labels: Box<str>,
+    /// The origin's label pairs (`filename`, `filepath`; `secret_namespace`, …), rendered
+    /// like [`Series::labels`]: every series of the item starts with them, and they alone
+    /// label its `x509_cert_error`.
+    pub labels: Box<str>,
     /// The certificates found.
     pub series: Box<[Series]>,
     /// One message per read failure, each reading "what: where: why".

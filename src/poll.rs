@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
@@ -59,7 +59,15 @@ pub fn spawn(
             let mut previous: Option<(Vec<Arc<Item>>, Vec<String>)> = None;
             let mut logged: HashSet<String> = HashSet::new();
             loop {
+                let (started, cpu) = (Instant::now(), thread_cpu());
                 let pass = source.refresh();
+                log::debug!(
+                    "{}: refreshed {} items in {:.1} ms ({:.1} ms CPU)",
+                    source.describe(),
+                    pass.items.len(),
+                    started.elapsed().as_secs_f64() * 1e3,
+                    thread_cpu().saturating_sub(cpu).as_secs_f64() * 1e3
+                );
                 let changed = previous.as_ref().is_none_or(|(items, errors)| {
                     *errors != pass.errors
                         || items.len() != pass.items.len()
@@ -95,6 +103,14 @@ pub fn spawn(
                 }
             }
         })
+}
+
+/// CPU time this thread has used so far (zero where /proc does not say).
+fn thread_cpu() -> Duration {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .map_or(Duration::ZERO, Duration::from_nanos)
 }
 
 /// Logs each failure once when it appears and once when it clears; returns how many

@@ -1,10 +1,13 @@
-//! The exposition: store + clock → Prometheus text format 0.0.4, written by hand.
-//! Pure: no I/O, no clock of its own.
+//! The exposition: a store's [`View`] + the clock → Prometheus text format 0.0.4, written by
+//! hand. [`Body`] produces it as a stream, a few tens of kilobytes at a time, so a scrape
+//! never holds a second copy of every label. Pure: no I/O, no clock of its own.
 
-use std::fmt::Write as _;
+use std::io::Read;
+use std::sync::Arc;
 
+use crate::labels::escape_into;
 use crate::model::Series;
-use crate::store::Store;
+use crate::store::View;
 
 /// Which optional families to print.
 #[derive(Debug, Clone, Copy, Default)]
@@ -36,144 +39,272 @@ pub const BUILD: BuildInfo = BuildInfo {
     rustversion: env!("X509_BUILD_RUSTC"),
 };
 
-/// A certificate family: name, HELP text, value of a series at a time, printed or not.
-type Family = (&'static str, &'static str, fn(&Series, i64) -> i64, bool);
+/// A certificate family: name, HELP text, value of a series at a time.
+type Family = (&'static str, &'static str, fn(&Series, i64) -> i64);
 
-/// Renders every family for the state in `store` at Unix time `now`.
-pub fn render(store: &Store, now: i64, options: Options, build: &BuildInfo) -> String {
-    let certs: Vec<(&Series, bool)> = store.certs().collect();
-    let mut out = String::with_capacity(
-        64 + certs.len() * 3 * (certs.first().map_or(0, |c| c.0.labels.len()) + 48),
-    );
-    let families: [Family; 5] = [
-        (
-            "x509_cert_not_before",
-            "Start of the certificate's validity, in Unix seconds.",
-            |s, _| s.not_before,
-            true,
-        ),
-        (
-            "x509_cert_not_after",
-            "End of the certificate's validity, in Unix seconds.",
-            |s, _| s.not_after,
-            true,
-        ),
-        (
-            "x509_cert_expired",
-            "Whether the certificate has expired: 1 if so, else 0.",
-            |s, now| i64::from(now > s.not_after),
-            true,
-        ),
-        (
-            "x509_cert_expires_in_seconds",
-            "Time left before the certificate expires, in seconds (negative once expired).",
-            |s, now| s.not_after.saturating_sub(now),
-            options.relative,
-        ),
-        (
-            "x509_cert_valid_since_seconds",
-            "Time since the certificate became valid, in seconds.",
-            |s, now| now.saturating_sub(s.not_before),
-            options.relative,
-        ),
-    ];
-    for (name, help, value, enabled) in families {
-        if !enabled || certs.is_empty() {
-            continue;
-        }
-        header(&mut out, name, help, "gauge");
-        for (series, discriminate) in &certs {
-            out.push_str(name);
-            labels(
-                &mut out,
-                &series.labels,
-                discriminate.then_some(series.fingerprint),
-            );
-            let _ = writeln!(out, " {}", value(series, now));
+const FAMILIES: [Family; 5] = [
+    (
+        "x509_cert_not_before",
+        "Start of the certificate's validity, in Unix seconds.",
+        |s, _| s.not_before,
+    ),
+    (
+        "x509_cert_not_after",
+        "End of the certificate's validity, in Unix seconds.",
+        |s, _| s.not_after,
+    ),
+    (
+        "x509_cert_expired",
+        "Whether the certificate has expired: 1 if so, else 0.",
+        |s, now| i64::from(now > s.not_after),
+    ),
+    (
+        "x509_cert_expires_in_seconds",
+        "Time left before the certificate expires, in seconds (negative once expired).",
+        |s, now| s.not_after.saturating_sub(now),
+    ),
+    (
+        "x509_cert_valid_since_seconds",
+        "Time since the certificate became valid, in seconds.",
+        |s, now| now.saturating_sub(s.not_before),
+    ),
+];
+
+/// Stages of the body, in order.
+const CERT_FAMILIES: usize = FAMILIES.len();
+const CERT_ERROR: usize = CERT_FAMILIES;
+const DONE: usize = CERT_FAMILIES + 2;
+
+/// Size of each piece [`Body`] renders before handing it out.
+const CHUNK: usize = 32 * 1024;
+
+/// The exposition as a stream of bytes (`Read`).
+pub struct Body {
+    view: Arc<View>,
+    now: i64,
+    options: Options,
+    build: BuildInfo,
+    stage: usize,
+    row: usize,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl Body {
+    /// The exposition of `view` at Unix time `now`.
+    pub fn new(view: Arc<View>, now: i64, options: Options, build: BuildInfo) -> Self {
+        Self {
+            view,
+            now,
+            options,
+            build,
+            stage: 0,
+            row: 0,
+            buf: Vec::with_capacity(CHUNK + 1024),
+            pos: 0,
         }
     }
-    if options.per_cert_error {
-        let mut errors = store.error_series().peekable();
-        if errors.peek().is_some() {
-            header(&mut out, "x509_cert_error", "Whether reading this file or Secret key failed in the latest refresh: 1 if so, else 0.", "gauge");
-            for (error_labels, failing) in errors {
-                out.push_str("x509_cert_error");
-                labels(&mut out, error_labels, None);
-                let _ = writeln!(out, " {}", u8::from(failing));
+
+    /// Renders the next piece into `buf`; leaves it empty at the end.
+    fn fill(&mut self) {
+        self.buf.clear();
+        self.pos = 0;
+        while self.buf.len() < CHUNK && self.stage < DONE {
+            match self.stage {
+                s if s < CERT_FAMILIES => self.cert_family(s),
+                CERT_ERROR => self.cert_errors(),
+                _ => self.tail(),
             }
         }
     }
-    header(
-        &mut out,
-        "x509_read_errors",
-        "Read failures in the latest refresh of every source, a count.",
-        "gauge",
-    );
-    let _ = writeln!(out, "x509_read_errors {}", store.read_errors());
-    header(
-        &mut out,
-        "x509_read_errors_total",
-        "Read failures since the exporter started, a count.",
-        "counter",
-    );
-    let _ = writeln!(out, "x509_read_errors_total {}", store.read_errors_total());
-    header(
-        &mut out,
-        "x509_exporter_build_info",
-        "Build facts of this exporter in its labels; the value is always 1.",
-        "gauge",
-    );
-    out.push_str("x509_exporter_build_info{");
-    for (i, (name, value)) in [
-        ("built", build.built),
-        ("revision", build.revision),
-        ("rustversion", build.rustversion),
-        ("version", build.version),
-    ]
-    .iter()
-    .enumerate()
-    {
-        if i > 0 {
-            out.push(',');
-        }
-        let _ = write!(out, "{name}=\"");
-        crate::labels::escape_into(&mut out, value);
-        out.push('"');
-    }
-    out.push_str("} 1\n");
-    out
-}
 
-fn header(out: &mut String, name: &str, help: &str, kind: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-}
-
-fn labels(out: &mut String, pairs: &str, discriminator: Option<u32>) {
-    match (pairs.is_empty(), discriminator) {
-        (true, None) => {}
-        (false, None) => {
-            out.push('{');
-            out.push_str(pairs);
-            out.push('}');
+    fn cert_family(&mut self, index: usize) {
+        let (name, help, value) = FAMILIES[index];
+        let enabled = index < 3 || self.options.relative;
+        if !enabled || self.view.cert_count() == 0 {
+            return self.next_stage();
         }
-        (empty, Some(fingerprint)) => {
-            out.push('{');
-            out.push_str(pairs);
-            let _ = write!(
-                out,
-                "{}discriminator=\"{fingerprint:08x}\"}}",
-                if empty { "" } else { "," }
+        if self.row == 0 {
+            header(&mut self.buf, name, help, "gauge");
+        }
+        while self.row < self.view.cert_count() && self.buf.len() < CHUNK {
+            let (item, series, discriminate) = self.view.cert(self.row);
+            self.buf.extend_from_slice(name.as_bytes());
+            labels(
+                &mut self.buf,
+                item,
+                &series.labels,
+                discriminate.then_some(series.fingerprint),
             );
+            self.buf.push(b' ');
+            push_int(&mut self.buf, value(series, self.now));
+            self.buf.push(b'\n');
+            self.row += 1;
+        }
+        if self.row == self.view.cert_count() {
+            self.next_stage();
         }
     }
+
+    fn cert_errors(&mut self) {
+        let view = Arc::clone(&self.view);
+        let mut errors = view.error_series().peekable();
+        if self.options.per_cert_error && errors.peek().is_some() {
+            header(&mut self.buf, "x509_cert_error", "Whether reading this file or Secret key failed in the latest refresh: 1 if so, else 0.", "gauge");
+            for (item, failing) in errors {
+                self.buf.extend_from_slice(b"x509_cert_error");
+                labels(&mut self.buf, item, "", None);
+                self.buf
+                    .extend_from_slice(if failing { b" 1\n" } else { b" 0\n" });
+            }
+        }
+        self.next_stage();
+    }
+
+    fn tail(&mut self) {
+        let b = &mut self.buf;
+        header(
+            b,
+            "x509_read_errors",
+            "Read failures in the latest refresh of every source, a count.",
+            "gauge",
+        );
+        b.extend_from_slice(b"x509_read_errors ");
+        push_int(b, self.view.read_errors as i64);
+        b.push(b'\n');
+        header(
+            b,
+            "x509_read_errors_total",
+            "Read failures since the exporter started, a count.",
+            "counter",
+        );
+        b.extend_from_slice(b"x509_read_errors_total ");
+        push_int(b, self.view.read_errors_total as i64);
+        b.push(b'\n');
+        header(
+            b,
+            "x509_exporter_build_info",
+            "Build facts of this exporter in its labels; the value is always 1.",
+            "gauge",
+        );
+        let mut info = String::from("x509_exporter_build_info{");
+        for (i, (name, value)) in [
+            ("built", self.build.built),
+            ("revision", self.build.revision),
+            ("rustversion", self.build.rustversion),
+            ("version", self.build.version),
+        ]
+        .iter()
+        .enumerate()
+        {
+            if i > 0 {
+                info.push(',');
+            }
+            info.push_str(name);
+            info.push_str("=\"");
+            escape_into(&mut info, value);
+            info.push('"');
+        }
+        info.push_str("} 1\n");
+        b.extend_from_slice(info.as_bytes());
+        self.stage = DONE;
+    }
+
+    fn next_stage(&mut self) {
+        self.stage += 1;
+        self.row = 0;
+    }
+}
+
+impl Read for Body {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.pos == self.buf.len() {
+            self.fill();
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// The whole exposition in memory.
+#[cfg(test)]
+pub fn render(view: Arc<View>, now: i64, options: Options, build: &BuildInfo) -> String {
+    let mut out = Vec::new();
+    let _ = Body::new(view, now, options, *build).read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn header(out: &mut Vec<u8>, name: &str, help: &str, kind: &str) {
+    for part in [
+        "# HELP ",
+        name,
+        " ",
+        help,
+        "\n# TYPE ",
+        name,
+        " ",
+        kind,
+        "\n",
+    ] {
+        out.extend_from_slice(part.as_bytes());
+    }
+}
+
+/// `{item,series,discriminator="…"}`, or nothing when all are empty.
+fn labels(out: &mut Vec<u8>, item: &str, series: &str, discriminator: Option<u32>) {
+    if item.is_empty() && series.is_empty() && discriminator.is_none() {
+        return;
+    }
+    out.push(b'{');
+    let mut first = true;
+    for part in [item, series] {
+        if !part.is_empty() {
+            if !first {
+                out.push(b',');
+            }
+            out.extend_from_slice(part.as_bytes());
+            first = false;
+        }
+    }
+    if let Some(fingerprint) = discriminator {
+        if !first {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"discriminator=\"");
+        for shift in (0..8).rev() {
+            out.push(b"0123456789abcdef"[((fingerprint >> (shift * 4)) & 0xf) as usize]);
+        }
+        out.push(b'"');
+    }
+    out.push(b'}');
+}
+
+/// Decimal digits of `value`, without the formatting machinery (this is the hot loop).
+fn push_int(out: &mut Vec<u8>, value: i64) {
+    let mut digits = [0u8; 20];
+    let mut n = value.unsigned_abs();
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if value < 0 {
+        out.push(b'-');
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
     use crate::model::{Item, Report};
+    use crate::store::Store;
 
     const TEST_BUILD: BuildInfo = BuildInfo {
         version: "1.2.3",
@@ -182,25 +313,25 @@ mod tests {
         rustversion: "rustc 1.95.0",
     };
 
-    fn store() -> Store {
+    fn view() -> Arc<View> {
         let mut store = Store::new(1);
         let item = Item {
-            error_labels: "filename=\"a.pem\",filepath=\"/x/a.pem\"".into(),
+            labels: "filename=\"a.pem\",filepath=\"/x/a.pem\"".into(),
             series: vec![
                 Series {
-                    labels: "filename=\"a.pem\",serial_number=\"1\"".into(),
+                    labels: "serial_number=\"1\"".into(),
                     not_before: 1000,
                     not_after: 2000,
                     fingerprint: 0xab,
                 },
                 Series {
-                    labels: "filename=\"a.pem\",serial_number=\"2\"".into(),
+                    labels: "serial_number=\"2\"".into(),
                     not_before: 1000,
                     not_after: 5000,
                     fingerprint: 0x1,
                 },
                 Series {
-                    labels: "filename=\"a.pem\",serial_number=\"2\"".into(),
+                    labels: "serial_number=\"2\"".into(),
                     not_before: 1000,
                     not_after: 6000,
                     fingerprint: 0xdeadbeef,
@@ -216,7 +347,7 @@ mod tests {
             changed: true,
             ready: true,
         });
-        store
+        store.view()
     }
 
     /// Compares with a committed golden file; `UPDATE_GOLDEN=1 cargo test` rewrites it.
@@ -236,7 +367,7 @@ mod tests {
             per_cert_error: true,
         };
         check_golden(
-            &render(&store(), 3000, options, &TEST_BUILD),
+            &render(view(), 3000, options, &TEST_BUILD),
             "render_all_options.prom",
         );
     }
@@ -244,7 +375,7 @@ mod tests {
     #[test]
     fn golden_default_options() {
         check_golden(
-            &render(&store(), 3000, Options::default(), &TEST_BUILD),
+            &render(view(), 3000, Options::default(), &TEST_BUILD),
             "render_default.prom",
         );
     }
@@ -252,7 +383,7 @@ mod tests {
     #[test]
     fn empty_store_prints_only_the_exporter_families() {
         let body = render(
-            &Store::new(0),
+            Store::new(0).view(),
             0,
             Options {
                 relative: true,
@@ -264,5 +395,82 @@ mod tests {
         assert!(body.contains("x509_read_errors 0\n"));
         assert!(body.contains("x509_read_errors_total 0\n"));
         assert!(body.ends_with("x509_exporter_build_info{built=\"2026-01-01T00:00:00Z\",revision=\"abc\",rustversion=\"rustc 1.95.0\",version=\"1.2.3\"} 1\n"));
+    }
+
+    #[test]
+    fn a_large_view_streams_in_pieces_to_the_same_text() {
+        let mut store = Store::new(1);
+        let series: Vec<Series> = (0..5000)
+            .map(|i| Series {
+                labels: format!("serial_number=\"{i}\"").into(),
+                not_before: -i,
+                not_after: i * 1000,
+                fingerprint: i as u32,
+            })
+            .collect();
+        let item = Item {
+            labels: "filename=\"big.pem\"".into(),
+            series: series.into(),
+            errors: Box::new([]),
+        };
+        store.apply(Report {
+            source: 0,
+            items: vec![Arc::new(item)],
+            errors: vec![],
+            changed: true,
+            ready: true,
+        });
+        let mut body = Body::new(
+            store.view(),
+            10,
+            Options {
+                relative: true,
+                per_cert_error: true,
+            },
+            TEST_BUILD,
+        );
+        let mut pieces = 0;
+        let mut text = Vec::new();
+        let mut buf = [0u8; 7000];
+        loop {
+            let n = body.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            pieces += 1;
+            text.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8(text).unwrap();
+        assert!(pieces > 20, "{pieces}");
+        assert_eq!(
+            text.matches("\nx509_cert_valid_since_seconds{").count(),
+            5000
+        );
+        assert!(text
+            .contains("x509_cert_not_before{filename=\"big.pem\",serial_number=\"4999\"} -4999\n"));
+        assert!(text.contains(
+            "x509_cert_expires_in_seconds{filename=\"big.pem\",serial_number=\"0\"} -10\n"
+        ));
+        assert_eq!(
+            text,
+            render(
+                store.view(),
+                10,
+                Options {
+                    relative: true,
+                    per_cert_error: true
+                },
+                &TEST_BUILD
+            )
+        );
+    }
+
+    #[test]
+    fn integers_without_format() {
+        for v in [0, 7, -7, 1_767_225_600, i64::MAX, i64::MIN, -1] {
+            let mut out = Vec::new();
+            push_int(&mut out, v);
+            assert_eq!(String::from_utf8(out).unwrap(), v.to_string());
+        }
     }
 }

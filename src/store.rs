@@ -1,22 +1,71 @@
-//! The state the HTTP thread owns: the latest report of every source, the error counter,
-//! and a de-duplicated view of the series, rebuilt only when a report changes something.
+//! The state the HTTP thread owns: the latest report of every source and the error counter,
+//! published after every report as an immutable [`View`] that writer threads render from.
+//! De-duplication happens here, only when a report changes something.
 
 use std::sync::Arc;
 
 use crate::model::{Item, Report, Series};
 
-/// Latest reports and what is rendered from them.
-pub struct Store {
-    reports: Vec<Option<Report>>,
-    /// Whether each source has sent a ready report once.
-    settled: Vec<bool>,
-    read_errors_total: u64,
-    generation: u64,
+/// What a scrape renders; shared with the writer threads, never changed once published.
+#[derive(Default)]
+pub struct View {
+    /// Changes with every report.
+    pub generation: u64,
+    rows: Arc<Rows>,
+    /// Read failures in the latest refresh of every source.
+    pub read_errors: u64,
+    /// Read failures since start.
+    pub read_errors_total: u64,
+}
+
+/// The de-duplicated series, rebuilt only when some source's items change.
+#[derive(Default)]
+struct Rows {
     items: Vec<Arc<Item>>,
     /// (item, series, needs a discriminator), sorted by labels.
     certs: Vec<(u32, u32, bool)>,
     /// (item, has a failure), one per distinct label set, sorted by labels.
-    error_series: Vec<(u32, bool)>,
+    errors: Vec<(u32, bool)>,
+}
+
+impl View {
+    /// Every certificate series once: its item's labels, the series, and whether it needs a
+    /// `discriminator` label.
+    #[cfg(test)]
+    pub fn certs(&self) -> impl Iterator<Item = (&str, &Series, bool)> + '_ {
+        self.rows.certs.iter().map(|&(item, series, disc)| {
+            let item = &self.rows.items[item as usize];
+            (&*item.labels, &item.series[series as usize], disc)
+        })
+    }
+
+    /// Number of certificate series.
+    pub fn cert_count(&self) -> usize {
+        self.rows.certs.len()
+    }
+
+    /// The certificate series at `index` (in [`View::certs`] order).
+    pub fn cert(&self, index: usize) -> (&str, &Series, bool) {
+        let (item, series, disc) = self.rows.certs[index];
+        let item = &self.rows.items[item as usize];
+        (&*item.labels, &item.series[series as usize], disc)
+    }
+
+    /// Every `x509_cert_error` series once: its labels and whether it had a failure.
+    pub fn error_series(&self) -> impl Iterator<Item = (&str, bool)> + '_ {
+        self.rows
+            .errors
+            .iter()
+            .map(|&(item, failing)| (&*self.rows.items[item as usize].labels, failing))
+    }
+}
+
+/// Latest reports, counters, and the published view.
+pub struct Store {
+    reports: Vec<Option<Report>>,
+    /// Whether each source has sent a ready report once.
+    settled: Vec<bool>,
+    view: Arc<View>,
 }
 
 impl Store {
@@ -25,29 +74,35 @@ impl Store {
         Self {
             reports: (0..sources).map(|_| None).collect(),
             settled: vec![false; sources],
-            read_errors_total: 0,
-            generation: 0,
-            items: Vec::new(),
-            certs: Vec::new(),
-            error_series: Vec::new(),
+            view: Arc::default(),
         }
     }
 
-    /// Takes a source's report: it replaces the previous one whole.
+    /// Takes a source's report (it replaces the previous one whole) and publishes a new view.
     pub fn apply(&mut self, report: Report) {
         let index = report.source;
         if index >= self.reports.len() {
             return;
         }
-        self.read_errors_total += error_count(&report) as u64;
-        let first = self.reports[index].is_none();
-        let changed = report.changed || first;
+        let errors = error_count(&report) as u64;
+        let changed = report.changed || self.reports[index].is_none();
         self.settled[index] |= report.ready;
         self.reports[index] = Some(report);
-        self.generation += 1;
-        if changed {
-            self.rebuild();
-        }
+        let rows = match changed {
+            true => Arc::new(self.rows()),
+            false => Arc::clone(&self.view.rows),
+        };
+        self.view = Arc::new(View {
+            generation: self.view.generation + 1,
+            rows,
+            read_errors: self
+                .reports
+                .iter()
+                .flatten()
+                .map(|r| error_count(r) as u64)
+                .sum(),
+            read_errors_total: self.view.read_errors_total + errors,
+        });
     }
 
     /// True once every source has finished a first pass that reached everything.
@@ -55,72 +110,47 @@ impl Store {
         self.settled.iter().all(|s| *s)
     }
 
-    /// Changes whenever what [`crate::render`] would print changes (apart from the clock).
-    pub fn generation(&self) -> u64 {
-        self.generation
+    /// The current view.
+    pub fn view(&self) -> Arc<View> {
+        Arc::clone(&self.view)
     }
 
-    /// Read failures in the latest refresh of every source.
-    pub fn read_errors(&self) -> u64 {
-        self.reports
-            .iter()
-            .flatten()
-            .map(|r| error_count(r) as u64)
-            .sum()
-    }
-
-    /// Read failures since start.
-    pub fn read_errors_total(&self) -> u64 {
-        self.read_errors_total
-    }
-
-    /// Every certificate series once, with whether it needs a `discriminator` label.
-    pub fn certs(&self) -> impl Iterator<Item = (&Series, bool)> + '_ {
-        self.certs
-            .iter()
-            .map(|&(item, series, disc)| (&self.items[item as usize].series[series as usize], disc))
-    }
-
-    /// Every `x509_cert_error` series once: its labels and whether it had a failure.
-    pub fn error_series(&self) -> impl Iterator<Item = (&str, bool)> + '_ {
-        self.error_series
-            .iter()
-            .map(|&(item, failing)| (&*self.items[item as usize].error_labels, failing))
-    }
-
-    /// Recomputes the de-duplicated view: identical label sets of the same certificate are
-    /// one series; of different certificates, each gets a discriminator.
-    fn rebuild(&mut self) {
-        self.items = self
+    /// The de-duplicated rows: identical label sets of the same certificate are one series;
+    /// of different certificates, each gets a discriminator.
+    fn rows(&self) -> Rows {
+        let items: Vec<Arc<Item>> = self
             .reports
             .iter()
             .flatten()
             .flat_map(|r| r.items.iter().cloned())
             .collect();
-        let items = &self.items;
-        let series = |&(i, s): &(u32, u32)| &items[i as usize].series[s as usize];
+        let key = |&(i, s): &(u32, u32)| {
+            let item = &items[i as usize];
+            let series = &item.series[s as usize];
+            (&*item.labels, &*series.labels, series.fingerprint)
+        };
         let mut all: Vec<(u32, u32)> = items
             .iter()
             .enumerate()
             .flat_map(|(i, item)| (0..item.series.len()).map(move |s| (i as u32, s as u32)))
             .collect();
-        all.sort_by(|a, b| {
-            let (a, b) = (series(a), series(b));
-            (&a.labels, a.fingerprint).cmp(&(&b.labels, b.fingerprint))
-        });
-        all.dedup_by(|a, b| {
-            let (a, b) = (series(a), series(b));
-            a.labels == b.labels && a.fingerprint == b.fingerprint
-        });
-        let mut certs = Vec::with_capacity(all.len());
-        for (n, key) in all.iter().enumerate() {
-            let labels = &series(key).labels;
-            let shared =
-                |other: Option<&(u32, u32)>| other.is_some_and(|o| series(o).labels == *labels);
-            let disc = shared(n.checked_sub(1).and_then(|p| all.get(p))) || shared(all.get(n + 1));
-            certs.push((key.0, key.1, disc));
-        }
-        self.certs = certs;
+        all.sort_by(|a, b| key(a).cmp(&key(b)));
+        all.dedup_by(|a, b| key(a) == key(b));
+        let same_labels = |a: &(u32, u32), b: Option<&(u32, u32)>| {
+            b.is_some_and(|b| {
+                let (ka, kb) = (key(a), key(b));
+                (ka.0, ka.1) == (kb.0, kb.1)
+            })
+        };
+        let certs = all
+            .iter()
+            .enumerate()
+            .map(|(n, k)| {
+                let disc = same_labels(k, n.checked_sub(1).and_then(|p| all.get(p)))
+                    || same_labels(k, all.get(n + 1));
+                (k.0, k.1, disc)
+            })
+            .collect();
 
         let mut errors: Vec<(u32, bool)> = items
             .iter()
@@ -130,12 +160,15 @@ impl Store {
             .collect();
         // Failing first within a label set, so that de-duplication keeps the failure.
         errors.sort_by(|a, b| {
-            let labels = |i: u32| &items[i as usize].error_labels;
+            let labels = |i: u32| &items[i as usize].labels;
             labels(a.0).cmp(labels(b.0)).then(b.1.cmp(&a.1))
         });
-        errors
-            .dedup_by(|a, b| items[a.0 as usize].error_labels == items[b.0 as usize].error_labels);
-        self.error_series = errors;
+        errors.dedup_by(|a, b| items[a.0 as usize].labels == items[b.0 as usize].labels);
+        Rows {
+            items,
+            certs,
+            errors,
+        }
     }
 }
 
@@ -156,9 +189,9 @@ mod tests {
         }
     }
 
-    fn item(error_labels: &str, series: Vec<Series>, errors: usize) -> Arc<Item> {
+    fn item(labels: &str, series: Vec<Series>, errors: usize) -> Arc<Item> {
         Arc::new(Item {
-            error_labels: error_labels.into(),
+            labels: labels.into(),
             series: series.into(),
             errors: (0..errors).map(|i| format!("error {i}")).collect(),
         })
@@ -181,7 +214,7 @@ mod tests {
         store.apply(report(
             0,
             vec![item(
-                "f=\"a\"",
+                "",
                 vec![series("x=\"1\"", 7), series("x=\"1\"", 7)],
                 0,
             )],
@@ -191,19 +224,16 @@ mod tests {
         store.apply(report(
             1,
             vec![
-                item(
-                    "f=\"b\"",
-                    vec![series("x=\"1\"", 9), series("x=\"2\"", 9)],
-                    1,
-                ),
+                item("", vec![series("x=\"1\"", 9), series("x=\"2\"", 9)], 1),
                 item("f=\"c\"", vec![], 0),
             ],
             0,
         ));
         assert!(store.ready());
-        let certs: Vec<_> = store
+        let view = store.view();
+        let certs: Vec<_> = view
             .certs()
-            .map(|(s, d)| (&*s.labels, s.fingerprint, d))
+            .map(|(_, s, d)| (&*s.labels, s.fingerprint, d))
             .collect();
         assert_eq!(
             certs,
@@ -213,25 +243,60 @@ mod tests {
                 ("x=\"2\"", 9, false)
             ]
         );
-        let errors: Vec<_> = store.error_series().collect();
-        assert_eq!(errors, [("f=\"a\"", false), ("f=\"b\"", true)]);
-        assert_eq!(store.read_errors(), 2);
-        assert_eq!(store.read_errors_total(), 2);
+        assert_eq!(
+            view.error_series().collect::<Vec<_>>(),
+            [("", true)],
+            "one label set, failing"
+        );
+        assert_eq!((view.read_errors, view.read_errors_total), (2, 2));
         store.apply(report(1, vec![], 0));
-        assert_eq!(store.read_errors(), 1);
-        assert_eq!(store.read_errors_total(), 2, "the empty pass added none");
-        assert_eq!(store.certs().count(), 1);
-        assert!(!store.certs().next().unwrap().1, "no collision left");
+        let after = store.view();
+        assert_eq!(
+            (after.read_errors, after.read_errors_total),
+            (1, 2),
+            "the empty pass added none"
+        );
+        assert_eq!(after.cert_count(), 1);
+        assert!(!after.cert(0).2, "no collision left");
+        assert!(after.generation > view.generation);
+        assert_eq!(view.cert_count(), 3, "a published view never changes");
     }
 
     #[test]
-    fn an_error_label_set_shared_by_a_good_and_a_bad_item_reports_the_failure() {
+    fn the_same_series_labels_under_different_items_are_different_series() {
         let mut store = Store::new(1);
         store.apply(report(
             0,
-            vec![item("", vec![series("", 1)], 0), item("", vec![], 1)],
+            vec![
+                item("f=\"a\"", vec![series("x=\"1\"", 7)], 0),
+                item("f=\"b\"", vec![series("x=\"1\"", 7)], 0),
+            ],
             0,
         ));
-        assert_eq!(store.error_series().collect::<Vec<_>>(), [("", true)]);
+        let view = store.view();
+        let certs: Vec<_> = view.certs().map(|(i, _, d)| (i, d)).collect();
+        assert_eq!(certs, [("f=\"a\"", false), ("f=\"b\"", false)]);
+        assert_eq!(
+            view.error_series().collect::<Vec<_>>(),
+            [("f=\"a\"", false), ("f=\"b\"", false)]
+        );
+    }
+
+    #[test]
+    fn an_unchanged_report_keeps_the_rows_and_counts_its_errors() {
+        let mut store = Store::new(1);
+        store.apply(report(
+            0,
+            vec![item("f=\"a\"", vec![series("x=\"1\"", 7)], 1)],
+            0,
+        ));
+        let first = store.view();
+        let mut again = report(0, vec![], 0);
+        again.changed = false;
+        again.items = vec![item("f=\"a\"", vec![series("x=\"1\"", 7)], 1)];
+        store.apply(again);
+        let second = store.view();
+        assert!(Arc::ptr_eq(&first.rows, &second.rows));
+        assert_eq!(second.read_errors_total, 2);
     }
 }

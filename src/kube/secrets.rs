@@ -235,8 +235,6 @@ impl Rules {
         };
         let mut add = |key: &str, bytes: Result<Vec<u8>, String>| {
             let origin = origin_for(key);
-            // x509_cert_error carries the object's namespace, name and key only.
-            let base_pairs = &origin[..3];
             let mut errors = Vec::new();
             let mut series = Vec::new();
             let place = format!("{what} {namespace}/{name} key {key}");
@@ -245,7 +243,7 @@ impl Rules {
                 Ok(data) => {
                     let parsed = pem::parse_certificates(&data);
                     for cert in &parsed.certs {
-                        let s = labels.series(&origin, cert);
+                        let s = labels.series(&[], cert);
                         if !series.contains(&s) {
                             series.push(s);
                         }
@@ -258,7 +256,7 @@ impl Rules {
                 Err(e) => errors.push(format!("{place}: {e}")),
             }
             items.push(Item {
-                error_labels: labels.error_labels(base_pairs),
+                labels: labels.origin(&origin),
                 series: series.into(),
                 errors: errors.into(),
             });
@@ -420,8 +418,8 @@ mod tests {
             "secret ns/s key tls.crt: invalid base64"
         );
         assert_eq!(
-            &*items[0].error_labels,
-            "secret_key=\"tls.crt\",secret_name=\"s\",secret_namespace=\"ns\""
+            &*items[0].labels,
+            "secret_namespace=\"ns\",secret_name=\"s\",secret_key=\"tls.crt\",secret_label_app_kubernetes_io_name=\"web\""
         );
         assert_eq!(sanitize("app.kubernetes.io/name"), "app_kubernetes_io_name");
     }

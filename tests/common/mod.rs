@@ -366,10 +366,15 @@ pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &st
     }
 }
 
-fn dechunk(mut data: &[u8]) -> Vec<u8> {
+/// Decodes a chunked transfer-encoded body.
+pub fn dechunk(mut data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     loop {
-        let line_end = data.windows(2).position(|w| w == b"\r\n").unwrap();
+        // No body at all (a HEAD response) is no chunk.
+        let Some(line_end) = data.windows(2).position(|w| w == b"\r\n") else {
+            assert!(data.is_empty(), "truncated chunked body");
+            return out;
+        };
         let size =
             usize::from_str_radix(std::str::from_utf8(&data[..line_end]).unwrap().trim(), 16)
                 .unwrap();
