@@ -291,14 +291,7 @@ fn files_figures(dir: &Path, n: usize) -> Vec<Row> {
         gzip_len as f64 / level1_len as f64,
         1.1,
     ));
-    let peak = median(
-        scan_peak
-            .iter()
-            .zip(&steady_peak)
-            .map(|(a, b)| *a.max(b))
-            .collect::<Vec<_>>()
-            .into_iter(),
-    );
+    let peak = median(scan_peak.iter().zip(&steady_peak).map(|(a, b)| *a.max(b)));
     rows.push(Row::new(
         &format!(
             "peak RSS, {k} files ({:.2} KiB per certificate)",

@@ -1,7 +1,7 @@
 //! `-f` and `-d` sources: glob expansion, the directory and symlink rules, safe reads and
 //! change detection by (device, inode, size, mtime, ctime, link target).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, Metadata};
 use std::io::{self, Read};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
@@ -156,15 +156,27 @@ pub struct FileSource {
     mode: Mode,
     skip_symlinks: bool,
     labels: Arc<LabelConfig>,
-    cache: HashMap<PathBuf, (FileKey, Arc<Item>)>,
+    cache: HashMap<PathBuf, Cached>,
+    /// Refreshes so far: cache entries not seen in the latest one are dropped.
+    pass: u64,
+    failed: BTreeMap<PathBuf, Arc<Item>>,
+}
+
+/// The last result for one file.
+struct Cached {
+    key: FileKey,
+    item: Arc<Item>,
+    pass: u64,
 }
 
 /// One file to read, as found by the listing.
 struct Candidate {
     /// The path as found (labels use it).
     path: PathBuf,
-    /// What to open: differs from `path` for a dangling symlink resolved beside itself.
-    read: PathBuf,
+    /// Its identity now: equal to the cached one, it need not be read again.
+    key: FileKey,
+    /// What to open instead of `path`: a dangling symlink's target found beside it.
+    beside: Option<PathBuf>,
     promise: Promise,
 }
 
@@ -182,11 +194,13 @@ impl FileSource {
             skip_symlinks,
             labels,
             cache: HashMap::new(),
+            pass: 0,
+            failed: BTreeMap::new(),
         }
     }
 
     /// Lists what the pattern names now: files to read, and failures that belong to no file.
-    fn list(&self) -> (Vec<Candidate>, Vec<String>, Vec<Item>) {
+    fn list(&self) -> (Vec<Candidate>, Vec<String>, Vec<(PathBuf, String)>) {
         let mut candidates = Vec::new();
         let mut errors = Vec::new();
         let mut failed = Vec::new();
@@ -196,10 +210,10 @@ impl FileSource {
         match self.mode {
             Mode::Files => {
                 for path in expansion.paths {
-                    match self.resolve(&path, Promise::Named) {
+                    match self.resolve(&path, None, Promise::Named) {
                         Ok(Some(c)) => candidates.push(c),
                         Ok(None) => {}
-                        Err(e) => failed.push(self.failed_item(&path, e)),
+                        Err(e) => failed.push((path, e)),
                     }
                 }
                 if candidates.is_empty() && failed.is_empty() && !self.pattern.is_literal() {
@@ -221,17 +235,20 @@ impl FileSource {
                 for dir in dirs {
                     match fs::read_dir(&dir) {
                         Ok(entries) => {
-                            let mut paths: Vec<PathBuf> =
-                                entries.flatten().map(|e| e.path()).collect();
-                            paths.sort();
-                            for path in paths {
+                            let mut found: Vec<(PathBuf, Option<fs::FileType>)> = entries
+                                .flatten()
+                                .map(|e| (e.path(), e.file_type().ok()))
+                                .collect();
+                            // Byte order: as stable as Path order, without its component parsing.
+                            found.sort_by(|a, b| a.0.as_os_str().cmp(b.0.as_os_str()));
+                            for (path, known) in found {
                                 let name = path.file_name().unwrap_or_default().to_string_lossy();
                                 let promise = promise_of_name(&name);
-                                match self.resolve(&path, promise) {
+                                match self.resolve(&path, known, promise) {
                                     Ok(Some(c)) => candidates.push(c),
                                     Ok(None) => {}
                                     Err(e) if promise == Promise::CertName => {
-                                        failed.push(self.failed_item(&path, e))
+                                        failed.push((path, e))
                                     }
                                     Err(e) => {
                                         log::debug!("{e} (skipped: not named like a certificate)")
@@ -248,27 +265,43 @@ impl FileSource {
     }
 
     /// Applies the symlink and file-type rules to one path. `Ok(None)`: skip silently.
-    fn resolve(&self, path: &Path, promise: Promise) -> Result<Option<Candidate>, String> {
+    /// `known` is the entry's type when a directory listing already told it (no lstat then):
+    /// a regular file costs one stat, a symlink a readlink and a stat.
+    fn resolve(
+        &self,
+        path: &Path,
+        known: Option<fs::FileType>,
+        promise: Promise,
+    ) -> Result<Option<Candidate>, String> {
         let fail = |why: String| format!("read {}: {why}", path.display());
-        let lmeta = fs::symlink_metadata(path).map_err(|e| fail(why(&e)))?;
-        let mut read = path.to_path_buf();
-        let meta = if lmeta.file_type().is_symlink() {
+        let is_symlink = match known {
+            Some(t) => t.is_symlink(),
+            None => fs::symlink_metadata(path)
+                .map_err(|e| fail(why(&e)))?
+                .file_type()
+                .is_symlink(),
+        };
+        let mut beside = None;
+        let (meta, link) = if is_symlink {
             if self.skip_symlinks {
                 return Ok(None);
             }
+            let link = fs::read_link(path).ok();
             match fs::metadata(path) {
-                Ok(meta) => meta,
+                Ok(meta) => (meta, link),
                 Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                    read = beside_link(path).ok_or_else(|| {
-                        let target = fs::read_link(path).unwrap_or_default();
+                    let found = beside_link(path, link.as_deref()).ok_or_else(|| {
+                        let target = link.clone().unwrap_or_default();
                         fail(format!("dangling symlink to {}", target.display()))
                     })?;
-                    fs::metadata(&read).map_err(|e| fail(why(&e)))?
+                    let meta = fs::metadata(&found).map_err(|e| fail(why(&e)))?;
+                    beside = Some(found);
+                    (meta, link)
                 }
                 Err(err) => return Err(fail(why(&err))),
             }
         } else {
-            lmeta
+            (fs::metadata(path).map_err(|e| fail(why(&e)))?, None)
         };
         if meta.is_dir() {
             // A directory matched by a file glob, or a sub-directory: not ours.
@@ -282,18 +315,29 @@ impl FileSource {
         }
         Ok(Some(Candidate {
             path: path.to_path_buf(),
-            read,
+            key: FileKey::from_meta(&meta, link),
+            beside,
             promise,
         }))
     }
 
-    fn failed_item(&self, path: &Path, error: String) -> Item {
+    /// The item of a path that could not be resolved; the same failure keeps the same item
+    /// (so an unchanged refresh stays unchanged).
+    fn failed_item(&self, path: PathBuf, error: String) -> (PathBuf, Arc<Item>) {
+        if let Some(item) = self
+            .failed
+            .get(&path)
+            .filter(|i| i.errors[..] == [error.clone()])
+        {
+            return (path, Arc::clone(item));
+        }
         let pairs = self.labels.file_pairs(&path.to_string_lossy());
-        Item {
+        let item = Item {
             labels: self.labels.origin(&pairs),
             series: Box::new([]),
             errors: Box::new([error]),
-        }
+        };
+        (path, Arc::new(item))
     }
 
     /// Reads and parses one candidate into an item.
@@ -302,7 +346,7 @@ impl FileSource {
         let pairs = self.labels.file_pairs(&display);
         let mut errors = Vec::new();
         let mut series = Vec::new();
-        match read_capped(&candidate.read) {
+        match read_capped(candidate.beside.as_ref().unwrap_or(&candidate.path)) {
             Err(e) if candidate.promise == Promise::Other => {
                 log::debug!("{e} (skipped: not named like a certificate)")
             }
@@ -342,9 +386,8 @@ impl FileSource {
 
 /// For a dangling symlink: the target's base name in the link's own directory, if it exists
 /// (host paths mounted elsewhere, as v3 resolves them).
-fn beside_link(link: &Path) -> Option<PathBuf> {
-    let target = fs::read_link(link).ok()?;
-    let candidate = link.parent()?.join(target.file_name()?);
+fn beside_link(link: &Path, target: Option<&Path>) -> Option<PathBuf> {
+    let candidate = link.parent()?.join(target?.file_name()?);
     (candidate != link && fs::metadata(&candidate).is_ok()).then_some(candidate)
 }
 
@@ -362,20 +405,33 @@ impl Source for FileSource {
 
     fn refresh(&mut self) -> Pass {
         let (candidates, errors, failed) = self.list();
-        let mut items: Vec<Arc<Item>> = failed.into_iter().map(Arc::new).collect();
-        let mut cache = HashMap::with_capacity(candidates.len());
+        let failed: BTreeMap<PathBuf, Arc<Item>> = failed
+            .into_iter()
+            .map(|(path, e)| self.failed_item(path, e))
+            .collect();
+        let mut items: Vec<Arc<Item>> = failed.values().cloned().collect();
+        self.failed = failed;
+        // The cache is updated in place: no second map of every file on each refresh.
+        self.pass = self.pass.wrapping_add(1);
         for candidate in candidates {
-            let key = FileKey::of(&candidate.path);
-            let item = match (&key, self.cache.remove(&candidate.path)) {
-                (Ok(key), Some((old_key, item))) if *key == old_key => item,
-                _ => Arc::new(self.read(&candidate)),
+            let unchanged = self
+                .cache
+                .get(&candidate.path)
+                .filter(|c| c.key == candidate.key);
+            let item = match unchanged {
+                Some(cached) => Arc::clone(&cached.item),
+                None => Arc::new(self.read(&candidate)),
             };
-            if let Ok(key) = key {
-                cache.insert(candidate.path, (key, Arc::clone(&item)));
-            }
-            items.push(item);
+            items.push(Arc::clone(&item));
+            let entry = Cached {
+                key: candidate.key,
+                item,
+                pass: self.pass,
+            };
+            self.cache.insert(candidate.path, entry);
         }
-        self.cache = cache;
+        let pass = self.pass;
+        self.cache.retain(|_, entry| entry.pass == pass);
         Pass::complete(items, errors)
     }
 }

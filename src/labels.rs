@@ -96,6 +96,10 @@ const SUBJECT: [&str; 6] = [
 
 /// Escapes a label value for the text format: backslash, double quote and newline.
 pub fn escape_into(out: &mut String, value: &str) {
+    if !value.contains(['\\', '"', '\n']) {
+        out.push_str(value);
+        return;
+    }
     for c in value.chars() {
         match c {
             '\\' => out.push_str("\\\\"),

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::pem::{PemObject, SectionKind};
 use rustls_pki_types::CertificateDer;
 use sha2::{Digest, Sha256};
 use x509_parser::der_parser::asn1_rs::{Any, Tag};
@@ -37,6 +37,70 @@ pub struct Parsed {
 /// A buffer that is neither yields no certificate and no error; the caller decides whether
 /// that is a failure.
 pub fn parse_certificates(data: &[u8]) -> Parsed {
+    if well_formed(data) == Some(true) {
+        if let Some(parsed) = parse_straight(data) {
+            return parsed;
+        }
+    }
+    parse_block_by_block(data)
+}
+
+/// The common case in one pass of rustls-pki-types' reader: every block closed, no label
+/// it does not know, nothing that fails. Anything else is left to
+/// [`parse_block_by_block`], which can say which block failed.
+fn parse_straight(data: &[u8]) -> Option<Parsed> {
+    let mut parsed = Parsed {
+        had_pem: true,
+        ..Parsed::default()
+    };
+    for section in <(SectionKind, Vec<u8>) as PemObject>::pem_slice_iter(data) {
+        if let (SectionKind::Certificate, der) = section.ok()? {
+            parsed.certs.push(cert_info(&der).ok()?);
+        }
+    }
+    Some(parsed)
+}
+
+/// Looks only at the marker lines (base64 has no `-`, so the scan jumps from one to the
+/// next): `Some(true)` when there are blocks, each END matching its BEGIN before the next
+/// BEGIN and no certificate label other than `CERTIFICATE`; `Some(false)` when there is no
+/// marker at all; `None` for anything else.
+fn well_formed(data: &[u8]) -> Option<bool> {
+    let mut open: Option<&str> = None;
+    let mut blocks = 0;
+    let mut pos = 0;
+    while let Some(offset) = data[pos..].iter().position(|&b| b == b'-') {
+        let at = pos + offset;
+        let end = data[at..]
+            .iter()
+            .position(|&b| b == b'\n' || b == b'\r')
+            .map_or(data.len(), |e| at + e);
+        let starts_line = at == 0 || matches!(data[at - 1], b'\n' | b'\r');
+        let line = &data[at..end];
+        if starts_line {
+            if let Some(label) = begin_label(line) {
+                if open.is_some() || (label != "CERTIFICATE" && CERT_LABELS.contains(&label)) {
+                    return None;
+                }
+                open = Some(label);
+                blocks += 1;
+            } else if let Some(rest) = line.strip_prefix(b"-----END ") {
+                let label = open.take()?;
+                if trim_end(rest) != format!("{label}-----").as_bytes() {
+                    return None;
+                }
+            }
+        }
+        pos = end;
+    }
+    match open {
+        Some(_) => None,
+        None => Some(blocks > 0),
+    }
+}
+
+/// Every block framed on its own, so that one bad block is reported and its neighbours read.
+fn parse_block_by_block(data: &[u8]) -> Parsed {
     let mut parsed = Parsed::default();
     let mut index = 0;
     for block in Blocks::new(data) {
@@ -351,6 +415,35 @@ mod tests {
         assert_eq!(decode_base64(b"QUI=").unwrap(), b"AB");
         assert_eq!(decode_base64(b"").unwrap(), b"");
         assert!(decode_base64(b"!!!").is_err());
+    }
+
+    #[test]
+    fn marker_lines_decide_the_straight_path() {
+        let cert = "-----BEGIN CERTIFICATE-----\nQUJD\n-----END CERTIFICATE-----\n";
+        assert_eq!(well_formed(cert.as_bytes()), Some(true));
+        assert_eq!(well_formed(b"no markers, just-text\n"), Some(false));
+        assert_eq!(
+            well_formed(format!("text - with dashes\n{cert}{cert}").as_bytes()),
+            Some(true)
+        );
+        let unterminated = "-----BEGIN CERTIFICATE-----\nQUJD\n";
+        assert_eq!(
+            well_formed(format!("{unterminated}{cert}").as_bytes()),
+            None
+        );
+        assert_eq!(
+            well_formed(
+                b"-----BEGIN TRUSTED CERTIFICATE-----\nQUJD\n-----END TRUSTED CERTIFICATE-----\n"
+            ),
+            None
+        );
+        assert_eq!(
+            well_formed(b"-----BEGIN CERTIFICATE-----\nQUJD\n-----END PRIVATE KEY-----\n"),
+            None
+        );
+        assert_eq!(well_formed(b"-----END CERTIFICATE-----\n"), None);
+        let key = "-----BEGIN PRIVATE KEY-----\r\nQUJD\r\n-----END PRIVATE KEY-----  \r\n";
+        assert_eq!(well_formed(key.as_bytes()), Some(true));
     }
 
     #[test]

@@ -76,7 +76,7 @@ const CERT_ERROR: usize = CERT_FAMILIES;
 const DONE: usize = CERT_FAMILIES + 2;
 
 /// Size of each piece [`Body`] renders before handing it out.
-const CHUNK: usize = 32 * 1024;
+const CHUNK: usize = 512 * 1024;
 
 /// The exposition as a stream of bytes (`Read`).
 pub struct Body {
@@ -213,6 +213,18 @@ impl Body {
     fn next_stage(&mut self) {
         self.stage += 1;
         self.row = 0;
+    }
+}
+
+impl Body {
+    /// The next rendered piece, borrowed; empty at the end.
+    pub fn next_piece(&mut self) -> &[u8] {
+        if self.pos == self.buf.len() {
+            self.fill();
+        }
+        let piece = &self.buf[self.pos..];
+        self.pos = self.buf.len();
+        piece
     }
 }
 

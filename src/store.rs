@@ -2,6 +2,7 @@
 //! published after every report as an immutable [`View`] that writer threads render from.
 //! De-duplication happens here, only when a report changes something.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::model::{Item, Report, Series};
@@ -22,9 +23,9 @@ pub struct View {
 #[derive(Default)]
 struct Rows {
     items: Vec<Arc<Item>>,
-    /// (item, series, needs a discriminator), sorted by labels.
+    /// (item, series, needs a discriminator), in source order.
     certs: Vec<(u32, u32, bool)>,
-    /// (item, has a failure), one per distinct label set, sorted by labels.
+    /// (item, has a failure), one per distinct label set, in source order.
     errors: Vec<(u32, bool)>,
 }
 
@@ -115,8 +116,9 @@ impl Store {
         Arc::clone(&self.view)
     }
 
-    /// The de-duplicated rows: identical label sets of the same certificate are one series;
-    /// of different certificates, each gets a discriminator.
+    /// The de-duplicated rows, in source order: identical label sets of the same certificate
+    /// are one series; of different certificates, each gets a discriminator. Hashing, not
+    /// sorting: this runs on the HTTP thread whenever a source changes.
     fn rows(&self) -> Rows {
         let items: Vec<Arc<Item>> = self
             .reports
@@ -124,46 +126,51 @@ impl Store {
             .flatten()
             .flat_map(|r| r.items.iter().cloned())
             .collect();
-        let key = |&(i, s): &(u32, u32)| {
-            let item = &items[i as usize];
-            let series = &item.series[s as usize];
-            (&*item.labels, &*series.labels, series.fingerprint)
-        };
-        let mut all: Vec<(u32, u32)> = items
-            .iter()
-            .enumerate()
-            .flat_map(|(i, item)| (0..item.series.len()).map(move |s| (i as u32, s as u32)))
-            .collect();
-        all.sort_by(|a, b| key(a).cmp(&key(b)));
-        all.dedup_by(|a, b| key(a) == key(b));
-        let same_labels = |a: &(u32, u32), b: Option<&(u32, u32)>| {
-            b.is_some_and(|b| {
-                let (ka, kb) = (key(a), key(b));
-                (ka.0, ka.1) == (kb.0, kb.1)
-            })
-        };
-        let certs = all
-            .iter()
-            .enumerate()
-            .map(|(n, k)| {
-                let disc = same_labels(k, n.checked_sub(1).and_then(|p| all.get(p)))
-                    || same_labels(k, all.get(n + 1));
-                (k.0, k.1, disc)
-            })
-            .collect();
+        let mut certs: Vec<(u32, u32, bool)> =
+            Vec::with_capacity(items.iter().map(|i| i.series.len()).sum());
+        // Label set -> (fingerprint, row) of the first certificate that carries it; a label
+        // set shared by different certificates (rare) lists the others in `more`.
+        let mut seen: HashMap<(&str, &str), (u32, usize)> =
+            HashMap::with_capacity(certs.capacity());
+        let mut more: HashMap<(&str, &str), Vec<(u32, usize)>> = HashMap::new();
+        for (i, item) in items.iter().enumerate() {
+            for (s, series) in item.series.iter().enumerate() {
+                let key = (&*item.labels, &*series.labels);
+                let row = certs.len();
+                let Some(&(fp, first)) = seen.get(&key) else {
+                    seen.insert(key, (series.fingerprint, row));
+                    certs.push((i as u32, s as u32, false));
+                    continue;
+                };
+                let others = more.entry(key).or_default();
+                if fp == series.fingerprint || others.iter().any(|(f, _)| *f == series.fingerprint)
+                {
+                    continue; // the same certificate again: one series
+                }
+                certs[first].2 = true;
+                others.push((series.fingerprint, row));
+                certs.push((i as u32, s as u32, true));
+            }
+        }
+        drop((seen, more));
 
-        let mut errors: Vec<(u32, bool)> = items
-            .iter()
-            .enumerate()
-            .filter(|(_, item)| !item.series.is_empty() || !item.errors.is_empty())
-            .map(|(i, item)| (i as u32, !item.errors.is_empty()))
-            .collect();
-        // Failing first within a label set, so that de-duplication keeps the failure.
-        errors.sort_by(|a, b| {
-            let labels = |i: u32| &items[i as usize].labels;
-            labels(a.0).cmp(labels(b.0)).then(b.1.cmp(&a.1))
-        });
-        errors.dedup_by(|a, b| items[a.0 as usize].labels == items[b.0 as usize].labels);
+        // x509_cert_error: one series per label set, failing if any item behind it failed.
+        let mut errors: Vec<(u32, bool)> = Vec::new();
+        let mut by_labels: HashMap<&str, usize> = HashMap::new();
+        for (i, item) in items.iter().enumerate() {
+            if item.series.is_empty() && item.errors.is_empty() {
+                continue;
+            }
+            let failing = !item.errors.is_empty();
+            match by_labels.get(&*item.labels) {
+                Some(&at) => errors[at].1 |= failing,
+                None => {
+                    by_labels.insert(&item.labels, errors.len());
+                    errors.push((i as u32, failing));
+                }
+            }
+        }
+        drop(by_labels);
         Rows {
             items,
             certs,

@@ -188,3 +188,36 @@ fn profile_is_accepted_and_says_so() {
         .join("\n")
         .contains("--profile: profiling is not available"));
 }
+
+#[test]
+fn http_1_0_keep_alive_and_pipelining() {
+    use std::io::Write;
+    let dir = TempDir::new("http10");
+    let now = now();
+    dir.write("a.pem", pem("a", now, now + 100));
+    let exporter = Exporter::start(&["-d", &dir.str("")]);
+    exporter.wait_ready();
+
+    // HTTP/1.0: the body ends with the connection.
+    let mut s = std::net::TcpStream::connect(exporter.addr).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    assert!(raw.starts_with("HTTP/1.") && raw.contains(" 200 "), "{raw}");
+    assert!(
+        raw.contains("x509_cert_not_after{") && raw.ends_with("} 1\n"),
+        "{raw}"
+    );
+
+    // Keep-alive with pipelining: three requests written at once, three answers in order.
+    let mut s = std::net::TcpStream::connect(exporter.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\nGET /metrics HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    assert_eq!(text.matches("HTTP/1.1 200 OK\r\n").count(), 3, "{text}");
+    assert!(text.contains("Content-Encoding: gzip"));
+    assert!(text.contains("Transfer-Encoding: chunked"));
+    assert!(text.ends_with("{\"status\":\"UP\"}\n"), "{text}");
+}
