@@ -2,6 +2,7 @@
 //! change detection by (device, inode, size, mtime, ctime, link target).
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
 use std::fs::{self, Metadata};
 use std::io::{self, Read};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
@@ -20,16 +21,11 @@ pub const MAX_FILE_SIZE: u64 = 4 * 1024 * 1024;
 /// File names that promise a certificate: holding none is then a read error.
 const CERT_SUFFIXES: [&str; 4] = [".pem", ".crt", ".cer", ".der"];
 
-/// What identifies one version of a file; equal keys mean the file need not be read again.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileKey {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
-    link: Option<PathBuf>,
-}
+/// What identifies one version of a file: (device, inode, size, mtime, ctime, symlink
+/// target), kept as a 128-bit digest (16 bytes a file instead of about 80); equal keys mean
+/// the file need not be read again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileKey(u128);
 
 impl FileKey {
     /// The key of `path` now: the followed target's identity plus the symlink's target.
@@ -44,14 +40,13 @@ impl FileKey {
     }
 
     fn from_meta(meta: &Metadata, link: Option<PathBuf>) -> Self {
-        Self {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            size: meta.size(),
-            mtime: (meta.mtime(), meta.mtime_nsec()),
-            ctime: (meta.ctime(), meta.ctime_nsec()),
-            link,
-        }
+        let digest = |salt: u64| {
+            let mut h = std::hash::DefaultHasher::new();
+            (salt, meta.dev(), meta.ino(), meta.size()).hash(&mut h);
+            (meta.mtime(), meta.mtime_nsec(), meta.ctime(), meta.ctime_nsec(), &link).hash(&mut h);
+            h.finish()
+        };
+        Self((u128::from(digest(1)) << 64) | u128::from(digest(2)))
     }
 }
 
