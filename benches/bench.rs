@@ -11,15 +11,17 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::io::{Read, Write};
+
+use support::{hwm_of, median, mib, write_section, Run, BIN};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_x509-certificate-exporter");
 const ROUNDS: usize = 3;
 
 fn main() {
@@ -441,208 +443,6 @@ fn serve_floor(body: &[u8], gzip: bool) -> (Duration, usize) {
     stream.read_to_end(&mut sink).unwrap();
     let elapsed = start.elapsed();
     (elapsed, server.join().unwrap())
-}
-
-/// A running exporter with its log.
-struct Run {
-    child: Child,
-    port: u16,
-    listening: Duration,
-    started: Instant,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Run {
-    fn start(args: &[&str]) -> Run {
-        Self::start_env(args, &[])
-    }
-
-    fn start_env(args: &[&str], env: &[(&str, &str)]) -> Run {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let started = Instant::now();
-        let mut cmd = Command::new(BIN);
-        cmd.arg(format!("--listen-address=127.0.0.1:{port}"))
-            .args(args)
-            .env("RUST_LOG", "x509_certificate_exporter=debug")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if line.contains("refreshed") || line.contains("WARN") || line.contains("ERROR") {
-                    sink.lock().unwrap().push(line);
-                }
-            }
-        });
-        let deadline = started + Duration::from_secs(10);
-        while status(port, "/healthz") != Some(200) {
-            assert!(Instant::now() < deadline, "exporter did not listen");
-            std::thread::sleep(Duration::from_micros(500));
-        }
-        let listening = started.elapsed();
-        Run {
-            child,
-            port,
-            listening,
-            started,
-            log,
-        }
-    }
-
-    /// Time from start to /readyz 200.
-    fn wait_ready(&self) -> Duration {
-        let deadline = Instant::now() + Duration::from_secs(900);
-        while status(self.port, "/readyz") != Some(200) {
-            assert!(
-                Instant::now() < deadline,
-                "never ready: {:?}",
-                self.log.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        self.started.elapsed()
-    }
-
-    fn hwm(&self) -> u64 {
-        hwm_of(self.child.id())
-    }
-
-    /// Resets VmHWM to the current RSS.
-    fn clear_hwm(&self) {
-        std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5").unwrap();
-    }
-
-    /// GET /metrics at the start of a new second; returns the time it took and the body.
-    fn scrape(&self, gzip: bool) -> (Duration, Vec<u8>) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap();
-        std::thread::sleep(
-            Duration::from_nanos(1_000_000_000 - u64::from(now.subsec_nanos()))
-                + Duration::from_millis(5),
-        );
-        let start = Instant::now();
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        let enc = if gzip {
-            "Accept-Encoding: gzip\r\n"
-        } else {
-            ""
-        };
-        write!(
-            stream,
-            "GET /metrics HTTP/1.1\r\nHost: x\r\n{enc}Connection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).unwrap();
-        let elapsed = start.elapsed();
-        let at = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-        let head = String::from_utf8_lossy(&raw[..at]).to_ascii_lowercase();
-        let body = &raw[at + 4..];
-        match head.contains("transfer-encoding: chunked") {
-            true => (elapsed, common::dechunk(body)),
-            false => (elapsed, body.to_vec()),
-        }
-    }
-
-    /// (wall, CPU) of every refresh logged so far.
-    fn refreshes(&self) -> Vec<(Duration, Duration)> {
-        self.log
-            .lock()
-            .unwrap()
-            .iter()
-            .filter_map(|l| {
-                let rest = l.split(" items in ").nth(1)?;
-                let wall: f64 = rest.split(" ms").next()?.parse().ok()?;
-                let cpu: f64 = rest.split('(').nth(1)?.split(" ms").next()?.parse().ok()?;
-                Some((
-                    Duration::from_secs_f64(wall / 1e3),
-                    Duration::from_secs_f64(cpu / 1e3),
-                ))
-            })
-            .collect()
-    }
-
-    fn wait_refreshes(&self, n: usize) -> Vec<(Duration, Duration)> {
-        let deadline = Instant::now() + Duration::from_secs(600);
-        loop {
-            let all = self.refreshes();
-            if all.len() >= n {
-                return all;
-            }
-            assert!(Instant::now() < deadline, "only {} refreshes", all.len());
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Run {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn status(port: u16, path: &str) -> Option<u16> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\n\r\n").ok()?;
-    let mut buf = [0u8; 32];
-    let n = s.read(&mut buf).ok()?;
-    String::from_utf8_lossy(&buf[..n])
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
-fn hwm_of(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .unwrap()
-        * 1024
-}
-
-fn mib(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / 1048576.0)
-}
-
-fn median<T: Ord + Copy>(v: impl IntoIterator<Item = T>) -> T {
-    let mut v: Vec<T> = v.into_iter().collect();
-    v.sort();
-    v[v.len() / 2]
-}
-
-/// Replaces the section between `<!-- bench:NAME -->` markers in BENCHMARKS.md.
-fn write_section(name: &str, text: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md");
-    let old = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n".to_string());
-    let (start, end) = (
-        format!("<!-- bench:{name} -->"),
-        format!("<!-- /bench:{name} -->"),
-    );
-    let block = format!("{start}\n{text}{end}");
-    let new = match (old.find(&start), old.find(&end)) {
-        (Some(a), Some(b)) => format!("{}{block}{}", &old[..a], &old[b + end.len()..]),
-        _ => format!("{}\n\n{block}\n", old.trim_end()),
-    };
-    std::fs::write(path, new).unwrap();
 }
 
 // ---------------------------------------------------------------------------------------

@@ -6,14 +6,16 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::io::Write;
+
+use support::{median, mib, write_section, Run};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_x509-certificate-exporter");
 const ROUNDS: usize = 3;
 
 fn main() {
@@ -60,7 +62,7 @@ fn main() {
     let mut pass = Vec::new();
     let mut kube_rss = Vec::new();
     for _ in 0..ROUNDS {
-        let (elapsed, rss) = run_until_ready(&[
+        let (elapsed, rss) = until_ready(&[
             "--watch-kube-secrets",
             "--kubeconfig",
             &kubeconfig,
@@ -72,14 +74,14 @@ fn main() {
     }
 
     // Memory floors: idle with no source, and the same certificates read from files.
-    let idle: Vec<u64> = (0..ROUNDS).map(|_| run_until_ready(&[]).1).collect();
+    let idle: Vec<u64> = (0..ROUNDS).map(|_| until_ready(&[]).1).collect();
     let dir = work.join("files");
     std::fs::create_dir_all(&dir).unwrap();
     for i in 0..secrets {
         std::fs::write(dir.join(format!("s{i:06}.pem")), &certs[i % certs.len()]).unwrap();
     }
     let files: Vec<u64> = (0..ROUNDS)
-        .map(|_| run_until_ready(&["-d", dir.to_str().unwrap()]).1)
+        .map(|_| until_ready(&["-d", dir.to_str().unwrap()]).1)
         .collect();
     cluster.down();
     let _ = std::fs::remove_dir_all(&work);
@@ -102,81 +104,20 @@ fn main() {
     ));
 }
 
+/// Starts the exporter and waits for /readyz: the time since start and VmHWM then.
+fn until_ready(args: &[&str]) -> (Duration, u64) {
+    let run = Run::start(args);
+    (run.wait_ready(), run.hwm())
+}
+
 fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
 
-fn mib(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / 1048576.0)
-}
 
-fn median<T: Ord + Copy>(mut v: Vec<T>) -> T {
-    v.sort();
-    v[v.len() / 2]
-}
 
-/// Replaces the section between `<!-- bench:NAME -->` markers in BENCHMARKS.md.
-fn write_section(name: &str, text: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md");
-    let old = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n\nWritten by `make bench`; figures from one machine, compare ratios, not absolute times.\n".to_string());
-    let (start, end) = (
-        format!("<!-- bench:{name} -->"),
-        format!("<!-- /bench:{name} -->"),
-    );
-    let block = format!("{start}\n{text}{end}");
-    let new = match (old.find(&start), old.find(&end)) {
-        (Some(a), Some(b)) => format!("{}{block}{}", &old[..a], &old[b + end.len()..]),
-        _ => format!("{}\n{block}\n", old.trim_end()),
-    };
-    std::fs::write(path, new).unwrap();
-}
 
-/// Starts the exporter, waits for /readyz 200, returns the time that took and VmHWM.
-fn run_until_ready(args: &[&str]) -> (Duration, u64) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let start = Instant::now();
-    let mut child: Child = Command::new(BIN)
-        .arg(format!("--listen-address=127.0.0.1:{port}"))
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = start + Duration::from_secs(600);
-    loop {
-        if ready(port) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "exporter never ready");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    let elapsed = start.elapsed();
-    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
-    let hwm = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .unwrap()
-        * 1024;
-    let _ = child.kill();
-    let _ = child.wait();
-    (elapsed, hwm)
-}
 
-fn ready(port: u16) -> bool {
-    use std::io::Read;
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = s.write_all(b"GET /readyz HTTP/1.0\r\n\r\n");
-    let mut buf = [0u8; 16];
-    let n = s.read(&mut buf).unwrap_or(0);
-    buf[..n].starts_with(b"HTTP/1.1 200") || buf[..n].starts_with(b"HTTP/1.0 200")
-}
 
 /// Distinct P-256 certificates (PEM), valid for a year from now.
 fn certificates(n: usize) -> Vec<String> {

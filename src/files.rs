@@ -2,8 +2,8 @@
 //! change detection by (device, inode, size, mtime, ctime, link target).
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{Hash, Hasher};
 use std::fs::{self, Metadata};
+use std::hash::{Hash, Hasher};
 use std::io::{self, Read};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -43,7 +43,14 @@ impl FileKey {
         let digest = |salt: u64| {
             let mut h = std::hash::DefaultHasher::new();
             (salt, meta.dev(), meta.ino(), meta.size()).hash(&mut h);
-            (meta.mtime(), meta.mtime_nsec(), meta.ctime(), meta.ctime_nsec(), &link).hash(&mut h);
+            (
+                meta.mtime(),
+                meta.mtime_nsec(),
+                meta.ctime(),
+                meta.ctime_nsec(),
+                &link,
+            )
+                .hash(&mut h);
             h.finish()
         };
         Self((u128::from(digest(1)) << 64) | u128::from(digest(2)))

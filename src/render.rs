@@ -163,24 +163,27 @@ impl Body {
 
     fn tail(&mut self) {
         let b = &mut self.buf;
-        header(
-            b,
-            "x509_read_errors",
-            "Read failures in the latest refresh of every source, a count.",
-            "gauge",
-        );
-        b.extend_from_slice(b"x509_read_errors ");
-        push_int(b, self.view.read_errors as i64);
-        b.push(b'\n');
-        header(
-            b,
-            "x509_read_errors_total",
-            "Read failures since the exporter started, a count.",
-            "counter",
-        );
-        b.extend_from_slice(b"x509_read_errors_total ");
-        push_int(b, self.view.read_errors_total as i64);
-        b.push(b'\n');
+        let counts = [
+            (
+                "x509_read_errors",
+                "Read failures in the latest refresh of every source, a count.",
+                "gauge",
+                self.view.read_errors,
+            ),
+            (
+                "x509_read_errors_total",
+                "Read failures since the exporter started, a count.",
+                "counter",
+                self.view.read_errors_total,
+            ),
+        ];
+        for (name, help, kind, value) in counts {
+            header(b, name, help, kind);
+            b.extend_from_slice(name.as_bytes());
+            b.push(b' ');
+            push_int(b, value as i64);
+            b.push(b'\n');
+        }
         header(
             b,
             "x509_exporter_build_info",
