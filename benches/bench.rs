@@ -15,12 +15,12 @@ mod support;
 
 use std::io::{Read, Write};
 
-use support::{hwm_of, median, mib, write_section, Run, BIN};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::{hwm_of, median, mib, write_section, Run, BIN};
 
 const ROUNDS: usize = 3;
 

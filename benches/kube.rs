@@ -10,11 +10,11 @@ mod support;
 
 use std::io::Write;
 
-use support::{median, mib, write_section, Run};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::{median, mib, write_section, Run};
 
 const ROUNDS: usize = 3;
 
@@ -113,11 +113,6 @@ fn until_ready(args: &[&str]) -> (Duration, u64) {
 fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
-
-
-
-
-
 
 /// Distinct P-256 certificates (PEM), valid for a year from now.
 fn certificates(n: usize) -> Vec<String> {

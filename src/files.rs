@@ -201,9 +201,11 @@ impl FileSource {
         }
     }
 
-    /// Lists what the pattern names now: files to read, and failures that belong to no file.
-    fn list(&self) -> (Vec<Candidate>, Vec<String>, Vec<(PathBuf, String)>) {
-        let mut candidates = Vec::new();
+    /// Lists what the pattern names now, handing each file to read to `visit` as it is found
+    /// (no list of every file is built); returns the failures that belong to no file and the
+    /// paths that could not be resolved.
+    fn list(&self, visit: &mut dyn FnMut(Candidate)) -> (Vec<String>, Vec<(PathBuf, String)>) {
+        let mut visited = 0usize;
         let mut errors = Vec::new();
         let mut failed = Vec::new();
         let pattern = self.pattern.as_str();
@@ -213,12 +215,15 @@ impl FileSource {
             Mode::Files => {
                 for path in expansion.paths {
                     match self.resolve(&path, None, Promise::Named) {
-                        Ok(Some(c)) => candidates.push(c),
+                        Ok(Some(c)) => {
+                            visited += 1;
+                            visit(c)
+                        }
                         Ok(None) => {}
                         Err(e) => failed.push((path, e)),
                     }
                 }
-                if candidates.is_empty() && failed.is_empty() && !self.pattern.is_literal() {
+                if visited == 0 && failed.is_empty() && !self.pattern.is_literal() {
                     errors.push(format!("watch {pattern}: no files match"));
                 }
             }
@@ -237,17 +242,14 @@ impl FileSource {
                 for dir in dirs {
                     match fs::read_dir(&dir) {
                         Ok(entries) => {
-                            let mut found: Vec<(PathBuf, Option<fs::FileType>)> = entries
-                                .flatten()
-                                .map(|e| (e.path(), e.file_type().ok()))
-                                .collect();
-                            // Byte order: as stable as Path order, without its component parsing.
-                            found.sort_by(|a, b| a.0.as_os_str().cmp(b.0.as_os_str()));
-                            for (path, known) in found {
+                            // In the directory's own order, which is stable while it is
+                            // unchanged: sorting would mean holding every name at once.
+                            for entry in entries.flatten() {
+                                let (path, known) = (entry.path(), entry.file_type().ok());
                                 let name = path.file_name().unwrap_or_default().to_string_lossy();
                                 let promise = promise_of_name(&name);
                                 match self.resolve(&path, known, promise) {
-                                    Ok(Some(c)) => candidates.push(c),
+                                    Ok(Some(c)) => visit(c),
                                     Ok(None) => {}
                                     Err(e) if promise == Promise::CertName => {
                                         failed.push((path, e))
@@ -263,7 +265,7 @@ impl FileSource {
                 }
             }
         }
-        (candidates, errors, failed)
+        (errors, failed)
     }
 
     /// Applies the symlink and file-type rules to one path. `Ok(None)`: skip silently.
@@ -406,18 +408,13 @@ impl Source for FileSource {
     }
 
     fn refresh(&mut self) -> Pass {
-        let (candidates, errors, failed) = self.list();
-        let failed: BTreeMap<PathBuf, Arc<Item>> = failed
-            .into_iter()
-            .map(|(path, e)| self.failed_item(path, e))
-            .collect();
-        let mut items: Vec<Arc<Item>> = failed.values().cloned().collect();
-        self.failed = failed;
         // The cache is updated in place: no second map of every file on each refresh.
         self.pass = self.pass.wrapping_add(1);
-        for candidate in candidates {
-            let unchanged = self
-                .cache
+        let pass = self.pass;
+        let mut cache = std::mem::take(&mut self.cache);
+        let mut items: Vec<Arc<Item>> = Vec::with_capacity(cache.len());
+        let (errors, failed) = self.list(&mut |candidate| {
+            let unchanged = cache
                 .get(&candidate.path)
                 .filter(|c| c.key == candidate.key);
             let item = match unchanged {
@@ -428,12 +425,18 @@ impl Source for FileSource {
             let entry = Cached {
                 key: candidate.key,
                 item,
-                pass: self.pass,
+                pass,
             };
-            self.cache.insert(candidate.path, entry);
-        }
-        let pass = self.pass;
-        self.cache.retain(|_, entry| entry.pass == pass);
+            cache.insert(candidate.path, entry);
+        });
+        cache.retain(|_, entry| entry.pass == pass);
+        self.cache = cache;
+        let failed: BTreeMap<PathBuf, Arc<Item>> = failed
+            .into_iter()
+            .map(|(path, e)| self.failed_item(path, e))
+            .collect();
+        items.extend(failed.values().cloned());
+        self.failed = failed;
         Pass::complete(items, errors)
     }
 }

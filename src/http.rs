@@ -291,10 +291,10 @@ fn gzip_body(cache: &Mutex<GzipCache>, view: Arc<View>, now: i64, options: Optio
         return body.clone();
     }
     let generation = view.generation;
-    let mut encoder = GzEncoder::new(
-        Vec::with_capacity(cache.body.as_ref().map_or(0, |b| b.0.len())),
-        Compression::fast(),
-    );
+    // The old body goes now (scrapes still sending it hold their own reference): two whole
+    // bodies in memory at once are not needed.
+    let previous_len = cache.body.take().map_or(0, |b| b.0.len());
+    let mut encoder = GzEncoder::new(Vec::with_capacity(previous_len), Compression::fast());
     let mut plain = render::Body::new(view, now, options, render::BUILD);
     let compressed = loop {
         let piece = plain.next_piece();

@@ -128,31 +128,51 @@ impl Store {
             .collect();
         let mut certs: Vec<(u32, u32, bool)> =
             Vec::with_capacity(items.iter().map(|i| i.series.len()).sum());
-        // Label set -> (fingerprint, row) of the first certificate that carries it; a label
-        // set shared by different certificates (rare) lists the others in `more`.
-        let mut seen: HashMap<(&str, &str), (u32, usize)> =
-            HashMap::with_capacity(certs.capacity());
-        let mut more: HashMap<(&str, &str), Vec<(u32, usize)>> = HashMap::new();
+        // Series can only share a label set within items that share theirs: nearly always a
+        // single item (a file, a Secret key); several when a path is watched twice or `-l`
+        // drops the labels that told them apart. So no map of every series is needed.
+        let mut groups: HashMap<&str, Vec<u32>> = HashMap::new();
+        let mut first_with: HashMap<&str, u32> = HashMap::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
-            for (s, series) in item.series.iter().enumerate() {
-                let key = (&*item.labels, &*series.labels);
-                let row = certs.len();
-                let Some(&(fp, first)) = seen.get(&key) else {
-                    seen.insert(key, (series.fingerprint, row));
-                    certs.push((i as u32, s as u32, false));
-                    continue;
-                };
-                let others = more.entry(key).or_default();
-                if fp == series.fingerprint || others.iter().any(|(f, _)| *f == series.fingerprint)
-                {
-                    continue; // the same certificate again: one series
+            match first_with.get(&*item.labels) {
+                None => {
+                    first_with.insert(&item.labels, i as u32);
                 }
-                certs[first].2 = true;
-                others.push((series.fingerprint, row));
-                certs.push((i as u32, s as u32, true));
+                Some(&first) => groups
+                    .entry(&item.labels)
+                    .or_insert_with(|| vec![first])
+                    .push(i as u32),
             }
         }
-        drop((seen, more));
+        drop(first_with);
+        // (series labels) -> (fingerprint, row) of each distinct certificate carrying them.
+        let mut seen: HashMap<&str, Vec<(u32, usize)>> = HashMap::new();
+        let mut add = |certs: &mut Vec<(u32, u32, bool)>, members: &[u32]| {
+            seen.clear();
+            for &i in members {
+                for (s, series) in items[i as usize].series.iter().enumerate() {
+                    let rows = seen.entry(&series.labels).or_default();
+                    if rows.iter().any(|(fp, _)| *fp == series.fingerprint) {
+                        continue; // the same certificate again: one series
+                    }
+                    let collision = !rows.is_empty();
+                    for (_, row) in rows.iter() {
+                        certs[*row].2 = true;
+                    }
+                    rows.push((series.fingerprint, certs.len()));
+                    certs.push((i, s as u32, collision));
+                }
+            }
+        };
+        for (i, item) in items.iter().enumerate() {
+            match groups.get(&*item.labels) {
+                None => add(&mut certs, &[i as u32]),
+                // A group is added whole, at its first member.
+                Some(members) if members[0] == i as u32 => add(&mut certs, members),
+                Some(_) => {}
+            }
+        }
+        drop(groups);
 
         // x509_cert_error: one series per label set, failing if any item behind it failed.
         let mut errors: Vec<(u32, bool)> = Vec::new();

@@ -213,12 +213,13 @@ pub fn write_section(name: &str, text: &str) {
     std::fs::write(path, new).unwrap();
 }
 
-
 /// Decodes a chunked transfer-encoded body.
 pub fn dechunk(mut data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     while let Some(line_end) = data.windows(2).position(|w| w == b"\r\n") {
-        let size = usize::from_str_radix(std::str::from_utf8(&data[..line_end]).unwrap().trim(), 16).unwrap();
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&data[..line_end]).unwrap().trim(), 16)
+                .unwrap();
         if size == 0 {
             break;
         }
