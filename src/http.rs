@@ -40,12 +40,13 @@ impl AsRef<[u8]> for Shared {
     }
 }
 
-/// The last gzip body: valid for one view and one second.
+/// The last gzip body: valid for one view and one second, and kept only while some scrape
+/// is still sending it (a weak reference: between scrapes it costs no memory).
 #[derive(Default)]
 struct GzipCache {
     generation: u64,
     now: i64,
-    body: Option<Shared>,
+    body: std::sync::Weak<Vec<u8>>,
 }
 
 /// What a writer thread sends.
@@ -277,24 +278,22 @@ fn write_metrics(
     out.flush()
 }
 
-/// The gzip exposition of `view` at `now`: rendered and compressed once, then shared.
-/// Scrapes that arrive meanwhile wait for it rather than doing the work again.
+/// The gzip exposition of `view` at `now`: rendered and compressed once, then shared with
+/// the scrapes of the same second. Those that arrive meanwhile wait for it rather than doing
+/// the work again.
 fn gzip_body(cache: &Mutex<GzipCache>, view: Arc<View>, now: i64, options: Options) -> Shared {
     let mut cache = cache
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some(body) = cache
-        .body
-        .as_ref()
-        .filter(|_| cache.generation == view.generation && cache.now == now)
-    {
-        return body.clone();
+    if cache.generation == view.generation && cache.now == now {
+        if let Some(body) = cache.body.upgrade() {
+            return Shared(body);
+        }
     }
     let generation = view.generation;
-    // The old body goes now (scrapes still sending it hold their own reference): two whole
-    // bodies in memory at once are not needed.
-    let previous_len = cache.body.take().map_or(0, |b| b.0.len());
-    let mut encoder = GzEncoder::new(Vec::with_capacity(previous_len), Compression::fast());
+    // About 75 compressed bytes a certificate: one allocation, not a doubling series.
+    let estimate = 4096 + view.cert_count() * 80;
+    let mut encoder = GzEncoder::new(Vec::with_capacity(estimate), Compression::fast());
     let mut plain = render::Body::new(view, now, options, render::BUILD);
     let compressed = loop {
         let piece = plain.next_piece();
@@ -310,7 +309,7 @@ fn gzip_body(cache: &Mutex<GzipCache>, view: Arc<View>, now: i64, options: Optio
     *cache = GzipCache {
         generation,
         now,
-        body: Some(body.clone()),
+        body: Arc::downgrade(&body.0),
     };
     body
 }
