@@ -158,7 +158,10 @@ pub struct FileSource {
     mode: Mode,
     skip_symlinks: bool,
     labels: Arc<LabelConfig>,
-    cache: HashMap<PathBuf, Cached>,
+    /// By a 64-bit digest of the path (the path itself is in the item's labels already). Two
+    /// paths with the same digest would only make each other be read again: the file key
+    /// still tells them apart.
+    cache: HashMap<u64, Cached>,
     /// Refreshes so far: cache entries not seen in the latest one are dropped.
     pass: u64,
     failed: BTreeMap<PathBuf, Arc<Item>>,
@@ -395,6 +398,13 @@ fn beside_link(link: &Path, target: Option<&Path>) -> Option<PathBuf> {
     (candidate != link && fs::metadata(&candidate).is_ok()).then_some(candidate)
 }
 
+/// A 64-bit digest of a path, for the file cache.
+fn path_id(path: &Path) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    path.hash(&mut h);
+    h.finish()
+}
+
 fn is_symlink(path: &Path) -> bool {
     fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
 }
@@ -414,9 +424,8 @@ impl Source for FileSource {
         let mut cache = std::mem::take(&mut self.cache);
         let mut items: Vec<Arc<Item>> = Vec::with_capacity(cache.len());
         let (errors, failed) = self.list(&mut |candidate| {
-            let unchanged = cache
-                .get(&candidate.path)
-                .filter(|c| c.key == candidate.key);
+            let id = path_id(&candidate.path);
+            let unchanged = cache.get(&id).filter(|c| c.key == candidate.key);
             let item = match unchanged {
                 Some(cached) => Arc::clone(&cached.item),
                 None => Arc::new(self.read(&candidate)),
@@ -427,7 +436,7 @@ impl Source for FileSource {
                 item,
                 pass,
             };
-            cache.insert(candidate.path, entry);
+            cache.insert(id, entry);
         });
         cache.retain(|_, entry| entry.pass == pass);
         self.cache = cache;
