@@ -130,10 +130,8 @@ impl KubeconfigSource {
                                 ("embedded_kind".into(), section.kind.to_string()),
                                 (Cow::Borrowed("embedded_key"), key),
                             ];
-                            let s = self.labels.series(&entry, cert);
-                            if !series.contains(&s) {
-                                series.push(s);
-                            }
+                            // The store merges a certificate repeated in one place into one series.
+                            series.push(self.labels.series(&entry, cert));
                         }
                     }
                 }
