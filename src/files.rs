@@ -18,6 +18,9 @@ use crate::poll::{Pass, Source};
 /// Files larger than this are a read error and are never read whole.
 pub const MAX_FILE_SIZE: u64 = 4 * 1024 * 1024;
 
+/// Threads that read the files of one large refresh (a first scan) at most.
+const MAX_READERS: usize = 4;
+
 /// File names that promise a certificate: holding none is then a read error.
 const CERT_SUFFIXES: [&str; 4] = [".pem", ".crt", ".cer", ".der"];
 
@@ -347,6 +350,42 @@ impl FileSource {
         (path, Arc::new(item))
     }
 
+    /// Reads the files of a refresh, on every core when there are many (a first scan):
+    /// parsing is the bulk of the work, and it is independent from file to file.
+    fn read_all(&self, pending: &[(usize, u64, Candidate)]) -> Vec<Arc<Item>> {
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(MAX_READERS);
+        if pending.len() < 256 || threads < 2 {
+            return pending
+                .iter()
+                .map(|(_, _, c)| Arc::new(self.read(c)))
+                .collect();
+        }
+        let per_thread = pending.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let readers: Vec<_> = pending
+                .chunks(per_thread)
+                .map(|chunk| {
+                    scope.spawn(move || {
+                        chunk
+                            .iter()
+                            .map(|(_, _, c)| Arc::new(self.read(c)))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            readers
+                .into_iter()
+                .flat_map(|reader| {
+                    reader
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        })
+    }
+
     /// Reads and parses one candidate into an item.
     fn read(&self, candidate: &Candidate) -> Item {
         let display = candidate.path.to_string_lossy();
@@ -420,22 +459,32 @@ impl Source for FileSource {
         self.pass = self.pass.wrapping_add(1);
         let pass = self.pass;
         let mut cache = std::mem::take(&mut self.cache);
-        let mut items: Vec<Arc<Item>> = Vec::with_capacity(cache.len());
+        let mut items: Vec<Option<Arc<Item>>> = Vec::with_capacity(cache.len());
+        // Files to read, with their place among the items.
+        let mut pending: Vec<(usize, u64, Candidate)> = Vec::new();
         let (errors, failed) = self.list(&mut |candidate| {
             let id = path_id(&candidate.path);
-            let unchanged = cache.get(&id).filter(|c| c.key == candidate.key);
-            let item = match unchanged {
-                Some(cached) => Arc::clone(&cached.item),
-                None => Arc::new(self.read(&candidate)),
-            };
-            items.push(Arc::clone(&item));
+            match cache.get_mut(&id).filter(|c| c.key == candidate.key) {
+                Some(cached) => {
+                    cached.pass = pass;
+                    items.push(Some(Arc::clone(&cached.item)));
+                }
+                None => {
+                    pending.push((items.len(), id, candidate));
+                    items.push(None);
+                }
+            }
+        });
+        for ((slot, id, candidate), item) in pending.iter().zip(self.read_all(&pending)) {
             let entry = Cached {
                 key: candidate.key,
-                item,
+                item: Arc::clone(&item),
                 pass,
             };
-            cache.insert(id, entry);
-        });
+            cache.insert(*id, entry);
+            items[*slot] = Some(item);
+        }
+        let mut items: Vec<Arc<Item>> = items.into_iter().flatten().collect();
         cache.retain(|_, entry| entry.pass == pass);
         self.cache = cache;
         let failed: BTreeMap<PathBuf, Arc<Item>> = failed
