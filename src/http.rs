@@ -24,6 +24,8 @@ use crate::store::{Store, View};
 const WRITERS: usize = 4;
 /// Responses waiting for a writer; beyond this a request gets 503 at once.
 const QUEUE: usize = 64;
+/// Estimated gzip size from which rendering and compressing run on two threads.
+const PARALLEL_GZIP: usize = 1 << 20;
 /// How long shutdown waits for responses already being written.
 const DRAIN: Duration = Duration::from_secs(4);
 
@@ -295,17 +297,37 @@ fn gzip_body(cache: &Mutex<GzipCache>, view: Arc<View>, now: i64, options: Optio
     let estimate = 4096 + view.cert_count() * 80;
     let mut encoder = GzEncoder::new(Vec::with_capacity(estimate), Compression::fast());
     let mut plain = render::Body::new(view, now, options, render::BUILD);
-    let compressed = loop {
-        let piece = plain.next_piece();
-        if piece.is_empty() {
-            break encoder.finish().unwrap_or_default();
+    let compressed = if estimate < PARALLEL_GZIP {
+        loop {
+            let piece = plain.next_piece();
+            if piece.is_empty() {
+                break encoder.finish().unwrap_or_default();
+            }
+            if encoder.write_all(piece).is_err() {
+                break Vec::new();
+            }
         }
-        if encoder.write_all(piece).is_err() {
-            break Vec::new();
-        }
+    } else {
+        // Large: render on a second thread while this one compresses (each takes about as
+        // long as the other), two pieces in flight at most.
+        let (pieces, rendered) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+        std::thread::scope(|scope| {
+            scope.spawn(move || {
+                while let Some(piece) = plain.next_owned() {
+                    if pieces.send(piece).is_err() {
+                        return;
+                    }
+                }
+            });
+            for piece in rendered.iter() {
+                if encoder.write_all(&piece).is_err() {
+                    return Vec::new();
+                }
+            }
+            encoder.finish().unwrap_or_default()
+        })
     };
     let body = Shared(Arc::new(compressed));
-    drop(plain);
     *cache = GzipCache {
         generation,
         now,
@@ -343,6 +365,47 @@ mod tests {
             .read_to_string(&mut text)
             .unwrap();
         assert!(text.contains("x509_read_errors 0\n"));
+    }
+
+    #[test]
+    fn a_large_gzip_body_rendered_on_two_threads_is_the_same_text() {
+        use crate::model::{Item, Report, Series};
+        let mut store = Store::new(1);
+        let series: Vec<Series> = (0..20_000)
+            .map(|i| Series {
+                labels: format!("serial_number=\"{i}\"").into(),
+                not_before: i,
+                not_after: i + 1,
+                fingerprint: i as u32,
+            })
+            .collect();
+        let item = Item {
+            labels: "filename=\"big.pem\"".into(),
+            series: series.into(),
+            errors: Box::new([]),
+        };
+        store.apply(Report {
+            source: 0,
+            items: vec![Arc::new(item)],
+            errors: vec![],
+            changed: true,
+            ready: true,
+        });
+        let view = store.view();
+        assert!(
+            4096 + view.cert_count() * 80 >= PARALLEL_GZIP,
+            "exercises the two-thread path"
+        );
+        let cache = Mutex::new(GzipCache::default());
+        let body = gzip_body(&cache, Arc::clone(&view), 7, Options::default());
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&body.0[..])
+            .read_to_string(&mut text)
+            .unwrap();
+        assert_eq!(
+            text,
+            render::render(view, 7, Options::default(), &render::BUILD)
+        );
     }
 
     #[test]

@@ -220,6 +220,20 @@ impl Body {
 }
 
 impl Body {
+    /// The next rendered piece, owned (to hand to another thread); `None` at the end.
+    pub fn next_owned(&mut self) -> Option<Vec<u8>> {
+        if self.pos == self.buf.len() {
+            self.fill();
+        }
+        if self.pos == self.buf.len() {
+            return None;
+        }
+        let mut piece = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK + 1024));
+        piece.drain(..self.pos);
+        self.pos = 0;
+        Some(piece)
+    }
+
     /// The next rendered piece, borrowed; empty at the end.
     pub fn next_piece(&mut self) -> &[u8] {
         if self.pos == self.buf.len() {
