@@ -493,6 +493,7 @@ impl Source for FileSource {
             .collect();
         items.extend(failed.values().cloned());
         self.failed = failed;
+        self.labels.prune();
         Pass::complete(items, errors)
     }
 }

@@ -373,6 +373,7 @@ mod tests {
         let mut store = Store::new(1);
         let series: Vec<Series> = (0..20_000)
             .map(|i| Series {
+                issuer: "".into(),
                 labels: format!("serial_number=\"{i}\"").into(),
                 not_before: i,
                 not_after: i + 1,

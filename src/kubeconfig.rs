@@ -216,6 +216,7 @@ impl Source for KubeconfigSource {
             }
         }
         self.cache = cache;
+        self.labels.prune();
         Pass::complete(items, errors)
     }
 }

@@ -1,19 +1,24 @@
 //! Label sets: which labels a certificate gets, `-l` filtering, path trimming and escaping.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
-use crate::model::{CertInfo, Series};
+use crate::model::{CertInfo, Name, Series};
 
 /// One label pair before filtering.
 pub type Pair = (Cow<'static, str>, String);
 
 /// How label sets are built: the `-l` allow-list and `--trim-path-components`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct LabelConfig {
     /// Label names kept; `None` keeps all.
     pub allow: Option<Vec<String>>,
     /// Leading path components dropped from `filepath`.
     pub trim: usize,
+    /// Issuer label sets, shared by every certificate of the same issuer (a few CAs sign
+    /// most certificates: this saves about a hundred bytes a certificate).
+    pub issuers: Mutex<HashSet<Arc<str>>>,
 }
 
 impl LabelConfig {
@@ -37,24 +42,45 @@ impl LabelConfig {
     }
 
     /// The series of one certificate: `extra` pairs (a kubeconfig entry's kind and key),
-    /// then the serial number, issuer and subject.
+    /// the serial number and the subject; the issuer's labels apart, shared.
     pub fn series(&self, extra: &[Pair], cert: &CertInfo) -> Series {
-        let mut out = String::with_capacity(256);
+        let mut out = String::with_capacity(192);
         for (name, value) in extra {
             self.push(&mut out, name, value);
         }
         self.push(&mut out, "serial_number", &cert.serial);
-        for (names, dn) in [(&ISSUER, &cert.issuer), (&SUBJECT, &cert.subject)] {
-            let values = [&dn.c, &dn.st, &dn.l, &dn.o, &dn.ou, &dn.cn];
-            for (name, value) in names.iter().zip(values) {
-                self.push(&mut out, name, value);
-            }
-        }
+        self.push_name(&mut out, &SUBJECT, &cert.subject);
+        let mut issuer = String::with_capacity(128);
+        self.push_name(&mut issuer, &ISSUER, &cert.issuer);
         Series {
             labels: out.into_boxed_str(),
+            issuer: self.intern(issuer),
             not_before: cert.not_before,
             not_after: cert.not_after,
             fingerprint: cert.fingerprint,
+        }
+    }
+
+    /// Forgets the issuer label sets no certificate uses any more.
+    pub fn prune(&self) {
+        let mut issuers = self.issuers.lock().unwrap_or_else(|p| p.into_inner());
+        issuers.retain(|issuer| Arc::strong_count(issuer) > 1);
+    }
+
+    fn intern(&self, text: String) -> Arc<str> {
+        let mut issuers = self.issuers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(shared) = issuers.get(text.as_str()) {
+            return Arc::clone(shared);
+        }
+        let shared: Arc<str> = text.into();
+        issuers.insert(Arc::clone(&shared));
+        shared
+    }
+
+    fn push_name(&self, out: &mut String, names: &[&str; 6], dn: &Name) {
+        let values = [&dn.c, &dn.st, &dn.l, &dn.o, &dn.ou, &dn.cn];
+        for (name, value) in names.iter().zip(values) {
+            self.push(out, name, value);
         }
     }
 
@@ -187,11 +213,13 @@ mod tests {
         let only_z = LabelConfig {
             allow: Some(vec!["z".into()]),
             trim: 0,
+            ..Default::default()
         };
         assert_eq!(&*only_z.origin(&pairs), "z=\"a\\\"b\\\\c\\nd\"");
         let none = LabelConfig {
             allow: Some(vec![]),
             trim: 0,
+            ..Default::default()
         };
         assert_eq!(&*none.origin(&pairs), "");
     }
@@ -214,15 +242,26 @@ mod tests {
             not_after: 2,
             fingerprint: 3,
         };
-        let s = LabelConfig::default().series(&[("embedded_kind".into(), "user".into())], &cert);
+        let config = LabelConfig::default();
+        let s = config.series(&[("embedded_kind".into(), "user".into())], &cert);
+        assert_eq!(&*s.issuer, "issuer_C=\"FR\",issuer_CN=\"CA\"");
+        let again = config.series(&[], &cert);
+        assert!(
+            Arc::ptr_eq(&s.issuer, &again.issuer),
+            "one issuer string, shared"
+        );
+        drop(again);
+        config.prune();
+        assert_eq!(config.issuers.lock().unwrap().len(), 1, "still used by s");
         assert_eq!(
             &*s.labels,
-            "embedded_kind=\"user\",serial_number=\"-5\",issuer_C=\"FR\",issuer_CN=\"CA\",subject_O=\"Org\",subject_CN=\"leaf\""
+            "embedded_kind=\"user\",serial_number=\"-5\",subject_O=\"Org\",subject_CN=\"leaf\""
         );
         cert.serial.clear();
         let only = LabelConfig {
             allow: Some(vec!["subject_CN".into()]),
             trim: 0,
+            ..Default::default()
         };
         assert_eq!(&*only.series(&[], &cert).labels, "subject_CN=\"leaf\"");
     }

@@ -126,6 +126,7 @@ fn run(config: &Config) -> Result<(), Failure> {
     let labels = Arc::new(LabelConfig {
         allow: config.expose_labels.clone(),
         trim: config.trim_path_components,
+        ..LabelConfig::default()
     });
     let mut sources: Vec<Box<dyn Source>> = Vec::new();
     for (patterns, mode) in [

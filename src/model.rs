@@ -39,10 +39,13 @@ pub struct Name {
 /// One exported certificate: its own labels and its two dates.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Series {
-    /// The certificate's label pairs (serial, subject, issuer, and for kubeconfigs the
-    /// embedded kind and key), escaped and joined (`a="x",b="y"`), without braces. The
+    /// The certificate's label pairs (for kubeconfigs the embedded kind and key, then the
+    /// serial and the subject), escaped and joined (`a="x",b="y"`), without braces. The
     /// origin's labels are its item's.
     pub labels: Box<str>,
+    /// The issuer's label pairs, rendered the same way and shared by every certificate of
+    /// the same issuer.
+    pub issuer: Arc<str>,
     /// NotBefore, Unix seconds.
     pub not_before: i64,
     /// NotAfter, Unix seconds.

@@ -130,10 +130,10 @@ impl Body {
         while self.row < self.view.cert_count() && self.buf.len() < CHUNK {
             let (item, series, discriminate) = self.view.cert(self.row);
             self.buf.extend_from_slice(name.as_bytes());
+            let parts = [item, &*series.labels, &*series.issuer];
             labels(
                 &mut self.buf,
-                item,
-                &series.labels,
+                parts,
                 discriminate.then_some(series.fingerprint),
             );
             self.buf.push(b' ');
@@ -153,7 +153,7 @@ impl Body {
             header(&mut self.buf, "x509_cert_error", "Whether reading this file or Secret key failed in the latest refresh: 1 if so, else 0.", "gauge");
             for (item, failing) in errors {
                 self.buf.extend_from_slice(b"x509_cert_error");
-                labels(&mut self.buf, item, "", None);
+                labels(&mut self.buf, [item, "", ""], None);
                 self.buf
                     .extend_from_slice(if failing { b" 1\n" } else { b" 0\n" });
             }
@@ -281,14 +281,14 @@ fn header(out: &mut Vec<u8>, name: &str, help: &str, kind: &str) {
     }
 }
 
-/// `{item,series,discriminator="…"}`, or nothing when all are empty.
-fn labels(out: &mut Vec<u8>, item: &str, series: &str, discriminator: Option<u32>) {
-    if item.is_empty() && series.is_empty() && discriminator.is_none() {
+/// `{item,series,issuer,discriminator="…"}`, or nothing when all are empty.
+fn labels(out: &mut Vec<u8>, parts: [&str; 3], discriminator: Option<u32>) {
+    if parts.iter().all(|p| p.is_empty()) && discriminator.is_none() {
         return;
     }
     out.push(b'{');
     let mut first = true;
-    for part in [item, series] {
+    for part in parts {
         if !part.is_empty() {
             if !first {
                 out.push(b',');
@@ -348,18 +348,21 @@ mod tests {
             labels: "filename=\"a.pem\",filepath=\"/x/a.pem\"".into(),
             series: vec![
                 Series {
+                    issuer: "".into(),
                     labels: "serial_number=\"1\"".into(),
                     not_before: 1000,
                     not_after: 2000,
                     fingerprint: 0xab,
                 },
                 Series {
+                    issuer: "".into(),
                     labels: "serial_number=\"2\"".into(),
                     not_before: 1000,
                     not_after: 5000,
                     fingerprint: 0x1,
                 },
                 Series {
+                    issuer: "".into(),
                     labels: "serial_number=\"2\"".into(),
                     not_before: 1000,
                     not_after: 6000,
@@ -431,6 +434,7 @@ mod tests {
         let mut store = Store::new(1);
         let series: Vec<Series> = (0..5000)
             .map(|i| Series {
+                issuer: "".into(),
                 labels: format!("serial_number=\"{i}\"").into(),
                 not_before: -i,
                 not_after: i * 1000,

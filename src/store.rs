@@ -145,13 +145,13 @@ impl Store {
             }
         }
         drop(first_with);
-        // (series labels) -> (fingerprint, row) of each distinct certificate carrying them.
-        let mut seen: HashMap<&str, Vec<(u32, usize)>> = HashMap::new();
+        // (series labels, issuer labels) -> (fingerprint, row) of each distinct certificate.
+        let mut seen: HashMap<(&str, &str), Vec<(u32, usize)>> = HashMap::new();
         let mut add = |certs: &mut Vec<(u32, u32, bool)>, members: &[u32]| {
             seen.clear();
             for &i in members {
                 for (s, series) in items[i as usize].series.iter().enumerate() {
-                    let rows = seen.entry(&series.labels).or_default();
+                    let rows = seen.entry((&series.labels, &series.issuer)).or_default();
                     if rows.iter().any(|(fp, _)| *fp == series.fingerprint) {
                         continue; // the same certificate again: one series
                     }
@@ -209,6 +209,7 @@ mod tests {
 
     fn series(labels: &str, fingerprint: u32) -> Series {
         Series {
+            issuer: "".into(),
             labels: labels.into(),
             not_before: 0,
             not_after: 1,

@@ -284,6 +284,7 @@ impl Source for KubeSource {
                 Some(wait)
             }
         };
+        self.labels.prune();
         let pass = Pass {
             items: self.items(),
             errors,
