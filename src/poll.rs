@@ -56,7 +56,7 @@ pub fn spawn(
     thread::Builder::new()
         .name(format!("source-{index}"))
         .spawn(move || {
-            let mut previous: Option<(Vec<Arc<Item>>, Vec<String>)> = None;
+            let mut previous: Option<u64> = None;
             let mut logged: HashSet<String> = HashSet::new();
             loop {
                 let (started, cpu) = (Instant::now(), thread_cpu());
@@ -68,14 +68,8 @@ pub fn spawn(
                     started.elapsed().as_secs_f64() * 1e3,
                     thread_cpu().saturating_sub(cpu).as_secs_f64() * 1e3
                 );
-                let changed = previous.as_ref().is_none_or(|(items, errors)| {
-                    *errors != pass.errors
-                        || items.len() != pass.items.len()
-                        || items
-                            .iter()
-                            .zip(&pass.items)
-                            .any(|(a, b)| !Arc::ptr_eq(a, b))
-                });
+                let digest = identity(&pass);
+                let changed = previous != Some(digest);
                 let current = log_transitions(&source.describe(), &pass, &mut logged);
                 if previous.is_none() {
                     let certs: usize = pass.items.iter().map(|i| i.series.len()).sum();
@@ -96,13 +90,25 @@ pub fn spawn(
                 if reports.send(report).is_err() {
                     return;
                 }
-                previous = Some((pass.items, pass.errors));
+                previous = Some(digest);
                 match stop.recv_timeout(wait) {
                     Err(RecvTimeoutError::Timeout) => {}
                     _ => return,
                 }
             }
         })
+}
+
+/// A digest of which items (by address) and which failures a pass holds: equal digests mean
+/// an unchanged pass. The previous pass's items are still alive in the store or the channel
+/// while this is compared, so no new item can have an old one's address.
+fn identity(pass: &Pass) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    for item in &pass.items {
+        std::hash::Hash::hash(&Arc::as_ptr(item), &mut h);
+    }
+    std::hash::Hash::hash(&pass.errors, &mut h);
+    std::hash::Hasher::finish(&h)
 }
 
 /// CPU time this thread has used so far (zero where /proc does not say).

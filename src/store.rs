@@ -132,16 +132,26 @@ impl Store {
         // single item (a file, a Secret key); several when a path is watched twice or `-l`
         // drops the labels that told them apart. So no map of every series is needed.
         let mut groups: HashMap<&str, Vec<u32>> = HashMap::new();
-        let mut first_with: HashMap<&str, u32> = HashMap::with_capacity(items.len());
+        // Keyed by a digest of the labels (12 bytes an item, not 24); a digest shared by
+        // different labels only costs a comparison.
+        let mut first_with: HashMap<u64, u32> = HashMap::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
-            match first_with.get(&*item.labels) {
+            let digest = {
+                let mut h = std::hash::DefaultHasher::new();
+                std::hash::Hash::hash(&*item.labels, &mut h);
+                std::hash::Hasher::finish(&h)
+            };
+            match first_with.get(&digest) {
                 None => {
-                    first_with.insert(&item.labels, i as u32);
+                    first_with.insert(digest, i as u32);
                 }
-                Some(&first) => groups
+                Some(&first) if items[first as usize].labels == item.labels => groups
                     .entry(&item.labels)
                     .or_insert_with(|| vec![first])
                     .push(i as u32),
+                // Same digest, other labels (astronomically rare): a group of its own, by
+                // the slower road.
+                Some(_) => groups.entry(&item.labels).or_default().push(i as u32),
             }
         }
         drop(first_with);
