@@ -369,30 +369,7 @@ mod tests {
 
     #[test]
     fn a_large_gzip_body_rendered_on_two_threads_is_the_same_text() {
-        use crate::model::{Item, Report, Series};
-        let mut store = Store::new(1);
-        let series: Vec<Series> = (0..20_000)
-            .map(|i| Series {
-                issuer: "".into(),
-                labels: format!("serial_number=\"{i}\"").into(),
-                not_before: i,
-                not_after: i + 1,
-                fingerprint: i as u32,
-            })
-            .collect();
-        let item = Item {
-            labels: "filename=\"big.pem\"".into(),
-            series: series.into(),
-            errors: Box::new([]),
-        };
-        store.apply(Report {
-            source: 0,
-            items: vec![Arc::new(item)],
-            errors: vec![],
-            changed: true,
-            ready: true,
-        });
-        let view = store.view();
+        let view = crate::store::big_view(20_000, |i| (i, i + 1));
         assert!(
             4096 + view.cert_count() * 80 >= PARALLEL_GZIP,
             "exercises the two-thread path"

@@ -431,30 +431,9 @@ mod tests {
 
     #[test]
     fn a_large_view_streams_in_pieces_to_the_same_text() {
-        let mut store = Store::new(1);
-        let series: Vec<Series> = (0..5000)
-            .map(|i| Series {
-                issuer: "".into(),
-                labels: format!("serial_number=\"{i}\"").into(),
-                not_before: -i,
-                not_after: i * 1000,
-                fingerprint: i as u32,
-            })
-            .collect();
-        let item = Item {
-            labels: "filename=\"big.pem\"".into(),
-            series: series.into(),
-            errors: Box::new([]),
-        };
-        store.apply(Report {
-            source: 0,
-            items: vec![Arc::new(item)],
-            errors: vec![],
-            changed: true,
-            ready: true,
-        });
+        let view = crate::store::big_view(5000, |i| (-i, i * 1000));
         let mut body = Body::new(
-            store.view(),
+            Arc::clone(&view),
             10,
             Options {
                 relative: true,
@@ -487,7 +466,7 @@ mod tests {
         assert_eq!(
             text,
             render(
-                store.view(),
+                view,
                 10,
                 Options {
                     relative: true,

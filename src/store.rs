@@ -209,6 +209,35 @@ impl Store {
     }
 }
 
+/// A view of one item, `big.pem`, holding `n` series with serials 0.. and dates from
+/// `dates(i)` (for the renderer's and the HTTP side's tests).
+#[cfg(test)]
+pub fn big_view(n: i64, dates: impl Fn(i64) -> (i64, i64)) -> Arc<View> {
+    let series: Vec<Series> = (0..n)
+        .map(|i| Series {
+            issuer: "".into(),
+            labels: format!("serial_number=\"{i}\"").into(),
+            not_before: dates(i).0,
+            not_after: dates(i).1,
+            fingerprint: i as u32,
+        })
+        .collect();
+    let item = Item {
+        labels: "filename=\"big.pem\"".into(),
+        series: series.into(),
+        errors: Box::new([]),
+    };
+    let mut store = Store::new(1);
+    store.apply(Report {
+        source: 0,
+        items: vec![Arc::new(item)],
+        errors: vec![],
+        changed: true,
+        ready: true,
+    });
+    store.view()
+}
+
 fn error_count(report: &Report) -> usize {
     report.errors.len() + report.items.iter().map(|i| i.errors.len()).sum::<usize>()
 }
