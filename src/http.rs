@@ -266,16 +266,22 @@ fn write_metrics(
     out.write_all(head("Transfer-Encoding: chunked\r\n").as_bytes())?;
     if !head_only {
         let mut body = render::Body::new(view, now, options, render::BUILD);
+        // Each chunk goes out in one write: a separate few-byte write for its size line
+        // costs a system call and a small segment of its own.
+        let mut frame = Vec::new();
         loop {
             let piece = body.next_piece();
+            frame.clear();
+            frame.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+            frame.extend_from_slice(piece);
+            frame.extend_from_slice(b"\r\n");
             if piece.is_empty() {
+                // The last chunk: "0\r\n\r\n".
+                out.write_all(&frame)?;
                 break;
             }
-            out.write_all(format!("{:x}\r\n", piece.len()).as_bytes())?;
-            out.write_all(piece)?;
-            out.write_all(b"\r\n")?;
+            out.write_all(&frame)?;
         }
-        out.write_all(b"0\r\n\r\n")?;
     }
     out.flush()
 }
