@@ -32,16 +32,6 @@ const DRAIN: Duration = Duration::from_secs(4);
 const INDEX: &str = "<!DOCTYPE html>\n<html><head><title>X.509 Certificate Exporter</title></head>\n<body><h1>X.509 Certificate Exporter</h1>\n<p><a href=\"/metrics\">Metrics</a> · <a href=\"/healthz\">Health</a> · <a href=\"/readyz\">Readiness</a></p>\n</body></html>\n";
 const METRICS_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// A shared, immutable response body.
-#[derive(Clone)]
-struct Shared(Arc<Vec<u8>>);
-
-impl AsRef<[u8]> for Shared {
-    fn as_ref(&self) -> &[u8] {
-        &self.0
-    }
-}
-
 /// The last gzip body: valid for one view and one second, and kept only while some scrape
 /// is still sending it (a weak reference: between scrapes it costs no memory).
 #[derive(Default)]
@@ -254,12 +244,12 @@ fn write_metrics(
         out.write_all(
             head(&format!(
                 "Content-Encoding: gzip\r\nContent-Length: {}\r\n",
-                body.0.len()
+                body.len()
             ))
             .as_bytes(),
         )?;
         if !head_only {
-            out.write_all(&body.0)?;
+            out.write_all(&body)?;
         }
         return out.flush();
     }
@@ -289,13 +279,18 @@ fn write_metrics(
 /// The gzip exposition of `view` at `now`: rendered and compressed once, then shared with
 /// the scrapes of the same second. Those that arrive meanwhile wait for it rather than doing
 /// the work again.
-fn gzip_body(cache: &Mutex<GzipCache>, view: Arc<View>, now: i64, options: Options) -> Shared {
+fn gzip_body(
+    cache: &Mutex<GzipCache>,
+    view: Arc<View>,
+    now: i64,
+    options: Options,
+) -> Arc<Vec<u8>> {
     let mut cache = cache
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     if cache.generation == view.generation && cache.now == now {
         if let Some(body) = cache.body.upgrade() {
-            return Shared(body);
+            return body;
         }
     }
     let generation = view.generation;
@@ -333,11 +328,11 @@ fn gzip_body(cache: &Mutex<GzipCache>, view: Arc<View>, now: i64, options: Optio
             encoder.finish().unwrap_or_default()
         })
     };
-    let body = Shared(Arc::new(compressed));
+    let body = Arc::new(compressed);
     *cache = GzipCache {
         generation,
         now,
-        body: Arc::downgrade(&body.0),
+        body: Arc::downgrade(&body),
     };
     body
 }
@@ -360,14 +355,11 @@ mod tests {
         let view = Store::new(0).view();
         let first = gzip_body(&cache, Arc::clone(&view), 100, Options::default());
         let again = gzip_body(&cache, Arc::clone(&view), 100, Options::default());
-        assert!(
-            Arc::ptr_eq(&first.0, &again.0),
-            "shared, not rendered twice"
-        );
+        assert!(Arc::ptr_eq(&first, &again), "shared, not rendered twice");
         let next_second = gzip_body(&cache, view, 101, Options::default());
-        assert!(!Arc::ptr_eq(&first.0, &next_second.0));
+        assert!(!Arc::ptr_eq(&first, &next_second));
         let mut text = String::new();
-        flate2::read::GzDecoder::new(&first.0[..])
+        flate2::read::GzDecoder::new(&first[..])
             .read_to_string(&mut text)
             .unwrap();
         assert!(text.contains("x509_read_errors 0\n"));
@@ -383,7 +375,7 @@ mod tests {
         let cache = Mutex::new(GzipCache::default());
         let body = gzip_body(&cache, Arc::clone(&view), 7, Options::default());
         let mut text = String::new();
-        flate2::read::GzDecoder::new(&body.0[..])
+        flate2::read::GzDecoder::new(&body[..])
             .read_to_string(&mut text)
             .unwrap();
         assert_eq!(

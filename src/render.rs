@@ -332,7 +332,7 @@ fn push_int(out: &mut Vec<u8>, value: i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Item, Report};
+    use crate::model::Item;
     use crate::store::Store;
 
     const TEST_BUILD: BuildInfo = BuildInfo {
@@ -343,8 +343,7 @@ mod tests {
     };
 
     fn view() -> Arc<View> {
-        let mut store = Store::new(1);
-        let item = Item {
+        crate::store::view_of(Item {
             labels: "filename=\"a.pem\",filepath=\"/x/a.pem\"".into(),
             series: vec![
                 Series {
@@ -371,15 +370,7 @@ mod tests {
             ]
             .into(),
             errors: vec!["read /x/a.pem: PEM block 4: invalid base64".to_string()].into(),
-        };
-        store.apply(Report {
-            source: 0,
-            items: vec![Arc::new(item)],
-            errors: vec![],
-            changed: true,
-            ready: true,
-        });
-        store.view()
+        })
     }
 
     /// Compares with a committed golden file; `UPDATE_GOLDEN=1 cargo test` rewrites it.

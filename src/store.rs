@@ -222,11 +222,16 @@ pub fn big_view(n: i64, dates: impl Fn(i64) -> (i64, i64)) -> Arc<View> {
             fingerprint: i as u32,
         })
         .collect();
-    let item = Item {
+    view_of(Item {
         labels: "filename=\"big.pem\"".into(),
         series: series.into(),
         errors: Box::new([]),
-    };
+    })
+}
+
+/// The view of a single item from a single source (tests).
+#[cfg(test)]
+pub fn view_of(item: Item) -> Arc<View> {
     let mut store = Store::new(1);
     store.apply(Report {
         source: 0,
