@@ -31,6 +31,10 @@ pub struct Config {
     pub refresh_interval: Duration,
     /// Kubernetes Secrets and ConfigMaps, when `--watch-kube-secrets` is given.
     pub kube: Option<KubeFlags>,
+    /// `--web.config.file`: TLS and basic auth for the listener.
+    pub web_config_file: Option<std::path::PathBuf>,
+    /// `--web.systemd-socket`: serve on the socket systemd passes instead of binding.
+    pub systemd_socket: bool,
     /// `--profile` was given (accepted for compatibility only).
     pub profile: bool,
     /// Debug logging.
@@ -147,6 +151,10 @@ Metrics:
 
 Server and logging:
   -b, --listen-address=ADDR      address to listen on (default :9793)
+      --web.config.file=FILE     TLS and basic auth for the listener, in the Prometheus
+                                 exporter-toolkit format (tls_server_config, basic_auth_users)
+      --web.systemd-socket       serve on the socket systemd passes (socket activation)
+                                 instead of binding --listen-address
       --debug                    debug logging (RUST_LOG overrides the level)
       --profile                  accepted for compatibility; profiling is not available
   -v, --version                  print the version and exit
@@ -205,6 +213,8 @@ pub fn parse(mut args: Vec<OsString>) -> Result<Command, String> {
             },
         },
         kube: kube_flags(&mut args)?,
+        web_config_file: value(&mut args, &["--web.config.file"])?.map(Into::into),
+        systemd_socket: args.contains("--web.systemd-socket"),
         profile: args.contains("--profile"),
         debug: args.contains("--debug"),
     };

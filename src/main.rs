@@ -79,7 +79,7 @@ fn init_logging(debug: bool) {
     };
     env_logger::Builder::new()
         .filter_level(level)
-        .filter_module("tiny_http", log::LevelFilter::Warn)
+        .filter_module("rustls", log::LevelFilter::Warn)
         .parse_env("RUST_LOG")
         .format_target(false)
         .init();
@@ -160,11 +160,25 @@ fn run(config: &Config) -> Result<(), Failure> {
         log::warn!("no source given (-f, -d or -k): serving only the exporter's own metrics");
     }
 
-    let listener = bind(&config.listen_address).map_err(Failure::Runtime)?;
+    let web = match &config.web_config_file {
+        Some(path) => http::web_config::load(path).map_err(Failure::Usage)?,
+        None => http::web_config::WebConfig::default(),
+    };
+    let listener = if config.systemd_socket {
+        systemd_listener().map_err(Failure::Usage)?
+    } else {
+        bind(&config.listen_address).map_err(Failure::Runtime)?
+    };
     let local = listener
         .local_addr()
         .map_err(|e| format!("listen {}: {e}", config.listen_address))?;
-    log::info!("listening on http://{local}");
+    let scheme = if web.tls.is_some() { "https" } else { "http" };
+    let auth = if web.users.is_empty() {
+        ""
+    } else {
+        " (basic auth)"
+    };
+    log::info!("listening on {scheme}://{local}{auth}");
 
     let store = store::Store::new(sources.len());
     let (report_tx, reports) = bounded(64);
@@ -201,11 +215,22 @@ fn run(config: &Config) -> Result<(), Failure> {
         relative: config.expose_relative_metrics,
         per_cert_error: config.expose_per_cert_error_metrics,
     };
-    http::serve(listener, store, reports, shutdown, options)
+    http::serve(listener, store, reports, shutdown, options, web)
         .map_err(|e| Failure::Runtime(format!("serve: {e}")))?;
     drop(stop_tx);
     log::info!("stopped");
     Ok(())
+}
+
+/// The first socket systemd passes (`LISTEN_FDS`, `LISTEN_PID`), which must be a listening
+/// TCP socket.
+fn systemd_listener() -> Result<TcpListener, String> {
+    let mut fds = listenfd::ListenFd::from_env();
+    match fds.take_tcp_listener(0) {
+        Ok(Some(listener)) => Ok(listener),
+        Ok(None) => Err("--web.systemd-socket: no socket passed by systemd (LISTEN_FDS is not set for this process)".to_string()),
+        Err(e) => Err(format!("--web.systemd-socket: the socket passed is not a listening TCP socket: {e}")),
+    }
 }
 
 /// Binds the listen address; `:PORT` means every interface, IPv6 and IPv4 where possible.

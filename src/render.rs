@@ -75,7 +75,7 @@ const CERT_FAMILIES: usize = FAMILIES.len();
 const CERT_ERROR: usize = CERT_FAMILIES;
 const DONE: usize = CERT_FAMILIES + 2;
 
-/// Size of each piece [`Body`] renders before handing it out.
+/// Size of each piece [`Body`] renders before handing it out, unless told otherwise.
 const CHUNK: usize = 512 * 1024;
 
 /// The exposition as a stream of bytes (`Read`).
@@ -88,6 +88,7 @@ pub struct Body {
     row: usize,
     buf: Vec<u8>,
     pos: usize,
+    piece: usize,
 }
 
 impl Body {
@@ -100,16 +101,24 @@ impl Body {
             build,
             stage: 0,
             row: 0,
-            buf: Vec::with_capacity(CHUNK + 1024),
+            buf: Vec::new(),
             pos: 0,
+            piece: CHUNK,
         }
+    }
+
+    /// The same stream in pieces of about `size` bytes (a piece ends at a line's end).
+    pub fn in_pieces_of(mut self, size: usize) -> Self {
+        self.piece = size.max(1);
+        self
     }
 
     /// Renders the next piece into `buf`; leaves it empty at the end.
     fn fill(&mut self) {
         self.buf.clear();
+        self.buf.reserve(self.piece + 1024);
         self.pos = 0;
-        while self.buf.len() < CHUNK && self.stage < DONE {
+        while self.buf.len() < self.piece && self.stage < DONE {
             match self.stage {
                 s if s < CERT_FAMILIES => self.cert_family(s),
                 CERT_ERROR => self.cert_errors(),
@@ -127,7 +136,7 @@ impl Body {
         if self.row == 0 {
             header(&mut self.buf, name, help, "gauge");
         }
-        while self.row < self.view.cert_count() && self.buf.len() < CHUNK {
+        while self.row < self.view.cert_count() && self.buf.len() < self.piece {
             let (item, series, discriminate) = self.view.cert(self.row);
             self.buf.extend_from_slice(name.as_bytes());
             let parts = [item, &*series.labels, &*series.issuer];
@@ -228,7 +237,7 @@ impl Body {
         if self.pos == self.buf.len() {
             return None;
         }
-        let mut piece = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK + 1024));
+        let mut piece = std::mem::take(&mut self.buf);
         piece.drain(..self.pos);
         self.pos = 0;
         Some(piece)

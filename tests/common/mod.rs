@@ -423,8 +423,12 @@ impl Exporter {
             let log = Arc::clone(&log);
             std::thread::spawn(move || {
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    if let Some(addr) = line.split("listening on http://").nth(1) {
-                        let _ = tx.send(addr.trim().to_string());
+                    // "listening on http://ADDR" or "listening on https://ADDR (basic auth)"
+                    if let Some(rest) = line.split("listening on http").nth(1) {
+                        if let Some(addr) = rest.split("://").nth(1) {
+                            let addr = addr.split_whitespace().next().unwrap_or("");
+                            let _ = tx.send(addr.to_string());
+                        }
                     }
                     log.lock().unwrap().push(line);
                 }
