@@ -163,7 +163,7 @@ pub fn load_yaml(path: &Path) -> Result<Yaml, String> {
     let doc = docs.swap_remove(0);
     match doc.as_hash() {
         Some(_) => Ok(doc),
-        None => Err("not a kubeconfig (top level is not a mapping)".to_string()),
+        None => Err("the top level is not a mapping".to_string()),
     }
 }
 

@@ -1,7 +1,8 @@
-//! A real Prometheus (Debian's package) scrapes the exporter; the usage guide's PromQL
-//! queries return exactly the expected certificates, promtool accepts the body, and the
-//! guide's Compose scenario (its prometheus.yml, our alert rules, the image run as UID 65532)
-//! fires the expiration alerts; every query of the Grafana dashboard is valid PromQL.
+//! A real Prometheus (Debian's package) scrapes the exporter, also over TLS with basic auth;
+//! the usage guide's PromQL queries return exactly the expected certificates, promtool
+//! accepts the body, and the guide's Compose scenario (its prometheus.yml, our alert rules,
+//! the image run as UID 65532) fires the expiration alerts; every query of the Grafana
+//! dashboard is valid PromQL.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -147,6 +148,45 @@ fn prometheus_scrapes_and_the_guide_queries_return_the_expected_certificates() {
     assert_eq!(cns(&expired), ["expired"]);
     let errors = prometheus.query_until("x509_read_errors", |r| r.len() == 1);
     assert_eq!(errors[0]["value"][1], "0");
+}
+
+#[test]
+fn prometheus_scrapes_over_tls_with_basic_auth() {
+    let dir = TempDir::new("prom-tls");
+    let now = now();
+    write_tls_files(&dir, "exporter");
+    dir.write("certs/watched.pem", pem("watched", now - 60, now + 86_400));
+    let hash = bcrypt::hash("scrape-pass", 4).unwrap();
+    let web = dir.write(
+        "web.yml",
+        format!("tls_server_config:\n  cert_file: server.pem\n  key_file: server-key.pem\nbasic_auth_users:\n  prometheus: '{hash}'\n"),
+    );
+    let exporter = Exporter::start(&[
+        "-d",
+        &dir.str("certs"),
+        &format!("--web.config.file={}", web.display()),
+    ]);
+    let job = |name: &str, password: &str| {
+        format!(
+            "  - job_name: {name}\n    scheme: https\n    tls_config:\n      ca_file: {ca}\n    basic_auth:\n      username: prometheus\n      password: {password}\n    static_configs:\n      - targets: ['{target}']\n",
+            ca = dir.str("ca.pem"),
+            target = exporter.addr,
+        )
+    };
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n{}{}",
+        job("tls-auth", "scrape-pass"),
+        job("wrong-password", "guess"),
+    );
+    let prometheus = Prometheus::with_config(&config, &[]);
+    prometheus.query_until("up{job=\"tls-auth\"} == 1", |r| r.len() == 1);
+    let watched = prometheus.query_until("x509_cert_not_after{job=\"tls-auth\"}", |r| r.len() == 1);
+    assert_eq!(cns(&watched), ["watched"]);
+    prometheus.query_until("up{job=\"wrong-password\"} == 0", |r| r.len() == 1);
+    let none = prometheus
+        .query("x509_cert_not_after{job=\"wrong-password\"}")
+        .unwrap();
+    assert!(none.is_empty(), "scraped with a wrong password: {none:?}");
 }
 
 #[test]

@@ -71,6 +71,8 @@ pub struct Spec {
     /// (C, ST, L, O, OU)
     pub dn: Option<[&'static str; 5]>,
     pub ca: bool,
+    /// Subject alternative names (DNS names or IP addresses).
+    pub sans: Vec<String>,
 }
 
 impl Spec {
@@ -82,7 +84,13 @@ impl Spec {
             not_after,
             dn: None,
             ca: false,
+            sans: Vec::new(),
         }
+    }
+
+    pub fn sans(mut self, names: &[&str]) -> Self {
+        self.sans = names.iter().map(|n| n.to_string()).collect();
+        self
     }
 
     pub fn serial(mut self, serial: &[u8]) -> Self {
@@ -101,7 +109,7 @@ impl Spec {
     }
 
     fn params(&self) -> CertificateParams {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        let mut params = CertificateParams::new(self.sans.clone()).unwrap();
         params.serial_number = Some(SerialNumber::from_slice(&self.serial));
         params.not_before = time::OffsetDateTime::from_unix_timestamp(self.not_before).unwrap();
         params.not_after = time::OffsetDateTime::from_unix_timestamp(self.not_after).unwrap();
@@ -151,6 +159,34 @@ impl Cert {
     pub fn der(&self) -> Vec<u8> {
         self.cert.der().to_vec()
     }
+
+    /// The private key, as PKCS#8 PEM.
+    pub fn key_pem(&self) -> String {
+        self.key.serialize_pem()
+    }
+}
+
+/// A CA, a server certificate for 127.0.0.1 and localhost, and a client certificate, written
+/// to `dir` as ca.pem, server.pem, server-key.pem, client.pem, client-key.pem.
+pub fn write_tls_files(dir: &TempDir, server_cn: &str) -> Cert {
+    let now = now();
+    let ca = Cert::self_signed(&Spec::new("test CA", now - 60, now + 86_400).ca());
+    let server = Cert::signed(
+        &Spec::new(server_cn, now - 60, now + 86_400)
+            .serial(&[2])
+            .sans(&["127.0.0.1", "localhost"]),
+        &ca,
+    );
+    let client = Cert::signed(
+        &Spec::new("scraper", now - 60, now + 86_400).serial(&[3]),
+        &ca,
+    );
+    dir.write("ca.pem", ca.pem());
+    dir.write("server.pem", server.pem());
+    dir.write("server-key.pem", server.key_pem());
+    dir.write("client.pem", client.pem());
+    dir.write("client-key.pem", client.key_pem());
+    ca
 }
 
 /// A self-signed certificate valid from `not_before` to `not_after`, as PEM.

@@ -1,0 +1,374 @@
+//! `--web.config.file` (TLS, client certificates, basic auth) and `--web.systemd-socket`,
+//! against the real binary with curl and openssl as the clients.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// curl's answer: (exit status, HTTP status or 0, body).
+fn curl(args: &[&str], url: &str) -> (i32, u16, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "20", "-o", "-", "-w", "\n%{http_code}"])
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("curl is needed by the tests");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (
+        out.status.code().unwrap_or(-1),
+        code.trim().parse().unwrap_or(0),
+        body.to_string(),
+    )
+}
+
+/// An exporter of one certificate with this web config (written to `dir`/web.yml).
+fn exporter(dir: &TempDir, web: &str) -> Exporter {
+    let now = now();
+    dir.write("certs/a.pem", pem("watched", now, now + 100));
+    let config = dir.write("web.yml", web);
+    Exporter::start(&[
+        "-d",
+        &dir.str("certs"),
+        &format!("--web.config.file={}", config.display()),
+    ])
+}
+
+fn url(exporter: &Exporter, path: &str) -> String {
+    format!("https://127.0.0.1:{}{path}", exporter.addr.port())
+}
+
+/// The subject of the certificate the server presents now.
+fn presented_subject(exporter: &Exporter, ca: &str) -> String {
+    let out = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &exporter.addr.to_string(),
+            "-CAfile",
+            ca,
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    text.lines()
+        .find(|l| l.starts_with("subject="))
+        .unwrap_or("")
+        .replace(' ', "")
+}
+
+#[test]
+fn tls_with_the_right_ca_and_nothing_in_plain_text() {
+    let dir = TempDir::new("tls");
+    write_tls_files(&dir, "exporter");
+    let exporter = exporter(
+        &dir,
+        "tls_server_config:\n  cert_file: server.pem\n  key_file: server-key.pem\n",
+    );
+    assert!(exporter
+        .log_lines()
+        .iter()
+        .any(|l| l.contains("listening on https://127.0.0.1:")));
+    let ca = dir.str("ca.pem");
+
+    let (code, status, body) = curl(&["--cacert", &ca], &url(&exporter, "/metrics"));
+    assert_eq!((code, status), (0, 200), "{body}");
+    assert!(body.contains("x509_cert_not_after{") && body.contains("subject_CN=\"watched\""));
+    let (code, status, body) = curl(
+        &["--cacert", &ca, "--compressed"],
+        &url(&exporter, "/metrics"),
+    );
+    assert_eq!((code, status), (0, 200));
+    assert!(body.contains("subject_CN=\"watched\""), "gzip over TLS");
+
+    // An unknown CA, and TLS 1.1, are refused by the handshake.
+    let (code, _, _) = curl(&[], &url(&exporter, "/metrics"));
+    assert_eq!(code, 60, "curl: peer certificate cannot be authenticated");
+    let (code, _, _) = curl(
+        &["--cacert", &ca, "--tlsv1.0", "--tls-max", "1.1"],
+        &url(&exporter, "/healthz"),
+    );
+    assert_ne!(code, 0, "TLS 1.1 accepted");
+    let (code, status, _) = curl(
+        &["--cacert", &ca, "--tlsv1.2", "--tls-max", "1.2"],
+        &url(&exporter, "/healthz"),
+    );
+    assert_eq!((code, status), (0, 200), "TLS 1.2 offered");
+
+    // Plain HTTP gets no answer, only a closed connection.
+    let mut plain = TcpStream::connect(exporter.addr).unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    plain
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = plain.read_to_end(&mut answer);
+    assert!(
+        !String::from_utf8_lossy(&answer).contains("x509_cert"),
+        "served in plain text"
+    );
+    let (code, _, _) = curl(&[], &format!("http://{}/metrics", exporter.addr));
+    assert_ne!(code, 0);
+    // And the exporter still serves TLS.
+    let (_, status, _) = curl(&["--cacert", &ca], &url(&exporter, "/healthz"));
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn client_certificates_required_and_verified() {
+    let dir = TempDir::new("mtls");
+    write_tls_files(&dir, "exporter");
+    let exporter = exporter(
+        &dir,
+        "tls_server_config:\n  cert_file: server.pem\n  key_file: server-key.pem\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n",
+    );
+    let ca = dir.str("ca.pem");
+    let with_cert = [
+        "--cacert",
+        &ca,
+        "--cert",
+        &dir.str("client.pem"),
+        "--key",
+        &dir.str("client-key.pem"),
+    ];
+    let (code, status, body) = curl(&with_cert, &url(&exporter, "/metrics"));
+    assert_eq!((code, status), (0, 200), "{body}");
+    assert!(body.contains("subject_CN=\"watched\""));
+
+    let (code, status, _) = curl(&["--cacert", &ca], &url(&exporter, "/metrics"));
+    assert!(
+        code != 0 && status == 0,
+        "served without a client certificate"
+    );
+
+    // A client certificate from another CA.
+    let other = TempDir::new("mtls-other");
+    write_tls_files(&other, "other");
+    let (code, status, _) = curl(
+        &[
+            "--cacert",
+            &ca,
+            "--cert",
+            &other.str("client.pem"),
+            "--key",
+            &other.str("client-key.pem"),
+        ],
+        &url(&exporter, "/metrics"),
+    );
+    assert!(
+        code != 0 && status == 0,
+        "a stranger's certificate was accepted"
+    );
+}
+
+#[test]
+fn client_certificates_verified_if_given() {
+    let dir = TempDir::new("mtls-optional");
+    write_tls_files(&dir, "exporter");
+    let exporter = exporter(
+        &dir,
+        "tls_server_config:\n  cert_file: server.pem\n  key_file: server-key.pem\n  client_auth_type: VerifyClientCertIfGiven\n  client_ca_file: ca.pem\n",
+    );
+    let ca = dir.str("ca.pem");
+    let (_, status, _) = curl(&["--cacert", &ca], &url(&exporter, "/healthz"));
+    assert_eq!(status, 200, "no certificate is fine");
+    let other = TempDir::new("mtls-optional-other");
+    write_tls_files(&other, "other");
+    let (code, _, _) = curl(
+        &[
+            "--cacert",
+            &ca,
+            "--cert",
+            &other.str("client.pem"),
+            "--key",
+            &other.str("client-key.pem"),
+        ],
+        &url(&exporter, "/healthz"),
+    );
+    assert_ne!(code, 0, "a bad certificate is not");
+}
+
+#[test]
+fn basic_auth_with_bcrypt_hashes_over_tls() {
+    let dir = TempDir::new("auth");
+    write_tls_files(&dir, "exporter");
+    let hash = bcrypt::hash("s3cret", 4).unwrap();
+    let exporter = exporter(
+        &dir,
+        &format!("tls_server_config:\n  cert_file: server.pem\n  key_file: server-key.pem\nbasic_auth_users:\n  prometheus: '{hash}'\n"),
+    );
+    let ca = dir.str("ca.pem");
+    let (code, status, body) = curl(
+        &["--cacert", &ca, "-u", "prometheus:s3cret"],
+        &url(&exporter, "/metrics"),
+    );
+    assert_eq!((code, status), (0, 200));
+    assert!(body.contains("subject_CN=\"watched\""));
+    // Again, from the remembered login.
+    let (_, status, _) = curl(
+        &["--cacert", &ca, "-u", "prometheus:s3cret"],
+        &url(&exporter, "/metrics"),
+    );
+    assert_eq!(status, 200);
+    for credentials in [
+        &["-u", "prometheus:wrong"][..],
+        &["-u", "nobody:s3cret"],
+        &["-u", "prometheus:"],
+        &[],
+    ] {
+        let mut args = vec!["--cacert", ca.as_str(), "-i"];
+        args.extend_from_slice(credentials);
+        let (_, status, body) = curl(&args, &url(&exporter, "/metrics"));
+        assert_eq!(status, 401, "{credentials:?}");
+        assert!(body.contains("WWW-Authenticate: Basic"), "{body}");
+        assert!(!body.contains("x509_cert"));
+    }
+    let log = exporter.log_lines().join("\n");
+    assert!(!log.contains("s3cret") && !log.contains(&hash), "{log}");
+}
+
+#[test]
+fn basic_auth_without_tls() {
+    let dir = TempDir::new("auth-plain");
+    let hash = bcrypt::hash("pw", 4).unwrap();
+    let exporter = exporter(&dir, &format!("basic_auth_users:\n  alice: {hash}\n"));
+    let (_, status, _) = curl(
+        &["-u", "alice:pw"],
+        &format!("http://{}/metrics", exporter.addr),
+    );
+    assert_eq!(status, 200);
+    let (_, status, _) = curl(
+        &["-u", "alice:no"],
+        &format!("http://{}/metrics", exporter.addr),
+    );
+    assert_eq!(status, 401);
+}
+
+#[test]
+fn a_renewed_certificate_is_served_without_restart() {
+    let dir = TempDir::new("tls-reload");
+    write_tls_files(&dir, "first");
+    let exporter = exporter(
+        &dir,
+        "tls_server_config:\n  cert_file: server.pem\n  key_file: server-key.pem\n",
+    );
+    let ca = dir.str("ca.pem");
+    assert!(presented_subject(&exporter, &ca).contains("CN=first"));
+
+    // A half-written renewal (the key does not match yet) keeps the old pair in service.
+    let renewal = TempDir::new("tls-reload-new");
+    let _ = write_tls_files(&renewal, "second");
+    std::fs::copy(renewal.path("server.pem"), dir.path("server.pem")).unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(presented_subject(&exporter, &ca).contains("CN=first"));
+    // (Both files of the renewal come from another CA: its own CA file is used to check.)
+    std::fs::copy(renewal.path("server-key.pem"), dir.path("server-key.pem")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let subject = presented_subject(&exporter, &renewal.str("ca.pem"));
+        if subject.contains("CN=second") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not reloaded: {subject}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let log = exporter.log_lines().join("\n");
+    assert!(
+        log.contains("TLS certificate not reloaded, keeping the previous one"),
+        "{log}"
+    );
+    assert!(log.contains("reloaded"), "{log}");
+}
+
+#[test]
+fn bad_web_configs_exit_two_naming_the_file_and_the_setting() {
+    let dir = TempDir::new("web-bad");
+    write_tls_files(&dir, "exporter");
+    let cases = [
+        ("tls_server_config:\n  cert_file: server.pem\n", "key_file is missing"),
+        ("tls_server_config:\n  cert_file: server.pem\n  key_file: nope.pem\n", "nope.pem"),
+        ("tls_server_config:\n  cert_file: server.pem\n  key_file: ca.pem\n", "not a PEM private key"),
+        ("tls_server_config:\n  cert_file: server.pem\n  key_file: server-key.pem\n  client_auth_type: Sometimes\n", "client_auth_type"),
+        ("tls_server_config:\n  cert_file: server.pem\n  key_file: server-key.pem\n  client_auth_type: RequireAndVerifyClientCert\n", "needs client_ca_file"),
+        ("tls_server_config:\n  cert_file: server.pem\n  key_file: server-key.pem\n  min_version: TLS10\n", "min_version"),
+        ("tls_server_config:\n  certfile: server.pem\n", "unknown setting tls_server_config.certfile"),
+        ("basic_auth_users:\n  alice: plaintext\n", "basic_auth_users.alice: not a bcrypt hash"),
+        ("{ not yaml", "invalid YAML"),
+    ];
+    for (text, why) in cases {
+        let config = dir.write("web.yml", text);
+        let out = run(&[
+            "--listen-address=127.0.0.1:0",
+            &format!("--web.config.file={}", config.display()),
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{text}: {stderr}");
+        assert!(
+            stderr.contains(&format!("web config {}", config.display())) && stderr.contains(why),
+            "{text}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn systemd_socket_activation() {
+    let dir = TempDir::new("systemd");
+    let now = now();
+    dir.write("a.pem", pem("activated", now, now + 100));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cmd = Command::new("systemd-socket-activate");
+    cmd.args([
+        "-l",
+        &format!("127.0.0.1:{port}"),
+        BIN,
+        "--web.systemd-socket",
+    ])
+    .args(["-d", &dir.str("")])
+    // Ignored with --web.systemd-socket: the socket comes from systemd.
+    .arg("--listen-address=127.0.0.1:0");
+    // systemd-socket-activate starts the exporter at the first connection.
+    let knock = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+                s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                s.write_all(b"GET /healthz HTTP/1.0\r\n\r\n").unwrap();
+                let mut answer = String::new();
+                let _ = s.read_to_string(&mut answer);
+                return answer;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        String::new()
+    });
+    let exporter = Exporter::spawn(cmd);
+    assert_eq!(exporter.addr.port(), port, "serves on the passed socket");
+    let first = knock.join().unwrap();
+    assert!(
+        first.contains("{\"status\":\"UP\"}"),
+        "the first connection is served: {first}"
+    );
+    exporter.wait_ready();
+    assert!(exporter
+        .get("/metrics")
+        .text()
+        .contains("subject_CN=\"activated\""));
+
+    // Without a passed socket, the flag is an error that says so.
+    let out = run(&["--web.systemd-socket"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("LISTEN_FDS"));
+}
