@@ -1,7 +1,7 @@
 //! Kubernetes API faults end to end: the real binary against an in-process fake API server
 //! (plain HTTP, scripted per test) — pagination, 5xx, 429, 410 Expired, dropped connections,
 //! bad JSON, a rotating token file, resourceVersion caching, Secret data kept out of the
-//! log, namespace plans and ConfigMaps.
+//! log, namespace plans and ConfigMaps, and SIGTERM in the middle of scrapes and a list.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -1394,4 +1394,97 @@ fn the_client_side_rate_limit_spaces_requests() {
             "requests {gap:?} apart at 10 qps"
         );
     }
+}
+
+#[test]
+fn sigterm_during_scrapes_and_a_list_exits_zero_without_half_answers() {
+    const CERTS: usize = 5_000;
+    let now = now();
+    let dir = TempDir::new("kf-shutdown");
+    let file_cert = pem("file", now - 10, now + 100_000);
+    for i in 0..CERTS {
+        dir.write(&format!("c{i}.pem"), &file_cert);
+    }
+    let cert = pem("listed", now - 10, now + 100_000);
+    let secrets: Vec<String> = (0..4)
+        .map(|i| tls_secret("ns", &format!("s{i}"), "1", &cert))
+        .collect();
+    // The second page of the list never comes while the test runs.
+    let api = FakeApi::start("kf-shutdown-api", move |req, _| {
+        if req.param("continue").is_some() {
+            std::thread::sleep(Duration::from_secs(60));
+        }
+        page("SecretList", &secrets, req)
+    });
+    let mut exporter = start(&api, &["-d", &dir.str(""), "--kube-page-size=2"]);
+    api.wait_requests(2);
+    exporter.scrape_until("the files", |m| m.count("x509_cert_not_after") >= CERTS);
+
+    // 50 concurrent plain scrapes; each records what it received.
+    let addr = exporter.addr;
+    let barrier = Arc::new(std::sync::Barrier::new(51));
+    let started = Arc::new(AtomicUsize::new(0));
+    let scrapes: Vec<_> = (0..50)
+        .map(|_| {
+            let (barrier, started) = (Arc::clone(&barrier), Arc::clone(&started));
+            std::thread::spawn(move || {
+                barrier.wait();
+                let Ok(mut s) = TcpStream::connect(addr) else {
+                    return None;
+                };
+                s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                if s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    .is_err()
+                {
+                    return None;
+                }
+                let mut raw = Vec::new();
+                let mut buf = [0u8; 65536];
+                loop {
+                    match std::io::Read::read(&mut s, &mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if raw.is_empty() {
+                                started.fetch_add(1, Ordering::SeqCst);
+                            }
+                            raw.extend_from_slice(&buf[..n]);
+                        }
+                    }
+                }
+                Some(raw)
+            })
+        })
+        .collect();
+    barrier.wait();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while started.load(Ordering::SeqCst) < 5 {
+        assert!(Instant::now() < deadline, "no scrape started");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let sent = Instant::now();
+    let status = exporter.signal("TERM", Duration::from_secs(5));
+    assert_eq!(
+        status.map(|s| s.code()),
+        Some(Some(0)),
+        "exit 0 within 5 s, after {:?}",
+        sent.elapsed()
+    );
+
+    let mut whole = 0;
+    for scrape in scrapes {
+        let Some(raw) = scrape.join().unwrap() else {
+            continue;
+        };
+        if raw.is_empty() {
+            continue; // Not served: refused before any byte, which a scraper retries.
+        }
+        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        assert!(raw.starts_with(b"HTTP/1.1 200 OK\r\n"));
+        assert!(raw.ends_with(b"\r\n0\r\n\r\n"), "a half-written answer");
+        let body = String::from_utf8(dechunk(&raw[split + 4..])).unwrap();
+        assert_eq!(body.matches("x509_cert_not_after{").count(), CERTS);
+        whole += 1;
+    }
+    eprintln!("{whole} of 50 answers completed; exit {:?} after SIGTERM", sent.elapsed());
+    assert!(whole >= 5, "{whole} answers completed");
 }
