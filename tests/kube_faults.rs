@@ -1485,6 +1485,9 @@ fn sigterm_during_scrapes_and_a_list_exits_zero_without_half_answers() {
         assert_eq!(body.matches("x509_cert_not_after{").count(), CERTS);
         whole += 1;
     }
-    eprintln!("{whole} of 50 answers completed; exit {:?} after SIGTERM", sent.elapsed());
+    eprintln!(
+        "{whole} of 50 answers completed; exit {:?} after SIGTERM",
+        sent.elapsed()
+    );
     assert!(whole >= 5, "{whole} answers completed");
 }

@@ -14,6 +14,8 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, SerialNumber,
 };
 
+pub mod cluster;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_x509-certificate-exporter");
 
 /// Unix seconds now.
