@@ -97,7 +97,7 @@ pub fn read_limited(path: &Path) -> Result<Vec<u8>, String> {
         .read_to_end(&mut data)
         .map_err(|e| why(&e))?;
     if data.len() as u64 > MAX_FILE_SIZE {
-        return Err(format!("larger than {MAX_FILE_SIZE} bytes"));
+        return Err(format!("larger than the {} MiB limit", MAX_FILE_SIZE >> 20));
     }
     Ok(data)
 }
@@ -107,8 +107,9 @@ fn check_regular(meta: &Metadata) -> Result<(), String> {
     if t.is_file() {
         if meta.len() > MAX_FILE_SIZE {
             return Err(format!(
-                "larger than {MAX_FILE_SIZE} bytes ({} bytes)",
-                meta.len()
+                "{} bytes, larger than the {} MiB limit",
+                meta.len(),
+                MAX_FILE_SIZE >> 20
             ));
         }
         return Ok(());

@@ -77,7 +77,7 @@ fn a_huge_sparse_file_is_refused_without_being_read() {
     assert!(exporter
         .log_lines()
         .join("\n")
-        .contains("huge.pem: larger than 4194304 bytes"));
+        .contains("huge.pem: 5368709120 bytes, larger than the 4 MiB limit"));
 }
 
 #[test]
@@ -209,4 +209,76 @@ fn files_that_vanish_and_come_back_between_refreshes() {
     });
     good_is_exported(&m);
     assert_eq!(exporter.get("/healthz").status, 200);
+}
+
+#[test]
+fn a_bundle_of_100k_certificates_is_refused_by_size_and_hides_nothing() {
+    let dir = with_good("bundle");
+    let now = now();
+    let one = pem("in-bundle", now, now + 1000);
+    let bundle = one.repeat(100_000);
+    assert!(bundle.len() > 4 << 20);
+    dir.write("bundle.pem", &bundle);
+    // The same certificates, under the cap, are all read.
+    dir.write("small-bundle.pem", one.repeat(1000));
+    let exporter = Exporter::start(&["-d", &dir.str("")]);
+    let m = exporter.metrics();
+    good_is_exported(&m);
+    assert_eq!(m.value("x509_read_errors"), 1.0);
+    assert_eq!(
+        m.find("x509_cert_not_after", &[("filename", "small-bundle.pem")])
+            .len(),
+        1,
+        "one certificate repeated is one series"
+    );
+    let log = exporter.log_lines().join("\n");
+    assert!(
+        log.contains(&format!(
+            "read {}: 43600000 bytes, larger than the 4 MiB limit",
+            dir.str("bundle.pem")
+        )),
+        "{log}"
+    );
+}
+
+#[test]
+fn extreme_dates_and_serials() {
+    let dir = with_good("extremes");
+    // 0000-01-01T00:00:00Z and 9999-12-31T23:59:59Z, the ends of GeneralizedTime.
+    let (year_0, year_9999) = (-62_167_219_200, 253_402_300_799);
+    let spec = |cn: &str| Spec::new(cn, year_0, year_9999);
+    dir.write("ancient.pem", Cert::self_signed(&spec("ancient")).pem());
+    // A 20-byte serial, the most RFC 5280 allows. (Negative serials, which rcgen does not
+    // make, are in fixtures/certs/negative-serial.pem.)
+    let long = [0x7f; 20];
+    dir.write(
+        "long-serial.pem",
+        Cert::self_signed(&spec("long-serial").serial(&long)).pem(),
+    );
+    let exporter = Exporter::start(&["-d", &dir.str(""), "--expose-relative-metrics"]);
+    let m = exporter.metrics();
+    good_is_exported(&m);
+    assert_eq!(m.value("x509_read_errors"), 0.0, "{}", m.body);
+    let ancient = m.one("x509_cert_not_before", &[("subject_CN", "ancient")]);
+    assert_eq!(ancient.value, year_0 as f64);
+    let ancient = m.one("x509_cert_not_after", &[("subject_CN", "ancient")]);
+    assert_eq!(ancient.value, year_9999 as f64);
+    let long = m.one("x509_cert_not_after", &[("subject_CN", "long-serial")]);
+    // 0x7f7f…7f (20 bytes) in decimal.
+    let mut decimal = vec![0u8]; // little-endian base-10 digits
+    for byte in [0x7fu32; 20] {
+        let mut carry = byte;
+        for d in decimal.iter_mut() {
+            let v = *d as u32 * 256 + carry;
+            *d = (v % 10) as u8;
+            carry = v / 10;
+        }
+        while carry > 0 {
+            decimal.push((carry % 10) as u8);
+            carry /= 10;
+        }
+    }
+    let expected: String = decimal.iter().rev().map(|d| char::from(b'0' + d)).collect();
+    assert_eq!(long.labels["serial_number"], expected);
+    promtool_accepts(&m.body);
 }
