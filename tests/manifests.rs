@@ -127,14 +127,31 @@ fn the_systemd_unit_passes_systemd_analyze_verify() {
     ] {
         assert!(unit.contains(needed), "{needed}");
     }
-    // verify wants ExecStart to exist: point it at the binary under test.
+    // verify wants ExecStart to exist: point it at the binary under test. The socket unit
+    // and the socket-activation drop-in are verified with it.
     let path = dir.write(
         "x509-certificate-exporter.service",
         unit.replace("/usr/local/bin/x509-certificate-exporter", BIN),
     );
+    let socket = dir.write(
+        "x509-certificate-exporter.socket",
+        std::fs::read_to_string(format!(
+            "{MANIFESTS}/systemd/x509-certificate-exporter.socket"
+        ))
+        .unwrap(),
+    );
+    let drop_in = std::fs::read_to_string(format!(
+        "{MANIFESTS}/systemd/x509-certificate-exporter.service.d/socket-activation.conf"
+    ))
+    .unwrap();
+    dir.write(
+        "x509-certificate-exporter.service.d/socket-activation.conf",
+        drop_in.replace("/usr/local/bin/x509-certificate-exporter", BIN),
+    );
     let out = Command::new("systemd-analyze")
         .arg("verify")
         .arg(&path)
+        .arg(&socket)
         .output()
         .unwrap();
     assert!(
@@ -153,6 +170,16 @@ fn the_systemd_unit_passes_systemd_analyze_verify() {
             .collect(),
         &[],
     );
+    let activated = drop_in
+        .lines()
+        .filter_map(|l| l.strip_prefix("ExecStart="))
+        .find(|l| !l.is_empty())
+        .unwrap();
+    let args: Vec<&str> = activated.split_whitespace().skip(1).collect();
+    assert!(args.contains(&"--web.systemd-socket"));
+    let (exporter, first) = socket_activated(&args);
+    assert!(first.contains("UP"), "{first}");
+    assert_eq!(exporter.get("/healthz").status, 200);
 }
 
 /// Pods: non-root where possible, read-only root, no capabilities, RuntimeDefault seccomp,

@@ -324,39 +324,13 @@ fn systemd_socket_activation() {
     let dir = TempDir::new("systemd");
     let now = now();
     dir.write("a.pem", pem("activated", now, now + 100));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut cmd = Command::new("systemd-socket-activate");
-    cmd.args([
-        "-l",
-        &format!("127.0.0.1:{port}"),
-        BIN,
-        "--web.systemd-socket",
-    ])
-    .args(["-d", &dir.str("")])
     // Ignored with --web.systemd-socket: the socket comes from systemd.
-    .arg("--listen-address=127.0.0.1:0");
-    // systemd-socket-activate starts the exporter at the first connection.
-    let knock = std::thread::spawn(move || {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
-                s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-                s.write_all(b"GET /healthz HTTP/1.0\r\n\r\n").unwrap();
-                let mut answer = String::new();
-                let _ = s.read_to_string(&mut answer);
-                return answer;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        String::new()
-    });
-    let exporter = Exporter::spawn(cmd);
-    assert_eq!(exporter.addr.port(), port, "serves on the passed socket");
-    let first = knock.join().unwrap();
+    let (exporter, first) = socket_activated(&[
+        "--web.systemd-socket",
+        "-d",
+        &dir.str(""),
+        "--listen-address=127.0.0.1:0",
+    ]);
     assert!(
         first.contains("{\"status\":\"UP\"}"),
         "the first connection is served: {first}"

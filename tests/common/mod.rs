@@ -462,13 +462,18 @@ impl Exporter {
             std::thread::spawn(move || {
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                     // "listening on http://ADDR" or "listening on https://ADDR (basic auth)"
-                    if let Some(rest) = line.split("listening on http").nth(1) {
-                        if let Some(addr) = rest.split("://").nth(1) {
-                            let addr = addr.split_whitespace().next().unwrap_or("");
-                            let _ = tx.send(addr.to_string());
-                        }
-                    }
+                    let addr = line
+                        .split("listening on http")
+                        .nth(1)
+                        .and_then(|rest| rest.split("://").nth(1))
+                        .and_then(|addr| addr.split_whitespace().next())
+                        .map(str::to_string);
+                    // Logged before the address is handed over: a test that starts then
+                    // reads the log sees the line.
                     log.lock().unwrap().push(line);
+                    if let Some(addr) = addr {
+                        let _ = tx.send(addr);
+                    }
                 }
             });
         }
@@ -579,6 +584,37 @@ impl Exporter {
         }
         None
     }
+}
+
+/// Starts the binary with `args` under `systemd-socket-activate` (which passes it a
+/// listening socket on 127.0.0.1, as systemd does), knocking once so that it starts; returns
+/// the exporter and the answer to the knock (`GET /healthz`).
+pub fn socket_activated(args: &[&str]) -> (Exporter, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cmd = Command::new("systemd-socket-activate");
+    cmd.args(["-l", &format!("127.0.0.1:{port}"), BIN])
+        .args(args);
+    let knock = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+                s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                s.write_all(b"GET /healthz HTTP/1.0\r\n\r\n").unwrap();
+                let mut answer = String::new();
+                let _ = s.read_to_string(&mut answer);
+                return answer;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        String::new()
+    });
+    let exporter = Exporter::spawn(cmd);
+    assert_eq!(exporter.addr.port(), port, "serves on the passed socket");
+    (exporter, knock.join().unwrap())
 }
 
 impl Drop for Exporter {
