@@ -123,8 +123,13 @@ pub enum Command {
     Help,
     /// Print the version and exit 0.
     Version,
-    /// Probe a running exporter's `/healthz` at this listen address; exit 0 or 1.
-    Healthcheck(String),
+    /// Probe a running exporter's `/healthz`; exit 0 or 1.
+    Healthcheck {
+        /// The exporter's listen address.
+        address: String,
+        /// The exporter's web config (TLS, basic auth), when it has one.
+        web_config: Option<std::path::PathBuf>,
+    },
 }
 
 /// The `--help` text: every flag with its default.
@@ -132,7 +137,7 @@ pub const HELP: &str = "\
 x509-certificate-exporter: a Prometheus exporter for X.509 certificate expiry
 
 Usage: x509-certificate-exporter [FLAGS]
-       x509-certificate-exporter healthcheck [--listen-address=ADDR]
+       x509-certificate-exporter healthcheck [--listen-address=ADDR] [--web.config.file=FILE]
 
 Sources (repeatable; globs take *, ?, [..] and **):
   -f, --watch-file=PATH          certificate file or glob of files
@@ -162,7 +167,8 @@ Server and logging:
 
 Durations use Go syntax: 30s, 5m, 1h30m, 250ms.
 Endpoints: /metrics, /healthz, /readyz. `healthcheck` probes /healthz of a running
-exporter (for container health checks) and exits 0 when it answers 200, else 1.
+exporter (for container health checks) and exits 0 when it answers 200, else 1; given the
+exporter's --web.config.file it speaks TLS, and takes 401 as alive under basic auth.
 ";
 
 /// Parses the arguments after the program name.
@@ -173,13 +179,17 @@ pub fn parse(mut args: Vec<OsString>) -> Result<Command, String> {
         let address =
             value(&mut args, &["-b", "--listen-address"])?.unwrap_or_else(|| ":9793".to_string());
         check_listen_address(&address)?;
+        let web_config = value(&mut args, &["--web.config.file"])?.map(Into::into);
         if let Some(extra) = args.finish().first() {
             return Err(format!(
                 "healthcheck: unexpected argument: {}",
                 extra.to_string_lossy()
             ));
         }
-        return Ok(Command::Healthcheck(address));
+        return Ok(Command::Healthcheck {
+            address,
+            web_config,
+        });
     }
     let mut args = pico_args::Arguments::from_vec(args);
     if args.contains(["-h", "--help"]) {
@@ -551,11 +561,17 @@ mod tests {
         assert_eq!(parse(vec!["-h".into()]), Ok(Command::Help));
         assert_eq!(
             parse(vec!["healthcheck".into(), "--listen-address=:8080".into()]),
-            Ok(Command::Healthcheck(":8080".into()))
+            Ok(Command::Healthcheck {
+                address: ":8080".into(),
+                web_config: None
+            })
         );
         assert_eq!(
             parse(vec!["healthcheck".into()]),
-            Ok(Command::Healthcheck(":9793".into()))
+            Ok(Command::Healthcheck {
+                address: ":9793".into(),
+                web_config: None
+            })
         );
         assert!(parse(vec!["healthcheck".into(), "x".into()]).is_err());
         assert_eq!(parse(vec!["--version".into()]), Ok(Command::Version));

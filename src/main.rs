@@ -43,8 +43,11 @@ fn main() -> ExitCode {
             );
             return ExitCode::SUCCESS;
         }
-        Ok(Command::Healthcheck(address)) => {
-            return match healthcheck::probe(&address) {
+        Ok(Command::Healthcheck {
+            address,
+            web_config,
+        }) => {
+            return match healthcheck::probe(&address, web_config.as_deref()) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(message) => {
                     eprintln!("{message}");

@@ -234,6 +234,19 @@ fn basic_auth_with_bcrypt_hashes_over_tls() {
     }
     let log = exporter.log_lines().join("\n");
     assert!(!log.contains("s3cret") && !log.contains(&hash), "{log}");
+
+    // The healthcheck subcommand, given the same web config, speaks TLS and takes the 401
+    // as alive; without it, it speaks plain HTTP to a TLS listener and fails.
+    let listen = format!("--listen-address={}", exporter.addr);
+    let web = format!("--web.config.file={}", dir.str("web.yml"));
+    let out = run(&["healthcheck", &listen, &web]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&["healthcheck", &listen]);
+    assert_eq!(out.status.code(), Some(1));
 }
 
 #[test]
