@@ -4,7 +4,7 @@ BIN     := x509-certificate-exporter
 RELEASE := target/$(TARGET)/release/$(BIN)
 ROOTFS  := target/rootfs
 
-.PHONY: build release rootfs test lint bench bench-smoke fmt clean
+.PHONY: build release rootfs test lint bench bench-smoke fuzz fuzz-smoke fmt clean
 
 build:
 	cargo build --locked
@@ -34,6 +34,16 @@ bench:
 # CI's smoke check: the 10k corpus, failing only on ratios over twice their target.
 bench-smoke:
 	cargo bench --locked --bench bench -- --smoke
+
+# libFuzzer on the stable toolchain (fuzz/run.sh): the committed regressions, then each
+# target for 60 s (FUZZ_SECONDS), from fuzz/seeds. A crash input lands in fuzz/artifacts/.
+FUZZ_SECONDS ?= 60
+fuzz:
+	./fuzz/run.sh $(FUZZ_SECONDS)
+
+# CI's short run: the regressions, then 15 s a target.
+fuzz-smoke:
+	./fuzz/run.sh 15
 
 lint:
 	cargo fmt --check

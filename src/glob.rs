@@ -253,6 +253,11 @@ fn tokenize(part: &str) -> Result<Vec<Token>, String> {
     Ok(tokens)
 }
 
+/// Whether the one-component pattern `part` (no `/`) matches the name `name`.
+pub fn component_matches(part: &str, name: &str) -> Result<bool, String> {
+    Ok(matches(&tokenize(part)?, name))
+}
+
 /// Matches one path component; `*` and `?` never match `/` (components have none).
 fn matches(tokens: &[Token], name: &str) -> bool {
     let name: Vec<char> = name.chars().collect();
@@ -291,7 +296,7 @@ mod tests {
     use super::*;
 
     fn m(pattern: &str, name: &str) -> bool {
-        matches(&tokenize(pattern).unwrap(), name)
+        component_matches(pattern, name).unwrap()
     }
 
     #[test]

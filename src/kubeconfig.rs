@@ -65,12 +65,23 @@ impl KubeconfigSource {
     }
 
     fn parse(&self, path: &Path) -> Parsed {
+        let doc = crate::files::read_limited(path).and_then(parse_yaml);
+        self.parse_doc(path, doc)
+    }
+
+    /// Parses `data` as the kubeconfig at `path` (relative certificate paths resolve against
+    /// its directory): one item, with a read error for each problem.
+    pub fn parse_bytes(&self, path: &Path, data: &[u8]) -> Item {
+        self.parse_doc(path, parse_yaml(data.to_vec())).item
+    }
+
+    fn parse_doc(&self, path: &Path, doc: Result<Yaml, String>) -> Parsed {
         let display = path.to_string_lossy();
         let pairs = self.labels.file_pairs(&display);
         let mut errors = Vec::new();
         let mut series = Vec::new();
         let mut deps = Vec::new();
-        let doc = load_yaml(path).map_err(|e| format!("kubeconfig {display}: {e}"));
+        let doc = doc.map_err(|e| format!("kubeconfig {display}: {e}"));
         match doc {
             Err(e) => errors.push(e),
             Ok(doc) if doc.as_hash().is_none() => errors.push(format!(
@@ -154,7 +165,11 @@ impl KubeconfigSource {
 /// Reads a YAML file (at most 4 MiB) into its first document, which must be a mapping.
 /// Errors give the cause only.
 pub fn load_yaml(path: &Path) -> Result<Yaml, String> {
-    let data = crate::files::read_limited(path)?;
+    parse_yaml(crate::files::read_limited(path)?)
+}
+
+/// The first YAML document of `data`, which must be a mapping. Errors give the cause only.
+pub fn parse_yaml(data: Vec<u8>) -> Result<Yaml, String> {
     let text = String::from_utf8(data).map_err(|_| "not UTF-8 text".to_string())?;
     let mut docs = YamlLoader::load_from_str(&text).map_err(|e| format!("invalid YAML: {e}"))?;
     if docs.is_empty() {

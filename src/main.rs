@@ -2,31 +2,18 @@
 //! source, serve, and map failures to exit statuses (1 runtime, 2 usage).
 #![forbid(unsafe_code)]
 
-mod cli;
-mod files;
-mod glob;
-mod healthcheck;
-mod http;
-mod kube;
-mod kubeconfig;
-mod labels;
-mod model;
-mod pem;
-mod poll;
-mod render;
-mod store;
-
 use std::net::TcpListener;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use crossbeam_channel::bounded;
 
-use crate::cli::{Command, Config};
-use crate::files::{FileSource, Mode};
-use crate::kubeconfig::KubeconfigSource;
-use crate::labels::LabelConfig;
-use crate::poll::Source;
+use x509_certificate_exporter::cli::{self, Command, Config};
+use x509_certificate_exporter::files::{self, FileSource, Mode};
+use x509_certificate_exporter::kubeconfig::KubeconfigSource;
+use x509_certificate_exporter::labels::LabelConfig;
+use x509_certificate_exporter::poll::{self, Source};
+use x509_certificate_exporter::{healthcheck, http, kube, render, store};
 
 fn main() -> ExitCode {
     let config = match cli::parse(std::env::args_os().skip(1).collect()) {

@@ -1,0 +1,30 @@
+//! x509-certificate-exporter as a library: the modules the binary (`src/main.rs`) wires
+//! together, public so that the fuzz targets (`fuzz/`) reach the parsers directly.
+#![forbid(unsafe_code)]
+
+/// Flags and `--help`.
+pub mod cli;
+/// `-f` and `-d`: files, directories, globs, change detection.
+pub mod files;
+/// Glob patterns.
+pub mod glob;
+/// The `healthcheck` subcommand.
+pub mod healthcheck;
+/// The HTTP server: routes, TLS, basic auth, limits.
+pub mod http;
+/// Kubernetes Secrets and ConfigMaps.
+pub mod kube;
+/// `-k`: kubeconfig files.
+pub mod kubeconfig;
+/// Label names and values.
+pub mod labels;
+/// The vocabulary every module passes around.
+pub mod model;
+/// Bytes to certificates.
+pub mod pem;
+/// One poller thread per source.
+pub mod poll;
+/// The exposition text.
+pub mod render;
+/// The latest report of each source, and the views scrapes are answered from.
+pub mod store;
