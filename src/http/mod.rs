@@ -455,6 +455,9 @@ impl Server {
                         }
                         Parsed::Complete(head, used) => {
                             conn.input.drain(..used);
+                            if conn.input.is_empty() && conn.input.capacity() > 4096 {
+                                conn.input = Vec::new(); // An idle connection keeps no buffer.
+                            }
                             conn.head_started = false;
                             self.dispatch(token, head, now);
                         }
