@@ -794,11 +794,13 @@ fn login_digest(user: &str, hash: &str, password: &str) -> [u8; 32] {
     digest.finalize().into()
 }
 
+/// A bcrypt hash (cost 10, like the hashes users are told to make) that an unknown user's
+/// password is checked against, so that the check costs the same.
+const DECOY: &str = "$2y$10$GhhUj1hl7sXD0rJ7SyG9LeQ28P9vxSpsvlqAWbeX5E4dSHdN61gH.";
+
 /// Checks `password` against a bcrypt `hash`; an unknown user (no hash) costs a check all the
 /// same, so that timing does not tell which users exist.
 fn check_password(password: &str, hash: Option<&str>) -> bool {
-    // The hash of a password nobody has (cost 10, like the hashes users are told to make).
-    const DECOY: &str = "$2y$10$GhhUj1hl7sXD0rJ7SyG9LeQ28P9vxSpsvlqAWbeX5E4dSHdN61gH.";
     match hash {
         Some(hash) => bcrypt::verify(password, hash).unwrap_or(false),
         None => {
@@ -928,6 +930,8 @@ mod tests {
         assert!(check_password("secret", Some(&hash)));
         assert!(!check_password("wrong", Some(&hash)));
         assert!(!check_password("secret", None));
+        let decoy: bcrypt::HashParts = DECOY.parse().expect("a well-formed hash");
+        assert_eq!(decoy.get_cost(), 10, "costs what a real check costs");
         assert_ne!(login_digest("a", "h", "bc"), login_digest("ab", "h", "c"));
     }
 }

@@ -65,7 +65,7 @@ pub fn load(path: &Path) -> Result<WebConfig, String> {
     }
     let tls = match &doc["tls_server_config"] {
         Yaml::BadValue | Yaml::Null => None,
-        section => tls(section, dir).map_err(fail)?,
+        section => Some(tls(section, dir).map_err(fail)?),
     };
     Ok(WebConfig { tls, users })
 }
@@ -102,7 +102,10 @@ fn string<'a>(section: &'a Yaml, key: &str) -> Result<Option<&'a str>, String> {
         Yaml::BadValue | Yaml::Null => Ok(None),
         Yaml::String(s) if s.is_empty() => Ok(None),
         Yaml::String(s) => Ok(Some(s)),
-        other => Err(format!("{key}: expected a string, got {}", describe(other))),
+        other => Err(format!(
+            "tls_server_config.{key}: expected a string, got {}",
+            describe(other)
+        )),
     }
 }
 
@@ -127,7 +130,24 @@ fn users(section: &Yaml) -> Result<HashMap<String, String>, String> {
     Ok(users)
 }
 
-fn tls(section: &Yaml, dir: &Path) -> Result<Option<Arc<ServerConfig>>, String> {
+/// Where the certificate or key comes from: a file (`file_key`) or inline PEM (`inline_key`).
+fn material(
+    section: &Yaml,
+    dir: &Path,
+    file_key: &str,
+    inline_key: &str,
+) -> Result<Material, String> {
+    match (string(section, file_key)?, string(section, inline_key)?) {
+        (Some(file), None) => Ok(Material::File(dir.join(file))),
+        (None, Some(text)) => Ok(Material::Inline(text.as_bytes().to_vec())),
+        (None, None) => Err(format!("tls_server_config: {file_key} is missing")),
+        (Some(_), Some(_)) => Err(format!(
+            "tls_server_config: {file_key} and {inline_key} are both given"
+        )),
+    }
+}
+
+fn tls(section: &Yaml, dir: &Path) -> Result<Arc<ServerConfig>, String> {
     check_keys(
         section,
         "tls_server_config.",
@@ -158,28 +178,8 @@ fn tls(section: &Yaml, dir: &Path) -> Result<Option<Arc<ServerConfig>>, String> 
     if !section["client_allowed_sans"].is_badvalue() {
         return Err("tls_server_config.client_allowed_sans is not supported".to_string());
     }
-    let path = |key: &str| -> Result<Option<PathBuf>, String> {
-        Ok(string(section, key)?.map(|p| dir.join(p)))
-    };
-    let pem = |key: &str| -> Result<Option<Vec<u8>>, String> {
-        Ok(string(section, key)?.map(|p| p.as_bytes().to_vec()))
-    };
-    let cert = match (path("cert_file")?, pem("cert")?) {
-        (Some(file), None) => Material::File(file),
-        (None, Some(text)) => Material::Inline(text),
-        (None, None) => return Err("tls_server_config: cert_file is missing".to_string()),
-        (Some(_), Some(_)) => {
-            return Err("tls_server_config: cert_file and cert are both given".to_string())
-        }
-    };
-    let key = match (path("key_file")?, pem("key")?) {
-        (Some(file), None) => Material::File(file),
-        (None, Some(text)) => Material::Inline(text),
-        (None, None) => return Err("tls_server_config: key_file is missing".to_string()),
-        (Some(_), Some(_)) => {
-            return Err("tls_server_config: key_file and key are both given".to_string())
-        }
-    };
+    let cert = material(section, dir, "cert_file", "cert")?;
+    let key = material(section, dir, "key_file", "key")?;
     let auth = match string(section, "client_auth_type")?.unwrap_or("NoClientCert") {
         "NoClientCert" => ClientAuth::NoClientCert,
         "RequestClientCert" => ClientAuth::RequestClientCert,
@@ -204,7 +204,7 @@ fn tls(section: &Yaml, dir: &Path) -> Result<Option<Arc<ServerConfig>>, String> 
         auth,
         ClientAuth::VerifyClientCertIfGiven | ClientAuth::RequireAndVerifyClientCert
     );
-    let ca_file = path("client_ca_file")?;
+    let ca_file = string(section, "client_ca_file")?.map(|p| dir.join(p));
     let builder = match (auth, ca_file) {
         (ClientAuth::NoClientCert, None) => builder.with_no_client_auth(),
         (ClientAuth::NoClientCert, Some(_)) => {
@@ -246,7 +246,7 @@ fn tls(section: &Yaml, dir: &Path) -> Result<Option<Arc<ServerConfig>>, String> 
     let resolver = Reloading::new(cert, key, provider)?;
     let mut config = builder.with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Some(Arc::new(config)))
+    Ok(Arc::new(config))
 }
 
 fn versions(
@@ -283,7 +283,11 @@ impl Material {
     /// The bytes, and a stamp that changes when a file changes (inline material never does).
     fn load(&self) -> Result<(Vec<u8>, Option<Stamp>), String> {
         match self {
-            Material::File(path) => Ok((read(path)?, stamp(path))),
+            Material::File(path) => {
+                // Stamped first: a change made while reading shows at the next check.
+                let stamp = stamp(path);
+                Ok((read(path)?, stamp))
+            }
             Material::Inline(text) => Ok((text.clone(), None)),
         }
     }
@@ -331,8 +335,8 @@ fn read_certs(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
 /// [`RECHECK`], at a handshake). A change that does not load keeps the previous pair.
 #[derive(Debug)]
 struct Reloading {
-    cert: MaterialBox,
-    key: MaterialBox,
+    cert: Material,
+    key: Material,
     provider: Arc<CryptoProvider>,
     current: Mutex<Current>,
 }
@@ -344,12 +348,10 @@ struct Current {
     checked: Instant,
 }
 
-/// [`Material`] with a Debug that does not print key bytes.
-struct MaterialBox(Material);
-
-impl std::fmt::Debug for MaterialBox {
+/// Names the material; never prints key bytes.
+impl std::fmt::Debug for Material {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0.name())
+        f.write_str(&self.name())
     }
 }
 
@@ -357,8 +359,8 @@ impl Reloading {
     fn new(cert: Material, key: Material, provider: Arc<CryptoProvider>) -> Result<Self, String> {
         let (pair, stamps) = load_pair(&cert, &key, &provider)?;
         Ok(Self {
-            cert: MaterialBox(cert),
-            key: MaterialBox(key),
+            cert,
+            key,
             provider,
             current: Mutex::new(Current {
                 key: pair,
@@ -375,11 +377,11 @@ impl Reloading {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if current.checked.elapsed() >= RECHECK {
             current.checked = Instant::now();
-            let stamps = (self.cert.0.stamp(), self.key.0.stamp());
+            let stamps = (self.cert.stamp(), self.key.stamp());
             if stamps != current.stamps {
-                match load_pair(&self.cert.0, &self.key.0, &self.provider) {
+                match load_pair(&self.cert, &self.key, &self.provider) {
                     Ok((key, stamps)) => {
-                        log::info!("TLS certificate {} reloaded", self.cert.0.name());
+                        log::info!("TLS certificate {} reloaded", self.cert.name());
                         current.key = key;
                         current.stamps = stamps;
                     }
