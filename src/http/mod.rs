@@ -231,19 +231,7 @@ pub fn serve(
         poll.registry()
             .register(listener, LISTENER, Interest::READABLE)?;
     }
-    let mut server = Server {
-        conns: HashMap::new(),
-        next_token: 2,
-        again: Vec::new(),
-        published,
-        options,
-        tls: web.tls,
-        users: web.users,
-        logins: HashSet::new(),
-        gzip: GzipCache::default(),
-        jobs: job_tx,
-        draining: None,
-    };
+    let mut server = Server::new(published, options, web, job_tx);
     let mut events = Events::with_capacity(256);
     let mut accept_pending = false;
     let mut swept = Instant::now();
@@ -325,9 +313,33 @@ struct Server {
     jobs: Sender<Job>,
     /// Set at shutdown: when to give up on the answers under way.
     draining: Option<Instant>,
+    /// Whether accepting failed last time (the failure is logged once, not every turn).
+    accept_failing: bool,
 }
 
 impl Server {
+    fn new(
+        published: Arc<Mutex<Published>>,
+        options: Options,
+        web: WebConfig,
+        jobs: Sender<Job>,
+    ) -> Self {
+        Self {
+            conns: HashMap::new(),
+            next_token: 2,
+            again: Vec::new(),
+            published,
+            options,
+            tls: web.tls,
+            users: web.users,
+            logins: HashSet::new(),
+            gzip: GzipCache::default(),
+            jobs,
+            draining: None,
+            accept_failing: false,
+        }
+    }
+
     /// Accepts what is waiting. True when it had to stop before the backlog was empty (out
     /// of file descriptors): it is tried again at the next turn.
     fn accept(&mut self, listener: &TcpListener, registry: &mio::Registry, now: Instant) -> bool {
@@ -338,13 +350,16 @@ impl Server {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
                 Err(e) => {
-                    log::warn!("accept: {e}");
+                    if !std::mem::replace(&mut self.accept_failing, true) {
+                        log::warn!("accept: {e}; closing the longest idle connection");
+                    }
                     self.evict();
                     return true;
                 }
             };
+            self.accept_failing = false;
             if self.conns.len() >= MAX_CONNECTIONS && !self.evict() {
-                continue; // Every slot is busy answering: the newcomer is closed.
+                continue; // Every slot waits for a worker: the newcomer is closed.
             }
             let _ = stream.set_nodelay(true);
             let tls = match &self.tls {
@@ -370,16 +385,22 @@ impl Server {
         }
     }
 
-    /// Drops the connection that has waited longest for a request. False when every
-    /// connection is busy answering one.
+    /// Makes room: drops the connection that has waited longest for a request, or else the
+    /// answer that has stalled longest (a client that does not read). Connections waiting for
+    /// a worker are kept. False when nothing could go.
     fn evict(&mut self) -> bool {
-        let oldest = self
+        let victim = self
             .conns
             .iter()
-            .filter(|(_, c)| matches!(c.phase, Phase::Reading | Phase::Closing))
-            .min_by_key(|(_, c)| c.since)
-            .map(|(token, _)| *token);
-        match oldest {
+            .filter_map(|(token, c)| match c.phase {
+                Phase::Reading | Phase::Closing => Some(((0, c.since), *token)),
+                // In Writing, the deadline moves with every byte taken.
+                Phase::Writing { .. } => Some(((1, c.deadline), *token)),
+                Phase::Waiting => None,
+            })
+            .min_by_key(|(key, _)| *key)
+            .map(|(_, token)| token);
+        match victim {
             Some(token) => {
                 self.conns.remove(&token);
                 true
@@ -915,6 +936,48 @@ mod tests {
             text,
             render::render(view, 7, Options::default(), &render::BUILD)
         );
+    }
+
+    #[test]
+    fn eviction_takes_the_longest_idle_then_the_longest_stalled() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let (jobs, _) = bounded(1);
+        let mut server = Server::new(
+            Arc::default(),
+            Options::default(),
+            WebConfig::default(),
+            jobs,
+        );
+        let start = Instant::now();
+        let mut clients = Vec::new();
+        let mut add = |server: &mut Server, phase: Phase, at: u64| {
+            clients.push(std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap());
+            let (stream, _) = listener.accept().unwrap();
+            let at = start + Duration::from_secs(at);
+            let mut conn = Conn::new(mio::net::TcpStream::from_std(stream), None, at);
+            conn.enter(phase, at, at + Duration::from_secs(30));
+            let token = Token(server.next_token);
+            server.next_token += 1;
+            server.conns.insert(token, conn);
+            token
+        };
+        let waiting = add(&mut server, Phase::Waiting, 0);
+        let slow = add(&mut server, Phase::Writing { close: false }, 1);
+        let busy = add(&mut server, Phase::Writing { close: false }, 5);
+        let idle_new = add(&mut server, Phase::Reading, 4);
+        let idle_old = add(&mut server, Phase::Reading, 3);
+        let gone = |server: &mut Server| {
+            let before: HashSet<Token> = server.conns.keys().copied().collect();
+            assert!(server.evict());
+            let after: HashSet<Token> = server.conns.keys().copied().collect();
+            before.difference(&after).copied().collect::<Vec<_>>()
+        };
+        assert_eq!(gone(&mut server), [idle_old]);
+        assert_eq!(gone(&mut server), [idle_new]);
+        assert_eq!(gone(&mut server), [slow], "the answer stalled longest");
+        assert_eq!(gone(&mut server), [busy]);
+        assert!(!server.evict(), "a connection waiting for a worker stays");
+        assert!(server.conns.contains_key(&waiting));
     }
 
     #[test]
