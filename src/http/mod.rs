@@ -160,30 +160,13 @@ pub struct Held {
 /// the answers under way are written (or [`DRAIN`] has passed).
 pub fn serve(
     listener: std::net::TcpListener,
-    mut store: Store,
+    store: Store,
     reports: Receiver<Report>,
     shutdown: Receiver<()>,
     options: Options,
     web: WebConfig,
 ) -> io::Result<()> {
-    let published = Arc::new(Mutex::new(Published {
-        view: store.view(),
-        ready: store.ready(),
-    }));
-    {
-        let published = Arc::clone(&published);
-        thread::Builder::new().name("store".into()).spawn(move || {
-            for report in reports.iter() {
-                store.apply(report);
-                let next = Published {
-                    view: store.view(),
-                    ready: store.ready(),
-                };
-                *lock(&published) = next;
-            }
-        })?;
-    }
-
+    let published = spawn_store(store, reports)?;
     let mut poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
     let stopping = Arc::new(AtomicBool::new(false));
@@ -197,33 +180,7 @@ pub fn serve(
                 let _ = waker.wake();
             })?;
     }
-    let (job_tx, jobs) = bounded::<Job>(QUEUE);
-    let (done_tx, done) = crossbeam_channel::unbounded::<Done>();
-    for n in 0..WORKERS {
-        let (jobs, done_tx, waker) = (jobs.clone(), done_tx.clone(), Arc::clone(&waker));
-        thread::Builder::new()
-            .name(format!("http-work-{n}"))
-            .spawn(move || {
-                for job in jobs.iter() {
-                    let result = match job {
-                        Job::Gzip { view, now } => {
-                            let key = (view.generation, now);
-                            Done::Gzip(key, Arc::new(gzip_body(view, now, options)))
-                        }
-                        Job::Auth {
-                            token,
-                            hash,
-                            password,
-                        } => Done::Auth(token, check_password(&password, hash.as_deref())),
-                    };
-                    if done_tx.send(result).is_err() {
-                        return;
-                    }
-                    let _ = waker.wake();
-                }
-            })?;
-    }
-    drop(done_tx);
+    let (job_tx, done) = spawn_workers(&waker, options)?;
 
     listener.set_nonblocking(true)?;
     let mut listener = Some(TcpListener::from_std(listener));
@@ -296,6 +253,60 @@ pub fn serve(
         }
     }
     Ok(())
+}
+
+/// The store thread: applies each report and publishes the new view.
+fn spawn_store(mut store: Store, reports: Receiver<Report>) -> io::Result<Arc<Mutex<Published>>> {
+    let published = Arc::new(Mutex::new(Published {
+        view: store.view(),
+        ready: store.ready(),
+    }));
+    let shared = Arc::clone(&published);
+    thread::Builder::new().name("store".into()).spawn(move || {
+        for report in reports.iter() {
+            store.apply(report);
+            let next = Published {
+                view: store.view(),
+                ready: store.ready(),
+            };
+            *lock(&shared) = next;
+        }
+    })?;
+    Ok(published)
+}
+
+/// The worker threads: jobs in, answers out, and the loop woken for each answer.
+fn spawn_workers(
+    waker: &Arc<Waker>,
+    options: Options,
+) -> io::Result<(Sender<Job>, Receiver<Done>)> {
+    let (job_tx, jobs) = bounded::<Job>(QUEUE);
+    let (done_tx, done) = crossbeam_channel::unbounded::<Done>();
+    for n in 0..WORKERS {
+        let (jobs, done_tx, waker) = (jobs.clone(), done_tx.clone(), Arc::clone(waker));
+        thread::Builder::new()
+            .name(format!("http-work-{n}"))
+            .spawn(move || {
+                for job in jobs.iter() {
+                    let result = match job {
+                        Job::Gzip { view, now } => {
+                            let key = (view.generation, now);
+                            Done::Gzip(key, Arc::new(gzip_body(view, now, options)))
+                        }
+                        Job::Auth {
+                            token,
+                            hash,
+                            password,
+                        } => Done::Auth(token, check_password(&password, hash.as_deref())),
+                    };
+                    if done_tx.send(result).is_err() {
+                        return;
+                    }
+                    let _ = waker.wake();
+                }
+            })?;
+    }
+    Ok((job_tx, done))
 }
 
 /// The event loop's state.
