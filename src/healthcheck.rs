@@ -9,9 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::DigitallySignedStruct;
+
+use crate::http::web_config::Signatures;
 
 /// Time allowed to connect, and then to get the answer.
 const TIMEOUT: Duration = Duration::from_secs(3);
@@ -81,7 +82,7 @@ fn tls_client(addr: SocketAddr) -> Result<rustls::ClientConnection, String> {
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("healthcheck: {e}"))?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyServerCert(provider)))
+        .with_custom_certificate_verifier(Arc::new(AnyServerCert(Signatures(provider))))
         .with_no_client_auth();
     rustls::ClientConnection::new(Arc::new(config), ServerName::IpAddress(addr.ip().into()))
         .map_err(|e| format!("healthcheck: {e}"))
@@ -89,7 +90,7 @@ fn tls_client(addr: SocketAddr) -> Result<rustls::ClientConnection, String> {
 
 /// Accepts the server's certificate; checks the handshake signatures made with it.
 #[derive(Debug)]
-struct AnyServerCert(Arc<CryptoProvider>);
+struct AnyServerCert(Signatures);
 
 impl ServerCertVerifier for AnyServerCert {
     fn verify_server_cert(
@@ -109,12 +110,7 @@ impl ServerCertVerifier for AnyServerCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        self.0.tls12(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -123,16 +119,11 @@ impl ServerCertVerifier for AnyServerCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        self.0.tls13(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.0.schemes()
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use common::*;
 
 /// curl's answer: (exit status, HTTP status or 0, body).
-fn curl(args: &[&str], url: &str) -> (i32, u16, String) {
+fn curl<S: AsRef<std::ffi::OsStr>>(args: &[S], url: &str) -> (i32, u16, String) {
     let out = Command::new("curl")
         .args(["-sS", "--max-time", "20", "-o", "-", "-w", "\n%{http_code}"])
         .args(args)
@@ -89,7 +89,7 @@ fn tls_with_the_right_ca_and_nothing_in_plain_text() {
     assert!(body.contains("subject_CN=\"watched\""), "gzip over TLS");
 
     // An unknown CA, and TLS 1.1, are refused by the handshake.
-    let (code, _, _) = curl(&[], &url(&exporter, "/metrics"));
+    let (code, _, _) = curl::<&str>(&[], &url(&exporter, "/metrics"));
     assert_eq!(code, 60, "curl: peer certificate cannot be authenticated");
     let (code, _, _) = curl(
         &["--cacert", &ca, "--tlsv1.0", "--tls-max", "1.1"],
@@ -116,54 +116,58 @@ fn tls_with_the_right_ca_and_nothing_in_plain_text() {
         !String::from_utf8_lossy(&answer).contains("x509_cert"),
         "served in plain text"
     );
-    let (code, _, _) = curl(&[], &format!("http://{}/metrics", exporter.addr));
+    let (code, _, _) = curl::<&str>(&[], &format!("http://{}/metrics", exporter.addr));
     assert_ne!(code, 0);
     // And the exporter still serves TLS.
     let (_, status, _) = curl(&["--cacert", &ca], &url(&exporter, "/healthz"));
     assert_eq!(status, 200);
 }
 
+/// An exporter whose TLS asks for client certificates signed by `dir`/ca.pem.
+fn mtls_exporter(dir: &TempDir, client_auth_type: &str) -> Exporter {
+    write_tls_files(dir, "exporter");
+    exporter(
+        dir,
+        &format!("tls_server_config:\n  cert_file: server.pem\n  key_file: server-key.pem\n  client_auth_type: {client_auth_type}\n  client_ca_file: ca.pem\n"),
+    )
+}
+
+/// curl arguments: trust `ca`, present the client certificate of `certs` (None: none).
+fn client_args(ca: &str, certs: Option<&TempDir>) -> Vec<String> {
+    let mut args = vec!["--cacert".to_string(), ca.to_string()];
+    if let Some(certs) = certs {
+        args.extend([
+            "--cert".to_string(),
+            certs.str("client.pem"),
+            "--key".to_string(),
+            certs.str("client-key.pem"),
+        ]);
+    }
+    args
+}
+
+/// A client certificate from another CA.
+fn stranger() -> TempDir {
+    let other = TempDir::new("mtls-stranger");
+    write_tls_files(&other, "stranger");
+    other
+}
+
 #[test]
 fn client_certificates_required_and_verified() {
     let dir = TempDir::new("mtls");
-    write_tls_files(&dir, "exporter");
-    let exporter = exporter(
-        &dir,
-        "tls_server_config:\n  cert_file: server.pem\n  key_file: server-key.pem\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n",
-    );
+    let exporter = mtls_exporter(&dir, "RequireAndVerifyClientCert");
     let ca = dir.str("ca.pem");
-    let with_cert = [
-        "--cacert",
-        &ca,
-        "--cert",
-        &dir.str("client.pem"),
-        "--key",
-        &dir.str("client-key.pem"),
-    ];
-    let (code, status, body) = curl(&with_cert, &url(&exporter, "/metrics"));
+    let metrics = url(&exporter, "/metrics");
+    let (code, status, body) = curl(&client_args(&ca, Some(&dir)), &metrics);
     assert_eq!((code, status), (0, 200), "{body}");
     assert!(body.contains("subject_CN=\"watched\""));
-
-    let (code, status, _) = curl(&["--cacert", &ca], &url(&exporter, "/metrics"));
+    let (code, status, _) = curl(&client_args(&ca, None), &metrics);
     assert!(
         code != 0 && status == 0,
         "served without a client certificate"
     );
-
-    // A client certificate from another CA.
-    let other = TempDir::new("mtls-other");
-    write_tls_files(&other, "other");
-    let (code, status, _) = curl(
-        &[
-            "--cacert",
-            &ca,
-            "--cert",
-            &other.str("client.pem"),
-            "--key",
-            &other.str("client-key.pem"),
-        ],
-        &url(&exporter, "/metrics"),
-    );
+    let (code, status, _) = curl(&client_args(&ca, Some(&stranger())), &metrics);
     assert!(
         code != 0 && status == 0,
         "a stranger's certificate was accepted"
@@ -173,28 +177,15 @@ fn client_certificates_required_and_verified() {
 #[test]
 fn client_certificates_verified_if_given() {
     let dir = TempDir::new("mtls-optional");
-    write_tls_files(&dir, "exporter");
-    let exporter = exporter(
-        &dir,
-        "tls_server_config:\n  cert_file: server.pem\n  key_file: server-key.pem\n  client_auth_type: VerifyClientCertIfGiven\n  client_ca_file: ca.pem\n",
-    );
+    let exporter = mtls_exporter(&dir, "VerifyClientCertIfGiven");
     let ca = dir.str("ca.pem");
-    let (_, status, _) = curl(&["--cacert", &ca], &url(&exporter, "/healthz"));
+    let health = url(&exporter, "/healthz");
+    let (_, status, _) = curl(&client_args(&ca, None), &health);
     assert_eq!(status, 200, "no certificate is fine");
-    let other = TempDir::new("mtls-optional-other");
-    write_tls_files(&other, "other");
-    let (code, _, _) = curl(
-        &[
-            "--cacert",
-            &ca,
-            "--cert",
-            &other.str("client.pem"),
-            "--key",
-            &other.str("client-key.pem"),
-        ],
-        &url(&exporter, "/healthz"),
-    );
-    assert_ne!(code, 0, "a bad certificate is not");
+    let (_, status, _) = curl(&client_args(&ca, Some(&dir)), &health);
+    assert_eq!(status, 200, "a good one too");
+    let (code, _, _) = curl(&client_args(&ca, Some(&stranger())), &health);
+    assert_ne!(code, 0, "a stranger's is not");
 }
 
 #[test]
