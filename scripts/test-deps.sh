@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure the real components the tests use are on this machine: Debian's prometheus
-# (server and promtool), openssl, ca-certificates, and a real kube-apiserver with etcd built
-# by ../shared/tools/kube-apiserver.sh (about 10 minutes once, cached under ~/.cache).
+# (server and promtool), openssl, curl, ca-certificates, systemd's socket activator, a C++
+# compiler for libFuzzer (make fuzz), and a real kube-apiserver with etcd built by
+# ../shared/tools/kube-apiserver.sh (about 10 minutes once, cached under ~/.cache).
 # Installs what is missing when run as root on Debian; otherwise says what to install.
 set -euo pipefail
 
@@ -13,6 +14,9 @@ command -v mkfifo >/dev/null || missing+=(coreutils)
 command -v curl >/dev/null || missing+=(curl)
 command -v unshare >/dev/null && command -v setsid >/dev/null || missing+=(util-linux)
 command -v rsync >/dev/null || missing+=(rsync)
+command -v systemd-socket-activate >/dev/null || missing+=(systemd)
+command -v c++ >/dev/null || missing+=(g++)
+command -v python3 >/dev/null || missing+=(python3)
 
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
