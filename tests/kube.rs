@@ -203,9 +203,18 @@ fn kubeconfig_from_the_environment_and_a_broken_one_exits_two() {
 #[test]
 fn in_cluster_service_account_in_a_private_mount_namespace() {
     let c = cluster();
+    // Laid out as the kubelet projects it: token -> ..data/token, ..data -> ..v1, and a new
+    // token swapped in by renaming a new ..data link over the old one.
     let sa = TempDir::new("sa");
-    let token = sa.write("token", c.var("ADMIN_TOKEN"));
+    sa.write("..v1/token", c.var("ADMIN_TOKEN"));
+    std::os::unix::fs::symlink("..v1", sa.path("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/token", sa.path("token")).unwrap();
     std::fs::copy(c.var("KUBE_CA"), sa.path("ca.crt")).unwrap();
+    let swap = |version: &str, token: &str| {
+        sa.write(&format!("{version}/token"), token);
+        std::os::unix::fs::symlink(version, sa.path("..data_tmp")).unwrap();
+        std::fs::rename(sa.path("..data_tmp"), sa.path("..data")).unwrap();
+    };
     let url = c.var("KUBE_URL");
     let port = url.rsplit(':').next().unwrap();
     let script = format!(
@@ -230,12 +239,13 @@ fn in_cluster_service_account_in_a_private_mount_namespace() {
         .log_lines()
         .join("\n")
         .contains("in-cluster service account"));
-    // The token file is read before each request: a revoked token shows at once.
-    std::fs::write(&token, c.var("NOPERM_TOKEN")).unwrap();
+    // The token file is read before each request: a replaced token is used at once (here a
+    // token without rights, then a good one again).
+    swap("..v2", c.var("NOPERM_TOKEN"));
     exporter.metrics_until("403 after the token changed", |m| {
         m.value("x509_read_errors") == 1.0
     });
-    std::fs::write(&token, c.var("ADMIN_TOKEN")).unwrap();
+    swap("..v3", c.var("ADMIN_TOKEN"));
     let m = exporter.metrics_until("recovery", |m| m.value("x509_read_errors") == 0.0);
     assert_eq!(
         m.count("x509_cert_not_after"),
