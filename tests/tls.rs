@@ -1,5 +1,5 @@
-//! `--web.config.file` (TLS, client certificates, basic auth) and `--web.systemd-socket`,
-//! against the real binary with curl and openssl as the clients.
+//! `--web.config.file` (TLS, client certificates, basic auth, stalled handshakes) and
+//! `--web.systemd-socket`, against the real binary with curl and openssl as the clients.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -349,4 +349,46 @@ fn systemd_socket_activation() {
     let out = run(&["--web.systemd-socket"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("LISTEN_FDS"));
+}
+
+#[test]
+fn stalled_tls_handshakes_hold_up_no_scrape_and_are_dropped() {
+    let dir = TempDir::new("tls-stall");
+    write_tls_files(&dir, "exporter");
+    let exporter = exporter(
+        &dir,
+        "tls_server_config:\n  cert_file: server.pem\n  key_file: server-key.pem\n",
+    );
+    // 300 connections that send the first bytes of a ClientHello, then nothing.
+    let stalled: Vec<TcpStream> = (0..300)
+        .map(|_| {
+            let mut s = TcpStream::connect(exporter.addr).unwrap();
+            s.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]).unwrap();
+            s
+        })
+        .collect();
+    let start = Instant::now();
+    let (code, status, body) = curl(
+        &["--cacert", &dir.str("ca.pem")],
+        &url(&exporter, "/metrics"),
+    );
+    assert_eq!((code, status), (0, 200));
+    assert!(body.contains("subject_CN=\"watched\""));
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    // Each is dropped when its head deadline (10 s) passes.
+    let mut first = stalled.into_iter().next().unwrap();
+    first
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let _ = first.read(&mut buf);
+    let elapsed = start.elapsed();
+    assert!(
+        elapsed > Duration::from_secs(8) && elapsed < Duration::from_secs(20),
+        "dropped after {elapsed:?}"
+    );
 }
