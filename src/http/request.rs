@@ -49,6 +49,19 @@ pub enum Parsed {
 /// Parses the head at the start of `input`. Empty lines before the request line are skipped;
 /// lines may end in CRLF or LF.
 pub fn parse(input: &[u8]) -> Parsed {
+    // A first word that cannot be a method is refused at once, without waiting for a head
+    // that may never come (a TLS ClientHello sent to the plain listener, say).
+    let start = input
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(input.len());
+    if !input[start..]
+        .iter()
+        .take_while(|&&b| b != b' ')
+        .all(|&b| is_token(b))
+    {
+        return Parsed::Bad(400);
+    }
     let Some(end) = head_end(input) else {
         return if input.len() >= MAX_HEAD {
             Parsed::Bad(431)
@@ -230,6 +243,12 @@ mod tests {
             assert_eq!(parse(bad.as_bytes()), Parsed::Bad(400), "{bad:?}");
         }
         assert_eq!(parse(b"GET / HTTP/2.0\r\n\r\n"), Parsed::Bad(505));
+        assert_eq!(parse(b"GE"), Parsed::Partial);
+        assert_eq!(
+            parse(b"\x16\x03\x01\x02\x00"),
+            Parsed::Bad(400),
+            "TLS, at once"
+        );
         assert_eq!(
             parse(b"GET / HTTP/1.1\r\nX: \xff\r\n\r\n"),
             Parsed::Bad(400)
