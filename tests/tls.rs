@@ -392,3 +392,65 @@ fn stalled_tls_handshakes_hold_up_no_scrape_and_are_dropped() {
         "dropped after {elapsed:?}"
     );
 }
+
+#[test]
+fn a_changed_web_config_takes_over_without_restart() {
+    let dir = TempDir::new("web-reload");
+    let replace = |text: &str| {
+        let tmp = dir.write("web.yml.tmp", text);
+        std::fs::rename(tmp, dir.path("web.yml")).unwrap();
+    };
+    let first = bcrypt::hash("first", 4).unwrap();
+    let exporter = exporter(&dir, &format!("basic_auth_users:\n  alice: '{first}'\n"));
+    let plain = format!("http://{}/metrics", exporter.addr);
+    let status = |args: &[&str], url: &str| curl(args, url).1;
+    assert_eq!(status(&["-u", "alice:first"], &plain), 200);
+
+    // A new password: the old one stops working, remembered login or not.
+    let second = bcrypt::hash("second", 4).unwrap();
+    replace(&format!("basic_auth_users:\n  alice: '{second}'\n"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status(&["-u", "alice:second"], &plain) != 200 {
+        assert!(Instant::now() < deadline, "the new password never worked");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(status(&["-u", "alice:first"], &plain), 401);
+
+    // A broken file leaves the settings in force.
+    replace("basic_auth_users: [");
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(status(&["-u", "alice:second"], &plain), 200);
+    assert!(exporter
+        .log_lines()
+        .iter()
+        .any(|l| l.contains("web config") && l.contains("keeping the previous settings")));
+
+    // TLS turned on: new connections get it.
+    write_tls_files(&dir, "exporter");
+    replace(&format!(
+        "tls_server_config:\n  cert_file: server.pem\n  key_file: server-key.pem\nbasic_auth_users:\n  alice: '{second}'\n"
+    ));
+    let ca = dir.str("ca.pem");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status(
+        &["--cacert", &ca, "-u", "alice:second"],
+        &url(&exporter, "/metrics"),
+    ) != 200
+    {
+        assert!(
+            Instant::now() < deadline,
+            "TLS never took over: {:?} {:#?}",
+            curl(
+                &["--cacert", &ca, "-u", "alice:second"],
+                &url(&exporter, "/metrics")
+            ),
+            exporter.log_lines()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        status(&["-u", "alice:second"], &plain),
+        0,
+        "plain text refused"
+    );
+}

@@ -238,6 +238,7 @@ pub fn serve(
         if now.duration_since(swept) >= TICK {
             swept = now;
             server.conns.retain(|_, c| c.deadline > now);
+            server.reload_web_config();
         }
         if let Some(deadline) = server.draining {
             if server.conns.is_empty() {
@@ -317,8 +318,7 @@ struct Server {
     again: Vec<Token>,
     published: Arc<Mutex<Published>>,
     options: Options,
-    tls: Option<Arc<rustls::ServerConfig>>,
-    users: HashMap<String, String>,
+    web: WebConfig,
     logins: HashSet<[u8; 32]>,
     gzip: GzipCache,
     jobs: Sender<Job>,
@@ -341,8 +341,7 @@ impl Server {
             again: Vec::new(),
             published,
             options,
-            tls: web.tls,
-            users: web.users,
+            web,
             logins: HashSet::new(),
             gzip: GzipCache::default(),
             jobs,
@@ -373,7 +372,7 @@ impl Server {
                 continue; // Every slot waits for a worker: the newcomer is closed.
             }
             let _ = stream.set_nodelay(true);
-            let tls = match &self.tls {
+            let tls = match &self.web.tls {
                 Some(config) => match rustls::ServerConnection::new(Arc::clone(config)) {
                     Ok(tls) => Some(tls),
                     Err(e) => {
@@ -393,6 +392,19 @@ impl Server {
             }
             self.conns
                 .insert(token, Conn::new(stream, tls, now + HEAD_TIMEOUT));
+        }
+    }
+
+    /// Takes a changed web config file: new connections get its TLS settings, requests its
+    /// users (remembered logins are forgotten).
+    fn reload_web_config(&mut self) {
+        match self.web.reload() {
+            None => {}
+            Some(Ok(())) => {
+                self.logins.clear();
+                log::info!("web config reloaded");
+            }
+            Some(Err(e)) => log::warn!("{e}; keeping the previous settings"),
         }
     }
 
@@ -527,7 +539,7 @@ impl Server {
 
     /// Checks the credentials when basic auth is on, then routes.
     fn dispatch(&mut self, token: Token, head: Head, now: Instant) {
-        if self.users.is_empty() {
+        if self.web.users.is_empty() {
             return self.route(token, head, now);
         }
         let Some(conn) = self.conns.get_mut(&token) else {
@@ -537,7 +549,7 @@ impl Server {
         else {
             return unauthorized(conn, &head, now);
         };
-        let hash = self.users.get(&user).cloned();
+        let hash = self.web.users.get(&user).cloned();
         let login = login_digest(&user, hash.as_deref().unwrap_or(""), &password);
         if hash.is_some() && self.logins.contains(&login) {
             return self.route(token, head, now);

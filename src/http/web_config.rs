@@ -27,6 +27,25 @@ pub struct WebConfig {
     pub tls: Option<Arc<ServerConfig>>,
     /// Basic auth: user → bcrypt hash. Empty: no authentication.
     pub users: HashMap<String, String>,
+    /// The file it was read from, and its stamp then.
+    source: Option<(PathBuf, Option<Stamp>)>,
+}
+
+impl WebConfig {
+    /// Reads the file again if it changed since it was last read, as exporter-toolkit does
+    /// (there, on every connection): `None` when unchanged; else whether the new settings
+    /// took over. A file that does not load leaves the current settings in force, and is
+    /// not tried again until it changes once more.
+    pub fn reload(&mut self) -> Option<Result<(), String>> {
+        let (path, stamp) = self.source.as_mut()?;
+        let now = self::stamp(path);
+        if now == *stamp {
+            return None;
+        }
+        *stamp = now;
+        let path = path.clone();
+        Some(load(&path).map(|new| *self = new))
+    }
 }
 
 /// `client_auth_type`, as Go's crypto/tls names them.
@@ -42,6 +61,7 @@ enum ClientAuth {
 /// Reads and checks the file; every error names it (and the setting or file at fault).
 pub fn load(path: &Path) -> Result<WebConfig, String> {
     let fail = |why: String| format!("web config {}: {why}", path.display());
+    let stamp = stamp(path);
     let doc = crate::kubeconfig::load_yaml(path).map_err(fail)?;
     let dir = path.parent().unwrap_or(Path::new("."));
     check_keys(
@@ -67,7 +87,11 @@ pub fn load(path: &Path) -> Result<WebConfig, String> {
         Yaml::BadValue | Yaml::Null => None,
         section => Some(tls(section, dir).map_err(fail)?),
     };
-    Ok(WebConfig { tls, users })
+    Ok(WebConfig {
+        tls,
+        users,
+        source: Some((path.to_path_buf(), stamp)),
+    })
 }
 
 /// Refuses keys the format does not have: a typo must not turn security off.
