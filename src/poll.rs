@@ -1,5 +1,5 @@
 //! One poller thread per source: refresh, log what went wrong or right again, send a
-//! report to the HTTP thread, wait for the next interval or for the stop signal.
+//! report to the store thread, wait for the next interval or for the stop signal.
 
 use std::collections::HashSet;
 use std::sync::Arc;

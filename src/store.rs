@@ -1,5 +1,5 @@
-//! The state the HTTP thread owns: the latest report of every source and the error counter,
-//! published after every report as an immutable [`View`] that writer threads render from.
+//! The state the store thread owns: the latest report of every source and the error counter,
+//! published after every report as an immutable [`View`] that scrapes render from.
 //! De-duplication happens here, only when a report changes something.
 
 use std::collections::HashMap;
@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use crate::model::{Item, Report, Series};
 
-/// What a scrape renders; shared with the writer threads, never changed once published.
+/// What a scrape renders; shared with the HTTP loop and its workers, never changed once
+/// published.
 #[derive(Default)]
 pub struct View {
     /// Changes with every report.
@@ -118,7 +119,7 @@ impl Store {
 
     /// The de-duplicated rows, in source order: identical label sets of the same certificate
     /// are one series; of different certificates, each gets a discriminator. Hashing, not
-    /// sorting: this runs on the HTTP thread whenever a source changes.
+    /// sorting: this runs on the store thread whenever a source changes.
     fn rows(&self) -> Rows {
         let items: Vec<Arc<Item>> = self
             .reports

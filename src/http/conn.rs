@@ -128,12 +128,8 @@ pub struct Conn {
     pub deadline: Instant,
     /// When the current phase began (the oldest idle connection is the first evicted).
     pub since: Instant,
-    /// Whether the current head's first byte has arrived (its deadline is then set).
-    pub head_started: bool,
     /// The request waiting for a worker's answer.
     pub held: Option<super::Held>,
-    /// Whether the socket took bytes since the last [`Conn::made_progress`].
-    progressed: bool,
 }
 
 impl Conn {
@@ -156,9 +152,7 @@ impl Conn {
             phase: Phase::Reading,
             deadline,
             since: Instant::now(),
-            head_started: false,
             held: None,
-            progressed: false,
         }
     }
 
@@ -167,11 +161,6 @@ impl Conn {
         self.phase = phase;
         self.since = now;
         self.deadline = deadline;
-    }
-
-    /// Whether the socket has taken bytes since the last call.
-    pub fn made_progress(&mut self) -> bool {
-        std::mem::take(&mut self.progressed)
     }
 
     /// Queues bytes to send.
@@ -205,14 +194,16 @@ impl Conn {
         }
     }
 
-    /// Writes queued bytes, rendering more of a streamed body as they go.
-    pub fn write(&mut self) -> io::Result<Flow> {
+    /// Writes queued bytes, rendering more of a streamed body as they go. Whenever the
+    /// socket takes bytes, the deadline moves to `extend_to`.
+    pub fn write(&mut self, extend_to: Instant) -> io::Result<Flow> {
         let mut written = 0;
         loop {
             if let Some(tls) = self.tls.as_deref_mut() {
-                let before = tls.wants_write();
-                let flushed = flush_tls(tls, &mut self.stream)?;
-                self.progressed |= before && (flushed || tls.wants_write());
+                let (sent, flushed) = flush_tls(tls, &mut self.stream)?;
+                if sent > 0 {
+                    self.deadline = extend_to;
+                }
                 if !flushed {
                     return Ok(Flow::Blocked);
                 }
@@ -244,7 +235,9 @@ impl Conn {
                 },
             };
             written += n;
-            self.progressed |= n > 0;
+            if n > 0 && self.tls.is_none() {
+                self.deadline = extend_to;
+            }
             *at += n;
             if *at == front.as_slice().len() {
                 self.output.pop_front();
@@ -314,16 +307,20 @@ fn read_tls(
     }
 }
 
-/// Sends what rustls has ready. True when nothing is left to send.
-fn flush_tls(tls: &mut rustls::ServerConnection, stream: &mut TcpStream) -> io::Result<bool> {
+/// Sends what rustls has ready: the bytes the socket took, and whether nothing is left.
+fn flush_tls(
+    tls: &mut rustls::ServerConnection,
+    stream: &mut TcpStream,
+) -> io::Result<(usize, bool)> {
+    let mut sent = 0;
     while tls.wants_write() {
         match tls.write_tls(stream) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok((sent, false)),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     }
-    Ok(true)
+    Ok((sent, true))
 }

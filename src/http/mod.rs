@@ -39,7 +39,8 @@ const MAX_CONNECTIONS: usize = 512;
 const WORKERS: usize = 2;
 /// CPU work waiting for a worker; beyond this a request gets 503 at once.
 const QUEUE: usize = 128;
-/// From a request's first byte (or a TLS handshake's) to the end of its head.
+/// To the end of a request head: from the connection's opening (a TLS handshake included),
+/// or on a kept-alive connection from the request's first byte.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// An open connection with no request under way.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -223,7 +224,7 @@ pub fn serve(
             server.draining = Some(now + DRAIN);
             server
                 .conns
-                .retain(|_, c| c.phase != Phase::Reading || c.head_started);
+                .retain(|_, c| c.phase != Phase::Reading || !c.input.is_empty());
         }
         if let Some(listener) = listener.as_ref() {
             if accept_pending {
@@ -447,14 +448,14 @@ impl Server {
             }
             Done::Auth(token, ok) => {
                 touched.push(token);
-                let Some(held) = self.conns.get_mut(&token).and_then(|c| c.held.take()) else {
+                let Some(conn) = self.conns.get_mut(&token) else {
+                    return;
+                };
+                let Some(held) = conn.held.take() else {
                     return;
                 };
                 if !ok {
-                    if let Some(conn) = self.conns.get_mut(&token) {
-                        unauthorized(conn, &held.head, now);
-                    }
-                    return;
+                    return unauthorized(conn, &held.head, now);
                 }
                 if let Some(login) = held.login {
                     if self.logins.len() >= AUTH_CACHE {
@@ -487,9 +488,9 @@ impl Server {
                             if eof {
                                 break false;
                             }
-                            if !conn.input.is_empty() && !conn.head_started {
-                                conn.head_started = true;
-                                conn.deadline = now + HEAD_TIMEOUT;
+                            if !conn.input.is_empty() {
+                                // Never later than HEAD_TIMEOUT after the first byte.
+                                conn.deadline = conn.deadline.min(now + HEAD_TIMEOUT);
                             }
                             break true;
                         }
@@ -502,16 +503,14 @@ impl Server {
                             if conn.input.is_empty() && conn.input.capacity() > 4096 {
                                 conn.input = Vec::new(); // An idle connection keeps no buffer.
                             }
-                            conn.head_started = false;
                             self.dispatch(token, head, now);
                         }
                     }
                 }
                 Phase::Waiting => break true,
-                Phase::Writing { close } => match conn.write() {
+                Phase::Writing { close } => match conn.write(now + WRITE_TIMEOUT) {
                     Ok(Flow::Blocked) => break true,
                     Ok(Flow::Yield) => {
-                        conn.deadline = now + WRITE_TIMEOUT;
                         self.again.push(token);
                         break true;
                     }
@@ -530,10 +529,6 @@ impl Server {
         };
         if !keep {
             self.conns.remove(&token);
-        } else if let Some(conn) = self.conns.get_mut(&token) {
-            if conn.made_progress() && matches!(conn.phase, Phase::Writing { .. }) {
-                conn.deadline = now + WRITE_TIMEOUT;
-            }
         }
     }
 
@@ -573,33 +568,15 @@ impl Server {
         let Some(conn) = self.conns.get_mut(&token) else {
             return;
         };
-        let close = !head.keep_alive;
-        let head_only = head.method == Method::Head;
         let known = matches!(
             head.path.as_str(),
             "/" | "/metrics" | "/healthz" | "/readyz"
         );
         if !known {
-            return text(
-                conn,
-                404,
-                close,
-                head_only,
-                TEXT_TYPE,
-                "404 page not found\n",
-                now,
-            );
+            return answer(conn, &head, 404, TEXT_TYPE, "404 page not found\n", now);
         }
         if head.method == Method::Other {
-            return text(
-                conn,
-                405,
-                close,
-                false,
-                TEXT_TYPE,
-                "405 method not allowed\n",
-                now,
-            );
+            return answer(conn, &head, 405, TEXT_TYPE, "405 method not allowed\n", now);
         }
         let (view, ready) = {
             let published = lock(&self.published);
@@ -626,63 +603,32 @@ impl Server {
                 }
             }
             "/metrics" => {
-                let framing = if head.http11 {
-                    ("Transfer-Encoding", "chunked")
-                } else {
-                    ("Connection", "close")
-                };
-                let close = close || !head.http11;
+                // HTTP/1.1 streams in chunks; HTTP/1.0 has none, so its body ends with the
+                // connection.
+                let close = !head.keep_alive || !head.http11;
                 let mut headers = vec![("Content-Type", METRICS_TYPE), ("Vary", "Accept-Encoding")];
                 if head.http11 {
-                    headers.push(framing);
+                    headers.push(("Transfer-Encoding", "chunked"));
                 }
-                conn.queue(Bytes::Owned(response_head(
-                    200,
-                    close && head.http11,
-                    &headers,
-                    None,
-                )));
-                if !head_only {
+                conn.queue(Bytes::Owned(response_head(200, close, &headers, None)));
+                if head.method != Method::Head {
                     conn.body = Some(Stream::new(view, unix_now(), self.options, head.http11));
                 }
                 writing(conn, close, now);
             }
-            "/healthz" => text(
+            "/healthz" => answer(conn, &head, 200, JSON_TYPE, "{\"status\":\"UP\"}\n", now),
+            "/readyz" if ready => {
+                answer(conn, &head, 200, JSON_TYPE, "{\"status\":\"READY\"}\n", now)
+            }
+            "/readyz" => answer(
                 conn,
-                200,
-                close,
-                head_only,
-                JSON_TYPE,
-                "{\"status\":\"UP\"}\n",
-                now,
-            ),
-            "/readyz" if ready => text(
-                conn,
-                200,
-                close,
-                head_only,
-                JSON_TYPE,
-                "{\"status\":\"READY\"}\n",
-                now,
-            ),
-            "/readyz" => text(
-                conn,
+                &head,
                 503,
-                close,
-                head_only,
                 JSON_TYPE,
                 "{\"status\":\"STARTING\"}\n",
                 now,
             ),
-            _ => text(
-                conn,
-                200,
-                close,
-                head_only,
-                "text/html; charset=utf-8",
-                INDEX,
-                now,
-            ),
+            _ => answer(conn, &head, 200, "text/html; charset=utf-8", INDEX, now),
         }
     }
 
@@ -766,17 +712,29 @@ fn text(
     writing(conn, close, now);
 }
 
-fn unauthorized(conn: &mut Conn, head: &Head, now: Instant) {
+/// Queues a small fixed answer to `head`.
+fn answer(
+    conn: &mut Conn,
+    head: &Head,
+    status: u16,
+    content_type: &'static str,
+    body: &'static str,
+    now: Instant,
+) {
     let head_only = head.method == Method::Head;
     text(
         conn,
-        401,
+        status,
         !head.keep_alive,
         head_only,
-        TEXT_TYPE,
-        "401 Unauthorized\n",
+        content_type,
+        body,
         now,
     );
+}
+
+fn unauthorized(conn: &mut Conn, head: &Head, now: Instant) {
+    answer(conn, head, 401, TEXT_TYPE, "401 Unauthorized\n", now);
 }
 
 /// A status line and headers, with Content-Length when `length` is known.
@@ -794,7 +752,7 @@ fn response_head(
     if let Some(length) = length {
         let _ = write!(out, "Content-Length: {length}\r\n");
     }
-    if close && !headers.iter().any(|(name, _)| *name == "Connection") {
+    if close {
         out.extend_from_slice(b"Connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");

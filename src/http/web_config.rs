@@ -395,10 +395,7 @@ impl Reloading {
     }
 
     fn key(&self) -> Arc<CertifiedKey> {
-        let mut current = self
-            .current
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut current = super::lock(&self.current);
         if current.checked.elapsed() >= RECHECK {
             current.checked = Instant::now();
             let stamps = (self.cert.stamp(), self.key.stamp());
