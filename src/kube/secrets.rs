@@ -72,6 +72,12 @@ impl ObjectMeta<'_> {
             .flatten()
             .map(|(k, v)| (k.as_ref(), v.as_ref()))
     }
+
+    /// Whether the labels match every `include` filter and no `exclude` filter.
+    fn labels_pass(&self, include: &[LabelFilter], exclude: &[LabelFilter]) -> bool {
+        include.iter().all(|l| l.matches(self.label_pairs()))
+            && !exclude.iter().any(|l| l.matches(self.label_pairs()))
+    }
 }
 
 /// Which kind of object a list returns.
@@ -157,13 +163,9 @@ impl Rules {
         let name = namespace.metadata.name.as_ref();
         (f.include_namespaces.is_empty() || f.include_namespaces.iter().any(|n| n == name))
             && !f.exclude_namespaces.iter().any(|n| n == name)
-            && f.include_namespace_labels
-                .iter()
-                .all(|l| l.matches(namespace.metadata.label_pairs()))
-            && !f
-                .exclude_namespace_labels
-                .iter()
-                .any(|l| l.matches(namespace.metadata.label_pairs()))
+            && namespace
+                .metadata
+                .labels_pass(&f.include_namespace_labels, &f.exclude_namespace_labels)
     }
 
     /// Query parameters pushed to the server for a list of `kind`.
@@ -190,13 +192,9 @@ impl Rules {
                 let f = &self.flags;
                 let kind = object.kind.as_deref().unwrap_or("");
                 f.secret_types.iter().any(|t| t.kind == kind)
-                    && f.include_labels
-                        .iter()
-                        .all(|l| l.matches(object.metadata.label_pairs()))
-                    && !f
-                        .exclude_labels
-                        .iter()
-                        .any(|l| l.matches(object.metadata.label_pairs()))
+                    && object
+                        .metadata
+                        .labels_pass(&f.include_labels, &f.exclude_labels)
             }
         }
     }
