@@ -10,9 +10,9 @@ mod support;
 
 use std::io::Write;
 
+use common::cluster::Cluster;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::{median, mib, write_section, Run};
 
@@ -28,17 +28,17 @@ fn main() {
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).unwrap();
 
-    let cluster = Cluster::up(&work.join("kas"));
+    let cluster = cluster(&work.join("kas"));
     let certs = certificates(secrets.min(5_000));
     eprintln!("loading {secrets} Secrets…");
     let loaded = Instant::now();
-    cluster.load(secrets, &certs);
+    load(&cluster, secrets, &certs);
     eprintln!("loaded in {:.1?}", loaded.elapsed());
 
     // Floor: curl fetching the same pages (one process, one connection, tokens gathered first).
     let mut curl = Vec::new();
     for _ in 0..ROUNDS {
-        let urls = cluster.page_urls(page);
+        let urls = page_urls(&cluster, page);
         let config = work.join("curl.cfg");
         let mut f = std::fs::File::create(&config).unwrap();
         for url in &urls {
@@ -47,8 +47,11 @@ fn main() {
         drop(f);
         let start = Instant::now();
         let status = Command::new("curl")
-            .args(["-sf", "--cacert", &cluster.ca, "-H"])
-            .arg(format!("Authorization: Bearer {}", cluster.token))
+            .args(["-sf", "--cacert", cluster.var("KUBE_CA"), "-H"])
+            .arg(format!(
+                "Authorization: Bearer {}",
+                cluster.var("ADMIN_TOKEN")
+            ))
             .arg("-K")
             .arg(&config)
             .status()
@@ -58,7 +61,7 @@ fn main() {
     }
 
     // The exporter: start to ready (every page fetched and decoded), and its peak RSS.
-    let kubeconfig = cluster.kubeconfig.clone();
+    let kubeconfig = cluster.var("KUBECONFIG_ADMIN").to_string();
     let mut pass = Vec::new();
     let mut kube_rss = Vec::new();
     for _ in 0..ROUNDS {
@@ -135,147 +138,70 @@ fn certificates(n: usize) -> Vec<String> {
         .collect()
 }
 
-struct Cluster {
-    dir: PathBuf,
-    url: String,
-    ca: String,
-    token: String,
-    kubeconfig: String,
-    agent: ureq::Agent,
+/// A real API server (`tests/common/cluster.rs`) with the bench namespace.
+fn cluster(dir: &Path) -> Cluster {
+    let cluster = Cluster::up(dir);
+    cluster.call(
+        "POST",
+        "/api/v1/namespaces",
+        Some(serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bench"}})),
+    );
+    cluster
 }
 
-impl Cluster {
-    fn script() -> String {
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../shared/tools/kube-apiserver.sh"
-        )
-        .to_string()
-    }
-
-    fn up(dir: &Path) -> Self {
-        let out = Command::new("bash")
-            .arg(Self::script())
-            .arg("up")
-            .arg(dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let env = std::fs::read_to_string(dir.join("env")).unwrap();
-        let get = |k: &str| {
-            env.lines()
-                .find_map(|l| l.strip_prefix(&format!("{k}=")))
-                .unwrap()
-                .to_string()
-        };
-        let ca = get("KUBE_CA");
-        let roots: Vec<_> = ureq::tls::parse_pem(&std::fs::read(&ca).unwrap())
-            .filter_map(|i| match i.unwrap() {
-                ureq::tls::PemItem::Certificate(c) => Some(c),
-                _ => None,
-            })
-            .collect();
-        let agent = ureq::Agent::config_builder()
-            .tls_config(
-                ureq::tls::TlsConfig::builder()
-                    .root_certs(ureq::tls::RootCerts::Specific(Arc::new(roots)))
-                    .build(),
-            )
-            .http_status_as_error(false)
-            .proxy(None)
-            .build()
-            .new_agent();
-        let cluster = Self {
-            dir: dir.to_path_buf(),
-            url: get("KUBE_URL"),
-            ca,
-            token: get("ADMIN_TOKEN"),
-            kubeconfig: get("KUBECONFIG_ADMIN"),
-            agent,
-        };
-        cluster.post(
-            "/api/v1/namespaces",
-            r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"bench"}}"#.to_string(),
-        );
-        cluster
-    }
-
-    fn post(&self, path: &str, body: String) {
-        let response = self
-            .agent
-            .post(format!("{}{path}", self.url))
-            .header("Authorization", format!("Bearer {}", self.token))
-            .header("Content-Type", "application/json")
-            .send(body)
-            .unwrap();
-        assert!(
-            response.status().is_success(),
-            "POST {path}: {}",
-            response.status()
-        );
-    }
-
-    /// Creates `n` TLS Secrets over 4 connections.
-    fn load(&self, n: usize, certs: &[String]) {
-        let encode = |s: &str| common::b64(s.as_bytes());
-        let key = encode("not a real key");
-        std::thread::scope(|scope| {
-            for t in 0..4 {
-                let key = &key;
-                scope.spawn(move || {
-                    for i in (t..n).step_by(4) {
-                        let body = format!(
-                            r#"{{"apiVersion":"v1","kind":"Secret","type":"kubernetes.io/tls","metadata":{{"name":"s{i:06}"}},"data":{{"tls.crt":"{}","tls.key":"{key}"}}}}"#,
-                            encode(&certs[i % certs.len()])
-                        );
-                        self.post("/api/v1/namespaces/bench/secrets", body);
-                    }
-                });
-            }
-        });
-    }
-
-    /// The URLs of every page of the bench namespace's Secrets, continue tokens included.
-    fn page_urls(&self, limit: usize) -> Vec<String> {
-        let base = format!("{}/api/v1/namespaces/bench/secrets?limit={limit}&fieldSelector=type%3Dkubernetes.io%2Ftls", self.url);
-        let mut urls = vec![base.clone()];
-        loop {
-            let mut response = self
-                .agent
-                .get(urls.last().unwrap())
-                .header("Authorization", format!("Bearer {}", self.token))
-                .call()
-                .unwrap();
-            let body: serde_json::Value =
-                serde_json::from_reader(response.body_mut().as_reader()).unwrap();
-            match body["metadata"]["continue"].as_str() {
-                Some(token) if !token.is_empty() => {
-                    let encoded: String = token
-                        .bytes()
-                        .map(|b| {
-                            if b.is_ascii_alphanumeric() {
-                                (b as char).to_string()
-                            } else {
-                                format!("%{b:02X}")
-                            }
-                        })
-                        .collect();
-                    urls.push(format!("{base}&continue={encoded}"));
+/// Creates `n` TLS Secrets over 4 connections.
+fn load(cluster: &Cluster, n: usize, certs: &[String]) {
+    let encode = |s: &str| common::b64(s.as_bytes());
+    let key = encode("not a real key");
+    std::thread::scope(|scope| {
+        for t in 0..4 {
+            let key = &key;
+            scope.spawn(move || {
+                for i in (t..n).step_by(4) {
+                    let body = serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+                        "type": "kubernetes.io/tls", "metadata": {"name": format!("s{i:06}")},
+                        "data": {"tls.crt": encode(&certs[i % certs.len()]), "tls.key": key}});
+                    cluster.call("POST", "/api/v1/namespaces/bench/secrets", Some(body));
                 }
-                _ => return urls,
-            }
+            });
         }
-    }
+    });
+}
 
-    fn down(&self) {
-        let _ = Command::new("bash")
-            .arg(Self::script())
-            .arg("down")
-            .arg(&self.dir)
-            .output();
+/// The URLs of every page of the bench namespace's Secrets, continue tokens included.
+fn page_urls(cluster: &Cluster, limit: usize) -> Vec<String> {
+    let base = format!(
+        "{}/api/v1/namespaces/bench/secrets?limit={limit}&fieldSelector=type%3Dkubernetes.io%2Ftls",
+        cluster.var("KUBE_URL")
+    );
+    let mut urls = vec![base.clone()];
+    loop {
+        let mut response = cluster
+            .agent
+            .get(urls.last().unwrap())
+            .header(
+                "Authorization",
+                format!("Bearer {}", cluster.var("ADMIN_TOKEN")),
+            )
+            .call()
+            .unwrap();
+        let body: serde_json::Value =
+            serde_json::from_reader(response.body_mut().as_reader()).unwrap();
+        match body["metadata"]["continue"].as_str() {
+            Some(token) if !token.is_empty() => {
+                let encoded: String = token
+                    .bytes()
+                    .map(|b| {
+                        if b.is_ascii_alphanumeric() {
+                            (b as char).to_string()
+                        } else {
+                            format!("%{b:02X}")
+                        }
+                    })
+                    .collect();
+                urls.push(format!("{base}&continue={encoded}"));
+            }
+            _ => return urls,
+        }
     }
 }

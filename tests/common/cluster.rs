@@ -26,52 +26,67 @@ pub struct Cluster {
 /// watchdog when this process exits.
 pub fn cluster() -> &'static Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
-    CLUSTER.get_or_init(|| {
-        let env_file = match std::env::var("X509_TEST_KUBE_ENV") {
-            Ok(path) => PathBuf::from(path),
-            Err(_) => start_cluster(),
-        };
-        Cluster::load(&env_file)
+    CLUSTER.get_or_init(|| match std::env::var("X509_TEST_KUBE_ENV") {
+        Ok(path) => Cluster::load(std::path::Path::new(&path)),
+        Err(_) => Cluster::up(&private_dir()),
     })
 }
 
 /// An API server of this test binary's own, never shared: for tests that stop it.
 pub fn own_cluster() -> &'static Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
-    CLUSTER.get_or_init(|| Cluster::load(&start_cluster()))
+    CLUSTER.get_or_init(|| Cluster::up(&private_dir()))
 }
 
-fn start_cluster() -> PathBuf {
-    let script = SCRIPT;
-    let dir = std::env::temp_dir().join(format!("x509e-kas-{}", std::process::id()));
-    let out = Command::new("bash")
-        .arg(script)
-        .arg("up")
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "kube-apiserver.sh up failed (run `{script} build` once): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let watchdog = format!(
-        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; bash {script} down {dir} >/dev/null 2>&1; rm -rf {dir}",
-        pid = std::process::id(),
-        dir = dir.display()
-    );
-    // `setsid -f` forks the watchdog into its own session and returns at once.
-    Command::new("setsid")
-        .args(["-f", "sh", "-c", &watchdog])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    dir.join("env")
+fn private_dir() -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    std::env::temp_dir().join(format!(
+        "x509e-kas-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ))
 }
 
 impl Cluster {
+    /// Starts etcd and an API server with their state in `dir`; a watchdog stops them and
+    /// removes `dir` when this process exits.
+    pub fn up(dir: &std::path::Path) -> Self {
+        let out = Command::new("bash")
+            .arg(SCRIPT)
+            .arg("up")
+            .arg(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "kube-apiserver.sh up failed (run `{SCRIPT} build` once): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let watchdog = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; bash {SCRIPT} down {dir} >/dev/null 2>&1; rm -rf {dir}",
+            pid = std::process::id(),
+            dir = dir.display()
+        );
+        // `setsid -f` forks the watchdog into its own session and returns at once.
+        Command::new("setsid")
+            .args(["-f", "sh", "-c", &watchdog])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        Self::load(&dir.join("env"))
+    }
+
+    /// Stops the API server and etcd now.
+    pub fn down(&self) {
+        let _ = Command::new("bash")
+            .arg(SCRIPT)
+            .arg("down")
+            .arg(self.var("KAS_DIR"))
+            .output();
+    }
+
     /// The cluster described by an `env` file of `kube-apiserver.sh up`.
     fn load(env_file: &std::path::Path) -> Self {
         let text = std::fs::read_to_string(env_file).unwrap();
