@@ -67,6 +67,22 @@ fn endpoints_methods_and_content_types() {
     let head = request(exporter.addr, "HEAD", "/metrics", &[]);
     assert_eq!(head.status, 200);
     assert!(head.body.is_empty());
+    let head = request(
+        exporter.addr,
+        "HEAD",
+        "/metrics",
+        &[("Accept-Encoding", "gzip")],
+    );
+    assert_eq!(
+        (head.status, head.header("content-encoding")),
+        (200, Some("gzip"))
+    );
+    assert!(head.body.is_empty());
+    assert_eq!(
+        head.header("content-length"),
+        Some(gz.body.len().to_string().as_str()),
+        "the length of the body a GET gets"
+    );
     assert_eq!(request(exporter.addr, "HEAD", "/healthz", &[]).status, 200);
 
     assert_eq!(exporter.get("/nope").status, 404);
