@@ -569,6 +569,23 @@ impl Exporter {
         self.log.lock().unwrap().clone()
     }
 
+    /// Waits until a log line contains `pattern` and returns it; panics with the whole log
+    /// after `limit`.
+    pub fn wait_log(&self, pattern: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(line) = self.log_lines().into_iter().find(|l| l.contains(pattern)) {
+                return line;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no log line with {pattern:?} within {limit:?}:\n{}",
+                self.log_lines().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Sends a signal and waits for the exit status (at most `limit`).
     pub fn signal(&mut self, signal: &str, limit: Duration) -> Option<ExitStatus> {
         Command::new("kill")
