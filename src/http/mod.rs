@@ -28,7 +28,7 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use self::auth::{Gate, Verdict};
-use self::conn::{Awaiting, Bytes, Conn, Expiry, Flow, Held, Phase, Stream};
+use self::conn::{Awaiting, Bytes, Conn, Expiry, Flow, Held, Phase, Stream, FIRST_PASS_WAIT};
 use self::gzip::{Gzip, GzipCache, GzipKey};
 use self::request::{Head, Method, Parsed};
 use self::web_config::WebConfig;
@@ -654,6 +654,10 @@ impl Server {
         };
         match head.path.as_str() {
             "/metrics" if !ready && patient && self.draining.is_none() => {
+                log::debug!(
+                    "a scrape from {} waits for the first pass of every source (at most {FIRST_PASS_WAIT:?})",
+                    conn.peer
+                );
                 hold(conn, head, Awaiting::FirstPass, now);
                 self.first_pass.push(token);
             }
