@@ -4,10 +4,11 @@
 //! only where it must: a login that passed is remembered (a SHA-256 digest of user, hash and
 //! password, never the password) and a login that failed is remembered too, so a repeated
 //! one costs no bcrypt either way. Fresh checks run on their own thread ([`spawn`]), never
-//! on the one that makes gzip bodies, behind two rates: each client address may start
-//! [`CLIENT_RATE`] a second (a burst of [`CLIENT_BURST`]), and all of them together may keep
-//! the check thread busy [`BUDGET_SHARE`] of the time. A login over either rate is answered
-//! 429 at once. Identical checks under way are made once.
+//! on the one that makes gzip bodies, within two budgets of check time: all clients together
+//! may keep the check thread busy [`SHARE`] of the time, and one client address
+//! [`CLIENT_SHARE`], so that a single address cannot take the whole budget from the others.
+//! A login over either budget is answered 429 (after a delay the event loop keeps, so that
+//! a flood costs little). Identical checks under way are made once.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -18,17 +19,17 @@ use crossbeam_channel::{bounded, Sender, TrySendError};
 use mio::{Token, Waker};
 use sha2::{Digest, Sha256};
 
-/// Fresh checks a second one client address may start.
-const CLIENT_RATE: f64 = 1.0;
-/// Fresh checks one client address may start at once.
-const CLIENT_BURST: f64 = 5.0;
-/// Client addresses whose rate is tracked; beyond, a new address is throttled until some
-/// bucket has filled up again.
+/// The share of one core that bcrypt checks may take over time, and how much check time
+/// may be spent at once from a full budget.
+const SHARE: f64 = 0.25;
+const BURST: f64 = 1.0;
+/// The same for one client address: a sixteenth of a core (about one check a second at
+/// cost 10), with room for a few checks at once (a scraper with several users).
+const CLIENT_SHARE: f64 = SHARE / 4.0;
+const CLIENT_BURST: f64 = 0.5;
+/// Client addresses whose budget is tracked; beyond, a new address is throttled until
+/// some budget has filled up again.
 const MAX_CLIENTS: usize = 4096;
-/// The share of one core that bcrypt checks may take, over time.
-const BUDGET_SHARE: f64 = 0.25;
-/// How much check time may be spent at once, from a full budget.
-const BUDGET_BURST: f64 = 1.0;
 /// Checks queued for the check thread.
 const QUEUE: usize = 8;
 /// Logins remembered as passed, and as refused.
@@ -73,10 +74,13 @@ pub enum Verdict {
 pub struct Gate {
     verified: Remembered,
     refused: Remembered,
-    /// Checks under way, with the connections that wait for each.
-    pending: HashMap<Login, Vec<Token>>,
-    clients: HashMap<IpAddr, Bucket>,
+    /// Checks under way: the client that asked first, and the connections that wait.
+    pending: HashMap<Login, (IpAddr, Vec<Token>)>,
+    clients: HashMap<IpAddr, Budget>,
     budget: Budget,
+    /// What the last check took: charged in advance to a check under way, so that a burst
+    /// cannot overdraw a budget.
+    typical: f64,
     checks: Sender<Check>,
 }
 
@@ -88,7 +92,8 @@ impl Gate {
             refused: Remembered::new(REFUSED),
             pending: HashMap::new(),
             clients: HashMap::new(),
-            budget: Budget::new(now),
+            budget: Budget::new(SHARE, BURST, now),
+            typical: 0.1,
             checks,
         }
     }
@@ -115,11 +120,12 @@ impl Gate {
         if self.refused.contains(&login) {
             return Verdict::Refuse;
         }
-        if let Some(waiting) = self.pending.get_mut(&login) {
+        if let Some((_, waiting)) = self.pending.get_mut(&login) {
             waiting.push(token);
             return Verdict::Wait;
         }
-        if !self.budget.admit(now) || !self.client_admits(client, now) {
+        let client = client_key(client);
+        if !self.budget.left(now) || !self.client_budget_left(client, now) {
             return Verdict::Throttle;
         }
         let check = Check {
@@ -129,8 +135,11 @@ impl Gate {
         };
         match self.checks.try_send(check) {
             Ok(()) => {
-                self.budget.start();
-                self.pending.insert(login, vec![token]);
+                self.budget.charge(self.typical);
+                if let Some(budget) = self.clients.get_mut(&client) {
+                    budget.charge(self.typical);
+                }
+                self.pending.insert(login, (client, vec![token]));
                 Verdict::Wait
             }
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => Verdict::Throttle,
@@ -139,30 +148,40 @@ impl Gate {
 
     /// Takes a finished check: whether it passed, and the connections waiting for it.
     pub fn checked(&mut self, checked: Checked, now: Instant) -> (bool, Vec<Token>) {
-        self.budget.finish(checked.took, now);
         if checked.ok {
             self.verified.insert(checked.login);
         } else {
             self.refused.insert(checked.login);
         }
-        let waiting = self.pending.remove(&checked.login).unwrap_or_default();
+        // The advance charged becomes what the check took.
+        let took = checked.took.as_secs_f64();
+        let (client, waiting) = self
+            .pending
+            .remove(&checked.login)
+            .unwrap_or((IpAddr::from([0, 0, 0, 0]), Vec::new()));
+        self.budget.left(now);
+        self.budget.charge(took - self.typical);
+        if let Some(budget) = self.clients.get_mut(&client) {
+            budget.left(now);
+            budget.charge(took - self.typical);
+        }
+        self.typical = took;
         (checked.ok, waiting)
     }
 
-    /// Takes one fresh check from `client`'s bucket.
-    fn client_admits(&mut self, client: IpAddr, now: Instant) -> bool {
-        let key = client_key(client);
-        if !self.clients.contains_key(&key) && self.clients.len() >= MAX_CLIENTS {
-            // A full bucket says no more than a missing one: forget those.
-            self.clients.retain(|_, bucket| !bucket.full(now));
+    /// Whether `client` has check time left (a new client has its whole burst).
+    fn client_budget_left(&mut self, client: IpAddr, now: Instant) -> bool {
+        if !self.clients.contains_key(&client) && self.clients.len() >= MAX_CLIENTS {
+            // A full budget says no more than a missing one: forget those.
+            self.clients.retain(|_, budget| !budget.full(now));
             if self.clients.len() >= MAX_CLIENTS {
                 return false;
             }
         }
         self.clients
-            .entry(key)
-            .or_insert_with(|| Bucket::full_at(now))
-            .take(now)
+            .entry(client)
+            .or_insert_with(|| Budget::new(CLIENT_SHARE, CLIENT_BURST, now))
+            .left(now)
     }
 }
 
@@ -211,76 +230,40 @@ fn client_key(client: IpAddr) -> IpAddr {
     }
 }
 
-/// A token bucket of fresh checks for one client.
-struct Bucket {
-    tokens: f64,
-    at: Instant,
-}
-
-impl Bucket {
-    fn full_at(now: Instant) -> Self {
-        Self {
-            tokens: CLIENT_BURST,
-            at: now,
-        }
-    }
-
-    fn refill(&mut self, now: Instant) {
-        let gained = now.saturating_duration_since(self.at).as_secs_f64() * CLIENT_RATE;
-        self.tokens = (self.tokens + gained).min(CLIENT_BURST);
-        self.at = now;
-    }
-
-    fn take(&mut self, now: Instant) -> bool {
-        self.refill(now);
-        if self.tokens < 1.0 {
-            return false;
-        }
-        self.tokens -= 1.0;
-        true
-    }
-
-    fn full(&mut self, now: Instant) -> bool {
-        self.refill(now);
-        self.tokens >= CLIENT_BURST
-    }
-}
-
-/// Check time all clients may spend: a bucket of seconds, refilled at [`BUDGET_SHARE`] of
-/// real time. A check is admitted while some is left and charged what it took; checks
-/// under way are charged the last one's cost in advance, so that a burst cannot overdraw.
+/// Check time that may be spent: a bucket of seconds, refilled at `share` of real time up
+/// to `burst`. A check is admitted while some is left, and charged what it takes.
 struct Budget {
     seconds: f64,
     at: Instant,
-    /// What the last check took: the advance charged for each one under way.
-    typical: f64,
+    share: f64,
+    burst: f64,
 }
 
 impl Budget {
-    fn new(now: Instant) -> Self {
+    fn new(share: f64, burst: f64, now: Instant) -> Self {
         Self {
-            seconds: BUDGET_BURST,
+            seconds: burst,
             at: now,
-            typical: 0.1,
+            share,
+            burst,
         }
     }
 
-    fn admit(&mut self, now: Instant) -> bool {
-        let gained = now.saturating_duration_since(self.at).as_secs_f64() * BUDGET_SHARE;
-        self.seconds = (self.seconds + gained).min(BUDGET_BURST);
-        self.at = now;
+    /// Refills up to `now`; whether some time is left.
+    fn left(&mut self, now: Instant) -> bool {
+        let gained = now.saturating_duration_since(self.at).as_secs_f64() * self.share;
+        self.seconds = (self.seconds + gained).min(self.burst);
+        self.at = self.at.max(now);
         self.seconds > 0.0
     }
 
-    fn start(&mut self) {
-        self.seconds -= self.typical;
+    fn charge(&mut self, seconds: f64) {
+        self.seconds -= seconds;
     }
 
-    fn finish(&mut self, took: Duration, now: Instant) {
-        self.admit(now);
-        let took = took.as_secs_f64();
-        self.seconds += self.typical - took;
-        self.typical = took;
+    fn full(&mut self, now: Instant) -> bool {
+        self.left(now);
+        self.seconds >= self.burst
     }
 }
 
@@ -436,71 +419,83 @@ mod tests {
         );
     }
 
-    #[test]
-    fn fresh_checks_are_rated_per_client_and_in_all() {
-        let (mut gate, checks, now) = gate();
-        let users = users();
-        let fresh = |gate: &mut Gate, client: IpAddr, n: usize, at: Instant| {
-            let auth = basic("alice", &format!("guess{n}"));
-            let verdict = gate.check(&users, Some(&auth), client, Token(n), at);
-            if verdict == Verdict::Wait {
-                let check = checks.try_recv().unwrap();
-                gate.checked(
-                    Checked {
-                        login: check.login,
-                        ok: false,
-                        took: Duration::from_millis(10),
-                    },
-                    at,
-                );
-            }
-            verdict
-        };
-        let attacker: IpAddr = "192.0.2.1".parse().unwrap();
-        let verdicts: Vec<Verdict> = (0..8).map(|n| fresh(&mut gate, attacker, n, now)).collect();
-        assert_eq!(
-            verdicts.iter().filter(|v| **v == Verdict::Wait).count(),
-            CLIENT_BURST as usize
-        );
-        assert_eq!(verdicts[7], Verdict::Throttle);
-        // Another client is not held back by the first one's rate.
-        let other: IpAddr = "2001:db8::1".parse().unwrap();
-        assert_eq!(fresh(&mut gate, other, 100, now), Verdict::Wait);
-        // The same /64 is the same client.
-        let neighbour: IpAddr = "2001:db8::2".parse().unwrap();
-        for n in 101..105 {
-            assert_eq!(fresh(&mut gate, neighbour, n, now), Verdict::Wait);
+    /// Asks for a fresh check of a new wrong password from `client` at `at`; when
+    /// admitted, the check is run as taking `took`.
+    fn fresh(
+        gate: &mut Gate,
+        checks: &crossbeam_channel::Receiver<Check>,
+        client: IpAddr,
+        n: usize,
+        at: Instant,
+        took: Duration,
+    ) -> Verdict {
+        let auth = basic("alice", &format!("guess{n}"));
+        let verdict = gate.check(&users(), Some(&auth), client, Token(n), at);
+        if verdict == Verdict::Wait {
+            let check = checks.try_recv().unwrap();
+            let checked = Checked {
+                login: check.login,
+                ok: false,
+                took,
+            };
+            gate.checked(checked, at);
         }
-        assert_eq!(fresh(&mut gate, neighbour, 105, now), Verdict::Throttle);
-        // A second later the first client has one more.
-        let later = now + Duration::from_secs(1);
-        assert_eq!(fresh(&mut gate, attacker, 200, later), Verdict::Wait);
-        assert_eq!(fresh(&mut gate, attacker, 201, later), Verdict::Throttle);
+        verdict
+    }
 
-        // Checks that take long spend the shared budget: then every client waits.
-        let (mut gate, checks, now) = self::gate();
+    #[test]
+    fn one_address_cannot_spend_more_than_its_share_of_check_time() {
+        let (mut gate, checks, now) = gate();
+        let took = Duration::from_millis(60);
+        let attacker: IpAddr = "192.0.2.1".parse().unwrap();
+        let admitted = (0..40)
+            .filter(|&n| fresh(&mut gate, &checks, attacker, n, now, took) == Verdict::Wait)
+            .count();
+        // Its burst of check time, give or take the check that overdraws it.
+        let burst = (CLIENT_BURST / took.as_secs_f64()) as usize;
+        assert!(
+            (burst..=burst + 2).contains(&admitted),
+            "{admitted} admitted"
+        );
+        assert_eq!(
+            fresh(&mut gate, &checks, attacker, 50, now, took),
+            Verdict::Throttle
+        );
+        // Another address is not held back by it; the same IPv6 /64 is the same client.
+        let other: IpAddr = "2001:db8::1".parse().unwrap();
+        let neighbour: IpAddr = "2001:db8::2".parse().unwrap();
+        assert_eq!(
+            fresh(&mut gate, &checks, other, 60, now, took),
+            Verdict::Wait
+        );
+        let more = (61..100)
+            .filter(|&n| fresh(&mut gate, &checks, neighbour, n, now, took) == Verdict::Wait)
+            .count();
+        assert!(more < burst, "the /64 shares one budget: {more}");
+        // In ten seconds the attacker earns about ten checks' time back, no more.
+        let later = now + Duration::from_secs(10);
+        let again = (100..140)
+            .filter(|&n| fresh(&mut gate, &checks, attacker, n, later, took) == Verdict::Wait)
+            .count();
+        let earned = (10.0 * CLIENT_SHARE / took.as_secs_f64()) as usize;
+        assert!((1..=earned + 2).contains(&again), "{again} after 10 s");
+    }
+
+    #[test]
+    fn many_addresses_together_spend_no_more_than_the_shared_budget() {
+        let (mut gate, checks, now) = gate();
+        let took = Duration::from_millis(100);
         let mut at = now;
         let mut admitted = 0;
-        for n in 0..100 {
-            let client = IpAddr::from([198, 51, 100, n as u8]);
-            let auth = basic("alice", &format!("slow{n}"));
-            if gate.check(&users, Some(&auth), client, Token(n), at) == Verdict::Wait {
+        for n in 0..400 {
+            let client = IpAddr::from([198, 51, 100, (n % 250) as u8]);
+            if fresh(&mut gate, &checks, client, n, at, took) == Verdict::Wait {
                 admitted += 1;
-                let check = checks.try_recv().unwrap();
-                let took = Duration::from_millis(100);
-                at += took;
-                gate.checked(
-                    Checked {
-                        login: check.login,
-                        ok: false,
-                        took,
-                    },
-                    at,
-                );
             }
+            at += Duration::from_millis(25);
         }
-        let spent = admitted as f64 * 0.1;
-        let allowed = BUDGET_BURST + at.duration_since(now).as_secs_f64() * BUDGET_SHARE + 0.1;
+        let spent = admitted as f64 * took.as_secs_f64();
+        let allowed = BURST + at.duration_since(now).as_secs_f64() * SHARE + 0.2;
         assert!(
             spent <= allowed,
             "{admitted} checks of 100 ms in {:?}",

@@ -77,6 +77,9 @@ pub enum Awaiting {
     /// The first pass of every source (a scrape at startup); answered with what there is
     /// when its wait is over.
     FirstPass,
+    /// Nothing: a login over its rate is answered 429 after [`THROTTLE_DELAY`], so that a
+    /// flood sends one request a second per connection, not thousands.
+    Throttled,
 }
 
 /// To the end of a request head: from the connection's opening (a TLS handshake included),
@@ -92,6 +95,8 @@ pub const WORKER_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a scrape that arrives before every source has finished its first pass waits
 /// for it, before it is answered with what there is.
 pub const FIRST_PASS_WAIT: Duration = Duration::from_secs(5);
+/// How long a login over its rate waits for its 429.
+pub const THROTTLE_DELAY: Duration = Duration::from_secs(1);
 /// After our side is shut, how long the client has to close its side.
 pub const LINGER: Duration = Duration::from_secs(2);
 
@@ -254,6 +259,9 @@ impl Conn {
             },
             Phase::Waiting(held) if held.on == Awaiting::FirstPass => {
                 (self.since + FIRST_PASS_WAIT, Expiry::Answer)
+            }
+            Phase::Waiting(held) if held.on == Awaiting::Throttled => {
+                (self.since + THROTTLE_DELAY, Expiry::Answer)
             }
             Phase::Waiting(_) => (
                 self.since + WORKER_TIMEOUT,

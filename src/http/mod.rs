@@ -389,7 +389,8 @@ impl Server {
     }
 
     /// Makes room for newcomers: drops a batch of the connections that have sent least
-    /// for longest. First those whose answer is written and that we are closing, then
+    /// for longest. First those whose answer is written and that we are closing (and
+    /// throttled logins waiting for their 429), then
     /// those that have not completed a request yet, then idle kept-alive ones — each by
     /// how long since they last sent a byte — then answers the client has stalled longest.
     /// A connection whose request is being served is never dropped. False when none could go.
@@ -398,8 +399,9 @@ impl Server {
             .conns
             .iter()
             .filter_map(|(token, c)| {
-                let rank = match c.phase {
+                let rank = match &c.phase {
                     Phase::Closing => (0, c.heard),
+                    Phase::Waiting(held) if held.on == Awaiting::Throttled => (0, c.heard),
                     Phase::Reading if c.served == 0 => (1, c.heard),
                     Phase::Reading => (2, c.heard),
                     Phase::Writing { .. } => (3, c.deadline().0),
@@ -425,8 +427,8 @@ impl Server {
         true
     }
 
-    /// Drops connections past their deadline, and answers scrapes that have waited long
-    /// enough for the first pass.
+    /// Drops connections past their deadline, and answers the requests held until then:
+    /// scrapes that have waited long enough for the first pass, throttled logins.
     fn sweep(&mut self, now: Instant) {
         let mut answer = Vec::new();
         self.conns.retain(|token, conn| {
@@ -434,22 +436,32 @@ impl Server {
             if deadline > now {
                 return true;
             }
-            match expiry {
-                Expiry::Answer => {
-                    answer.push(*token);
+            match (expiry, &conn.phase) {
+                (Expiry::Answer, Phase::Waiting(held)) => {
+                    answer.push((*token, held.on));
                     true
                 }
-                Expiry::Drop(why) => {
+                (Expiry::Answer, _) => true,
+                (Expiry::Drop(why), _) => {
                     log::debug!("connection from {} closed: {why}", conn.peer);
                     false
                 }
             }
         });
-        for token in answer {
-            if let Some(head) = self.release(token, Awaiting::FirstPass) {
-                self.route(token, head, now, false);
-                self.drive(token, now);
+        for (token, on) in answer {
+            let Some(head) = self.release(token, on) else {
+                continue;
+            };
+            match on {
+                Awaiting::Throttled => {
+                    if let Some(conn) = self.conns.get_mut(&token) {
+                        let body = "429 too many login attempts, retry later\n";
+                        reply(conn, Some(&head), 429, TEXT_TYPE, body, now);
+                    }
+                }
+                _ => self.route(token, head, now, false),
             }
+            self.drive(token, now);
         }
     }
 
@@ -612,14 +624,7 @@ impl Server {
         match verdict {
             Verdict::Pass => self.route(token, head, now, true),
             Verdict::Refuse => reply(conn, Some(&head), 401, TEXT_TYPE, "401 Unauthorized\n", now),
-            Verdict::Throttle => reply(
-                conn,
-                Some(&head),
-                429,
-                TEXT_TYPE,
-                "429 too many login attempts, retry later\n",
-                now,
-            ),
+            Verdict::Throttle => hold(conn, head, Awaiting::Throttled, now),
             Verdict::Wait => hold(conn, head, Awaiting::Login, now),
         }
     }
@@ -904,6 +909,9 @@ mod tests {
         let silent_new = add(&mut server, 4, &|_, _| {});
         let silent_old = add(&mut server, 3, &|_, _| {});
         let closing = add(&mut server, 6, &|c, at| c.enter(Phase::Closing, at));
+        let throttled = add(&mut server, 7, &|c, at| {
+            hold(c, head(), Awaiting::Throttled, at)
+        });
         let gone = |server: &mut Server| {
             let before: HashSet<Token> = server.conns.keys().copied().collect();
             assert!(server.evict());
@@ -911,6 +919,11 @@ mod tests {
             before.difference(&after).copied().collect::<Vec<_>>()
         };
         assert_eq!(gone(&mut server), [closing]);
+        assert_eq!(
+            gone(&mut server),
+            [throttled],
+            "a throttled login goes as early"
+        );
         assert_eq!(
             gone(&mut server),
             [silent_old],
