@@ -112,6 +112,13 @@ impl Store {
         self.settled.iter().all(|s| *s)
     }
 
+    /// True once every source has finished a first pass, whether it reached everything or
+    /// failed somewhere (an API that did not answer): a scrape then has the whole truth,
+    /// read errors included.
+    pub fn first_pass_done(&self) -> bool {
+        self.reports.iter().all(Option::is_some)
+    }
+
     /// The current view.
     pub fn view(&self) -> Arc<View> {
         Arc::clone(&self.view)
@@ -281,9 +288,19 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_first_pass_is_done_but_not_ready() {
+        let mut store = Store::new(1);
+        let mut failed = report(0, vec![], 1);
+        failed.ready = false;
+        store.apply(failed);
+        assert!(store.first_pass_done());
+        assert!(!store.ready());
+    }
+
+    #[test]
     fn duplicates_collapse_and_collisions_get_a_discriminator() {
         let mut store = Store::new(2);
-        assert!(!store.ready());
+        assert!(!store.ready() && !store.first_pass_done());
         store.apply(report(
             0,
             vec![item(
@@ -293,7 +310,7 @@ mod tests {
             )],
             1,
         ));
-        assert!(!store.ready());
+        assert!(!store.ready() && !store.first_pass_done());
         store.apply(report(
             1,
             vec![

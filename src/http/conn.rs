@@ -92,8 +92,8 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// A worker's answer (a gzip body of a very large view can take a second; a password
 /// check waits behind a few others).
 pub const WORKER_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long a scrape that arrives before every source has finished its first pass waits
-/// for it, before it is answered with what there is.
+/// How long a scrape that arrives before every source has finished its first pass
+/// (successful or not) waits for it, before it is answered with what there is.
 pub const FIRST_PASS_WAIT: Duration = Duration::from_secs(5);
 /// How long a login over its rate waits for its 429.
 pub const THROTTLE_DELAY: Duration = Duration::from_secs(1);

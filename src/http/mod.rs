@@ -70,7 +70,20 @@ const HTML_TYPE: &str = "text/html; charset=utf-8";
 #[derive(Default)]
 struct Published {
     view: Arc<View>,
+    /// Every source has finished a first pass that reached everything (`/readyz`).
     ready: bool,
+    /// Every source has finished a first pass, failed or not (scrapes wait for this).
+    first_pass_done: bool,
+}
+
+impl Published {
+    fn of(store: &Store) -> Self {
+        Self {
+            view: store.view(),
+            ready: store.ready(),
+            first_pass_done: store.first_pass_done(),
+        }
+    }
 }
 
 /// A gzip body to make: the view, at this second.
@@ -211,26 +224,20 @@ fn spawn_store(
     reports: Receiver<Report>,
     waker: &Arc<Waker>,
 ) -> io::Result<Arc<Mutex<Published>>> {
-    let published = Arc::new(Mutex::new(Published {
-        view: store.view(),
-        ready: store.ready(),
-    }));
+    let published = Arc::new(Mutex::new(Published::of(&store)));
     let shared = Arc::clone(&published);
     let waker = Arc::clone(waker);
     thread::Builder::new().name("store".into()).spawn(move || {
-        let mut was_ready = store.ready();
+        let mut was_done = store.first_pass_done();
         for report in reports.iter() {
             store.apply(report);
-            let ready = store.ready();
-            let next = Published {
-                view: store.view(),
-                ready,
-            };
+            let next = Published::of(&store);
+            let done = next.first_pass_done;
             *lock(&shared) = next;
-            if ready && !was_ready {
+            if done && !was_done {
                 let _ = waker.wake();
             }
-            was_ready = ready;
+            was_done = done;
         }
     })?;
     Ok(published)
@@ -481,7 +488,7 @@ impl Server {
 
     /// Once every source has finished its first pass, answers the scrapes waiting for it.
     fn first_pass_over(&mut self, now: Instant, due: &mut Vec<Token>) {
-        if self.first_pass.is_empty() || !lock(&self.published).ready {
+        if self.first_pass.is_empty() || !lock(&self.published).first_pass_done {
             return;
         }
         for token in std::mem::take(&mut self.first_pass) {
@@ -653,12 +660,13 @@ impl Server {
             let body = "405 method not allowed\n";
             return reply(conn, Some(&head), 405, TEXT_TYPE, body, now);
         }
-        let (view, ready) = {
+        let (view, ready, first_pass_done) = {
             let published = lock(&self.published);
-            (Arc::clone(&published.view), published.ready)
+            let view = Arc::clone(&published.view);
+            (view, published.ready, published.first_pass_done)
         };
         match head.path.as_str() {
-            "/metrics" if !ready && patient && self.draining.is_none() => {
+            "/metrics" if !first_pass_done && patient && self.draining.is_none() => {
                 log::debug!(
                     "a scrape from {} waits for the first pass of every source (at most {FIRST_PASS_WAIT:?})",
                     conn.peer
