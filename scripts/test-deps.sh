@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure the real components the tests use are on this machine: Debian's prometheus
-# (server and promtool), openssl, curl, ca-certificates, systemd's socket activator, a C++
+# (server and promtool), openssl and Python's cryptography (the oracles of
+# tests/strict_parsing.rs), curl, ca-certificates, systemd's socket activator, a C++
 # compiler for libFuzzer (make fuzz), and a real kube-apiserver with etcd built by
 # ../shared/tools/kube-apiserver.sh (about 10 minutes once, cached under ~/.cache).
 # Installs what is missing when run as root on Debian; otherwise says what to install.
@@ -17,6 +18,7 @@ command -v rsync >/dev/null || missing+=(rsync)
 command -v systemd-socket-activate >/dev/null || missing+=(systemd)
 command -v c++ >/dev/null || missing+=(g++)
 command -v python3 >/dev/null || missing+=(python3)
+python3 -c 'import cryptography' 2>/dev/null || missing+=(python3-cryptography)
 
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -28,3 +28,5 @@ pub mod poll;
 pub mod render;
 /// The latest report of each source, and the views scrapes are answered from.
 pub mod store;
+/// What every TLS stack refuses, checked after x509-parser.
+pub mod strict;

@@ -14,6 +14,7 @@ use x509_parser::oid_registry::{
 use x509_parser::prelude::{FromDer, X509Certificate, X509Name};
 
 use crate::model::{CertInfo, Name};
+use crate::strict;
 
 /// PEM labels whose block holds a certificate (for `TRUSTED CERTIFICATE`, the leading one).
 const CERT_LABELS: [&str; 3] = ["CERTIFICATE", "X509 CERTIFICATE", "TRUSTED CERTIFICATE"];
@@ -251,6 +252,7 @@ fn trim_end(mut s: &[u8]) -> &[u8] {
 pub fn cert_info(der: &[u8]) -> Result<CertInfo, String> {
     let (rest, cert) =
         X509Certificate::from_der(der).map_err(|err| format!("invalid certificate: {err}"))?;
+    strict::check(&cert)?;
     let digest = Sha256::digest(&der[..der.len() - rest.len()]);
     let validity = cert.validity();
     Ok(CertInfo {
@@ -288,7 +290,9 @@ fn name(dn: &X509Name<'_>) -> Name {
     out
 }
 
-/// Decodes an ASN.1 string of any of the types found in names; invalid bytes become U+FFFD.
+/// Decodes an ASN.1 string of any of the types found in names. Bytes that do not decode in
+/// the types read byte by byte (PrintableString, IA5String…) become U+FFFD; the Unicode
+/// types were checked by [`strict::check`] and decode whole.
 fn decode_string(value: &Any<'_>) -> String {
     let data = value.data;
     match value.tag() {
@@ -474,9 +478,71 @@ mod tests {
             decode_string(&any(Tag::UniversalString, b"\x00\x00\x00c\x00\x01\xf6\x00")),
             "c\u{1f600}"
         );
+        assert_eq!(decode_string(&any(Tag::Ia5String, b"a\xffb")), "a\u{fffd}b");
+    }
+
+    /// A certificate made by rcgen whose subject CN is a UTF8String "xyz", with those three
+    /// bytes replaced by `cn` (same length).
+    fn with_cn(cn: &[u8; 3]) -> Vec<u8> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::new()).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "xyz");
+        let mut der = params.self_signed(&key).unwrap().der().to_vec();
+        let at = der.windows(5).rposition(|w| w == b"\x0c\x03xyz").unwrap();
+        der[at + 2..at + 5].copy_from_slice(cn);
+        der
+    }
+
+    /// `der` as one PEM certificate block (base64 written here, not the decoder under test).
+    fn pem(der: &[u8]) -> String {
+        const ALPHABET: &[u8; 64] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut text = String::new();
+        for chunk in der.chunks(3) {
+            let n = chunk
+                .iter()
+                .enumerate()
+                .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    text.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
+                } else {
+                    text.push('=');
+                }
+            }
+        }
+        format!("-----BEGIN CERTIFICATE-----\n{text}\n-----END CERTIFICATE-----\n")
+    }
+
+    #[test]
+    fn a_block_every_stack_refuses_is_an_error_on_both_paths() {
+        let good = with_cn(b"abc");
+        let bad = with_cn(b"a\xffc");
+        assert_eq!(cert_info(&good).unwrap().subject.cn, "abc");
         assert_eq!(
-            decode_string(&any(Tag::Utf8String, b"a\xffb")),
-            "a\u{fffd}b"
+            cert_info(&bad).unwrap_err(),
+            "subject: UTF8String is not valid UTF-8 in CN"
         );
+        // Well formed, so the one-pass reader is tried first; CRLF and a TRUSTED label go
+        // block by block from the start.
+        let straight = format!("{}{}{}", pem(&good), pem(&bad), pem(&good));
+        assert_eq!(well_formed(straight.as_bytes()), Some(true));
+        let framed = straight.replace('\n', "\r\n").replacen(
+            "CERTIFICATE-----",
+            "TRUSTED CERTIFICATE-----",
+            2,
+        );
+        assert_eq!(well_formed(framed.as_bytes()), None);
+        for data in [straight, framed] {
+            let parsed = parse_certificates(data.as_bytes());
+            assert_eq!(parsed.certs.len(), 2, "{data}");
+            assert_eq!(
+                parsed.errors,
+                ["PEM block 2: subject: UTF8String is not valid UTF-8 in CN"]
+            );
+        }
     }
 }
