@@ -1491,3 +1491,107 @@ fn sigterm_during_scrapes_and_a_list_exits_zero_without_half_answers() {
     );
     assert!(whole >= 5, "{whole} answers completed");
 }
+
+// ---------------------------------------------------------------------------------------
+// Hardening: remote text, redirects, TLS names, proxies, exec plugins
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_huge_status_message_or_error_body_is_cut_in_the_log() {
+    let api = FakeApi::start("kf-huge", |_, n| {
+        if n % 3 == 0 {
+            Reply::status(500, "InternalError", &"m".repeat(5_000_000))
+        } else if n % 3 == 1 {
+            // JSON whose error message quotes a value of 4 MB.
+            Reply::ok(format!("{{\"items\":\"{}\"}}", "j".repeat(4_000_000)))
+        } else {
+            Reply::Full {
+                status: 502,
+                headers: Vec::new(),
+                body: format!("<html>{}</html>", "b".repeat(3_000_000)),
+            }
+        }
+    });
+    let exporter = start(&api, &["--refresh-interval=200ms"]);
+    exporter.scrape_until("three failed passes", |m| {
+        m.value("x509_read_errors_total") >= 3.0
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (status, json, body) = loop {
+        let lines = exporter.log_lines();
+        let find = |needle: &str| {
+            lines
+                .iter()
+                .find(|l| l.contains("list secrets in all namespaces") && l.contains(needle))
+                .cloned()
+        };
+        if let (Some(a), Some(b), Some(c)) =
+            (find("500 InternalError"), find("invalid JSON"), find("502"))
+        {
+            break (a, b, c);
+        }
+        assert!(Instant::now() < deadline, "{lines:#?}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.len() < 1000, "{} bytes: {status}", status.len());
+    assert!(
+        status.ends_with(&format!("{}\u{2026} (cut, 5000000 bytes)", "m".repeat(100))),
+        "{status}"
+    );
+    assert!(json.len() < 1000, "{} bytes: {json}", json.len());
+    assert!(json.contains("\"jjjj"), "{json}");
+    assert!(json.contains("\u{2026} (cut, "), "{json}");
+    assert!(body.len() < 1000, "{} bytes: {body}", body.len());
+    assert!(body.contains("<html>bbbb"), "{body}");
+    assert!(body.ends_with("\u{2026} (cut, 3000013 bytes)"), "{body}");
+}
+
+#[test]
+fn a_redirect_is_an_error_naming_its_location_and_is_not_followed() {
+    let now = now();
+    let cert = pem("before-redirect", now - 10, now + 1000);
+    let api = FakeApi::start("kf-302", move |_, n| {
+        if n == 0 {
+            Reply::ok(list(
+                "SecretList",
+                &[tls_secret("ns", "kept", "1", &cert)],
+                "",
+            ))
+        } else {
+            Reply::Full {
+                status: 302,
+                headers: vec![(
+                    "Location".to_string(),
+                    "http://127.0.0.1:9/elsewhere/api/v1/secrets".to_string(),
+                )],
+                body: String::new(),
+            }
+        }
+    });
+    let exporter = start(&api, &["--refresh-interval=200ms"]);
+    assert_eq!(exporter.metrics().label_values("secret_name"), ["kept"]);
+    let m = exporter.metrics_until("the redirect counted", |m| {
+        m.value("x509_read_errors_total") >= 2.0
+    });
+    assert_eq!(m.value("x509_read_errors"), 1.0);
+    assert_eq!(
+        m.label_values("secret_name"),
+        ["kept"],
+        "the last good data"
+    );
+    assert!(
+        log_has(
+            &exporter,
+            &[
+                "WARN",
+                "list secrets in all namespaces",
+                "302",
+                "redirected to http://127.0.0.1:9/elsewhere/api/v1/secrets"
+            ]
+        ),
+        "{:#?}",
+        exporter.log_lines()
+    );
+    // Never followed: every request came to the API server's own path.
+    assert!(api.requests().iter().all(|r| r.path == "/api/v1/secrets"));
+}

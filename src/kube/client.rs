@@ -1,7 +1,8 @@
 //! A small blocking client for the Kubernetes REST API on ureq and rustls: TLS from the
 //! cluster configuration, bearer tokens (re-read from their file before each request, or
 //! from an exec plugin, cached until expiry), explicit timeouts, a client-side token bucket,
-//! and `Status` bodies turned into errors.
+//! and `Status` bodies and redirects turned into errors. Text taken from a remote body is
+//! cut short before it is kept.
 
 use std::fmt;
 use std::io::Read;
@@ -23,6 +24,41 @@ const BODY_TIMEOUT: Duration = Duration::from_secs(60);
 const MAX_BODY: u64 = 128 * 1024 * 1024;
 /// Longest an exec credential plugin may run.
 const EXEC_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest text taken from a remote body (a `Status` message, an error body, a plugin's
+/// output) that is kept whole; longer text is cut and says so.
+pub const MAX_MESSAGE: usize = 512;
+
+/// `text` made fit for one log line: control characters escaped, and cut to
+/// [`MAX_MESSAGE`] bytes on a character boundary with the original length appended.
+pub fn cut(text: &str) -> String {
+    let mut end = text.len().min(MAX_MESSAGE);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut out = String::with_capacity(end + 32);
+    for c in text[..end].chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    if end < text.len() {
+        out.push_str(&format!("\u{2026} (cut, {} bytes)", text.len()));
+    }
+    out
+}
+
+/// [`cut`] for bytes that may not be UTF-8; the length given is that of all of `bytes`.
+fn cut_bytes(bytes: &[u8]) -> String {
+    let head = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_MESSAGE)]);
+    let head = head.trim_end_matches('\u{fffd}');
+    let mut text = cut(head.trim());
+    if bytes.len() > MAX_MESSAGE {
+        text.push_str(&format!("\u{2026} (cut, {} bytes)", bytes.len()));
+    }
+    text
+}
 
 /// A failed API call.
 #[derive(Debug, Clone, PartialEq)]
@@ -155,6 +191,10 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
+        let location = response
+            .headers()
+            .get("location")
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
         let body = response
             .body_mut()
             .with_config()
@@ -167,15 +207,26 @@ impl Client {
         if status == 401 {
             self.exec_token = None;
         }
+        if (300..400).contains(&status) {
+            // Redirects are not followed (the token would go along): say where it led.
+            let message = match location {
+                Some(to) => format!("redirected to {}, which is not followed", cut(&to)),
+                None => "redirected (no Location), which is not followed".to_string(),
+            };
+            return Err(ApiError {
+                status: Some(status),
+                reason: String::new(),
+                message,
+                retry_after,
+            });
+        }
         let parsed: Option<StatusBody> = serde_json::from_slice(&body).ok();
         let (reason, message) = match parsed {
-            Some(s) => (s.reason.unwrap_or_default(), s.message.unwrap_or_default()),
-            None => (
-                String::new(),
-                String::from_utf8_lossy(&body[..body.len().min(200)])
-                    .trim()
-                    .to_string(),
+            Some(s) => (
+                cut(&s.reason.unwrap_or_default()),
+                cut(&s.message.unwrap_or_default()),
             ),
+            None => (String::new(), cut_bytes(&body)),
         };
         Err(ApiError {
             status: Some(status),
@@ -217,7 +268,7 @@ fn describe(err: &ureq::Error) -> String {
     match err {
         ureq::Error::Timeout(what) => format!("timed out ({what})"),
         ureq::Error::Io(e) => crate::files::why(e),
-        other => other.to_string(),
+        other => cut(&other.to_string()),
     }
 }
 
@@ -439,6 +490,29 @@ mod tests {
             "{:?}",
             start.elapsed()
         );
+    }
+
+    #[test]
+    fn remote_text_is_cut_on_a_char_boundary_and_says_so() {
+        assert_eq!(cut("short"), "short");
+        assert_eq!(cut("two\nlines\x1b[31m"), "two\\nlines\\u{1b}[31m");
+        // 'é' is two bytes: the cut falls inside one and moves back.
+        let long = format!("a{}", "é".repeat(1000));
+        let text = cut(&long);
+        assert!(text.starts_with(&format!("a{}", "é".repeat(255))), "{text}");
+        assert!(text.ends_with("é\u{2026} (cut, 2001 bytes)"), "{text}");
+        assert!(text.len() <= MAX_MESSAGE + 30);
+        let body = vec![b'x'; 5_000_000];
+        let text = cut_bytes(&body);
+        assert_eq!(
+            text,
+            format!("{}\u{2026} (cut, 5000000 bytes)", "x".repeat(MAX_MESSAGE))
+        );
+        // Invalid UTF-8 cut in the middle of a sequence loses the partial character only.
+        let mut bytes = vec![b'y'; MAX_MESSAGE - 1];
+        bytes.extend_from_slice("é".as_bytes());
+        assert!(cut_bytes(&bytes).starts_with(&"y".repeat(MAX_MESSAGE - 1)));
+        assert!(!cut_bytes(&bytes).contains('\u{fffd}'));
     }
 
     #[test]
