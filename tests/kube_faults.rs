@@ -6,8 +6,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -89,6 +89,8 @@ type Behaviour = dyn Fn(&Req, usize) -> Reply + Send + Sync;
 struct FakeApi {
     addr: SocketAddr,
     requests: Arc<Mutex<Vec<Req>>>,
+    /// The SNI name of each TLS handshake that completed (`-` when none was sent).
+    sni: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
     dir: TempDir,
 }
@@ -105,13 +107,53 @@ impl FakeApi {
         addr: &str,
         behaviour: impl Fn(&Req, usize) -> Reply + Send + Sync + 'static,
     ) -> Self {
+        Self::launch(name, addr, None, behaviour)
+    }
+
+    /// Same over TLS, with a certificate valid only for the DNS names or IPs `sans`, issued
+    /// by a CA written to `ca.pem` in its directory.
+    fn start_tls(
+        name: &str,
+        sans: &[&str],
+        behaviour: impl Fn(&Req, usize) -> Reply + Send + Sync + 'static,
+    ) -> Self {
+        let now = now();
+        let ca = Cert::self_signed(&Spec::new("fake API CA", now - 60, now + 86_400).ca());
+        let server = Cert::signed(
+            &Spec::new("fake API", now - 60, now + 86_400)
+                .serial(&[2])
+                .sans(sans),
+            &ca,
+        );
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(server.key.serialize_der().into());
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![server.der().into()], key)
+        .unwrap();
+        let api = Self::launch(name, "127.0.0.1:0", Some(Arc::new(config)), behaviour);
+        api.dir.write("ca.pem", ca.pem());
+        api
+    }
+
+    fn launch(
+        name: &str,
+        addr: &str,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        behaviour: impl Fn(&Req, usize) -> Reply + Send + Sync + 'static,
+    ) -> Self {
         let listener = TcpListener::bind(addr).unwrap();
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
+        let sni = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let behaviour: Arc<Behaviour> = Arc::new(behaviour);
         {
             let requests = Arc::clone(&requests);
+            let sni = Arc::clone(&sni);
             let stop = Arc::clone(&stop);
             std::thread::spawn(move || {
                 for stream in listener.incoming() {
@@ -120,8 +162,30 @@ impl FakeApi {
                     }
                     let Ok(stream) = stream else { continue };
                     let requests = Arc::clone(&requests);
+                    let sni = Arc::clone(&sni);
                     let behaviour = Arc::clone(&behaviour);
-                    std::thread::spawn(move || connection(stream, &*behaviour, &requests));
+                    let tls = tls.clone();
+                    std::thread::spawn(move || match tls {
+                        None => connection(stream, &*behaviour, &requests),
+                        Some(config) => {
+                            stream
+                                .set_read_timeout(Some(Duration::from_secs(120)))
+                                .unwrap();
+                            let mut conn = rustls::ServerConnection::new(config).unwrap();
+                            let mut stream = stream;
+                            // A handshake the client refuses ends the connection here.
+                            while conn.is_handshaking() {
+                                if conn.complete_io(&mut stream).is_err() {
+                                    return;
+                                }
+                            }
+                            sni.lock()
+                                .unwrap()
+                                .push(conn.server_name().unwrap_or("-").to_string());
+                            let tls = rustls::StreamOwned::new(conn, stream);
+                            serve(tls, &*behaviour, &requests)
+                        }
+                    });
                 }
             });
         }
@@ -130,6 +194,7 @@ impl FakeApi {
         Self {
             addr,
             requests,
+            sni,
             stop,
             dir,
         }
@@ -196,8 +261,12 @@ fn connection(stream: TcpStream, behaviour: &Behaviour, requests: &Mutex<Vec<Req
     stream
         .set_read_timeout(Some(Duration::from_secs(120)))
         .unwrap();
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut writer = stream;
+    serve(stream, behaviour, requests);
+}
+
+/// Serves HTTP/1.1 requests over `stream` (plain or TLS) until it closes.
+fn serve(stream: impl Read + Write, behaviour: &Behaviour, requests: &Mutex<Vec<Req>>) {
+    let mut reader = BufReader::new(stream);
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -261,6 +330,7 @@ fn connection(stream: TcpStream, behaviour: &Behaviour, requests: &Mutex<Vec<Req
                     head.push_str(&format!("{k}: {v}\r\n"));
                 }
                 head.push_str("\r\n");
+                let writer = reader.get_mut();
                 if writer.write_all(head.as_bytes()).is_err()
                     || writer.write_all(body.as_bytes()).is_err()
                     || writer.flush().is_err()
@@ -273,10 +343,11 @@ fn connection(stream: TcpStream, behaviour: &Behaviour, requests: &Mutex<Vec<Req
                     "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
                     body.len() + 4096
                 );
+                let writer = reader.get_mut();
                 let _ = writer.write_all(head.as_bytes());
                 let _ = writer.write_all(body.as_bytes());
                 let _ = writer.flush();
-                let _ = writer.shutdown(Shutdown::Both);
+                // Dropping the stream closes the connection.
                 return;
             }
         }
@@ -1496,6 +1567,50 @@ fn sigterm_during_scrapes_and_a_list_exits_zero_without_half_answers() {
 // Hardening: remote text, redirects, TLS names, proxies, exec plugins
 // ---------------------------------------------------------------------------------------
 
+/// Writes `file` in `dir`: a kubeconfig whose cluster has `server` and the extra `cluster`
+/// lines (indented by the caller's YAML flow map), and a user with `tokenFile: token`.
+fn custom_kubeconfig(dir: &TempDir, file: &str, server: &str, cluster: &str) -> String {
+    dir.write(
+        file,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: fake\ncontexts:\n- name: fake\n  context: {{cluster: fake, user: fake}}\nclusters:\n- name: fake\n  cluster: {{server: '{server}'{cluster}}}\nusers:\n- name: fake\n  user: {{tokenFile: token}}\n"
+        ),
+    );
+    dir.str(file)
+}
+
+/// Starts the exporter on `kubeconfig` with no proxy variable but those in `env`.
+fn start_with_env(kubeconfig: &str, extra: &[&str], env: &[(&str, &str)]) -> Exporter {
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.arg("--listen-address=127.0.0.1:0")
+        .args(["--watch-kube-secrets", "--kubeconfig", kubeconfig])
+        .args(extra);
+    for name in [
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "NO_PROXY",
+        "no_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ] {
+        cmd.env_remove(name);
+    }
+    cmd.envs(env.iter().copied());
+    Exporter::spawn(cmd)
+}
+
+fn one_secret(cn: &str) -> impl Fn(&Req, usize) -> Reply + Send + Sync + 'static {
+    let now = now();
+    let body = list(
+        "SecretList",
+        &[tls_secret("ns", cn, "1", &pem(cn, now - 10, now + 100_000))],
+        "",
+    );
+    move |_, _| Reply::ok(body.clone())
+}
+
 #[test]
 fn a_huge_status_message_or_error_body_is_cut_in_the_log() {
     let api = FakeApi::start("kf-huge", |_, n| {
@@ -1594,4 +1709,105 @@ fn a_redirect_is_an_error_naming_its_location_and_is_not_followed() {
     );
     // Never followed: every request came to the API server's own path.
     assert!(api.requests().iter().all(|r| r.path == "/api/v1/secrets"));
+}
+
+#[test]
+fn tls_server_name_is_the_name_the_certificate_is_checked_against() {
+    let api = FakeApi::start_tls("kf-sni", &["kubernetes.test"], one_secret("named"));
+    let server = format!("https://127.0.0.1:{}", api.addr.port());
+    let named = custom_kubeconfig(
+        &api.dir,
+        "named",
+        &server,
+        ", certificate-authority: ca.pem, tls-server-name: kubernetes.test",
+    );
+    let exporter = start_with_env(&named, &[], &[]);
+    let m = exporter.metrics();
+    assert_eq!(m.label_values("secret_name"), ["named"]);
+    assert_eq!(m.value("x509_read_errors"), 0.0);
+    let sni = api.sni.lock().unwrap().clone();
+    assert!(
+        !sni.is_empty() && sni.iter().all(|n| n == "kubernetes.test"),
+        "{sni:?}"
+    );
+    drop(exporter);
+
+    // Without it the certificate (valid for kubernetes.test only) is refused for 127.0.0.1.
+    let served = api.count();
+    let plain = custom_kubeconfig(
+        &api.dir,
+        "plain",
+        &server,
+        ", certificate-authority: ca.pem",
+    );
+    let exporter = start_with_env(&plain, &["--refresh-interval=200ms"], &[]);
+    let m = exporter.scrape_until("TLS failures", |m| m.value("x509_read_errors_total") >= 2.0);
+    assert_eq!(m.count("x509_cert_not_after"), 0);
+    assert_eq!(api.count(), served, "no request got through");
+    assert!(
+        log_has(
+            &exporter,
+            &["WARN", "list secrets in all namespaces", "certificate"]
+        ),
+        "{:#?}",
+        exporter.log_lines()
+    );
+}
+
+#[test]
+fn insecure_skip_tls_verify_with_a_ca_is_refused_at_startup() {
+    let dir = TempDir::new("kf-insecure-ca");
+    dir.write("token", "t\n");
+    dir.write("ca.pem", pem("ca", now() - 10, now() + 1000));
+    for ca in [
+        "certificate-authority: ca.pem",
+        &format!(
+            "certificate-authority-data: {}",
+            b64(pem("ca", now() - 10, now() + 1000).as_bytes())
+        ),
+    ] {
+        let kubeconfig = custom_kubeconfig(
+            &dir,
+            "kubeconfig",
+            "https://127.0.0.1:9",
+            &format!(", insecure-skip-tls-verify: true, {ca}"),
+        );
+        let mut child = std::process::Command::new(BIN)
+            .args([
+                "--listen-address=127.0.0.1:0",
+                "--watch-kube-secrets",
+                "--kubeconfig",
+                &kubeconfig,
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("still running with {ca}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        assert_eq!(status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains(&format!("kubeconfig {kubeconfig}"))
+                && stderr.contains(
+                    "specifying a root certificates file with the insecure flag is not allowed"
+                ),
+            "{stderr}"
+        );
+    }
 }

@@ -1,8 +1,8 @@
 //! A small blocking client for the Kubernetes REST API on ureq and rustls: TLS from the
-//! cluster configuration, bearer tokens (re-read from their file before each request, or
-//! from an exec plugin, cached until expiry), explicit timeouts, a client-side token bucket,
-//! and `Status` bodies and redirects turned into errors. Text taken from a remote body is
-//! cut short before it is kept.
+//! cluster configuration (with `tls-server-name`), bearer tokens (re-read from their file
+//! before each request, or from an exec plugin, cached until expiry), explicit timeouts, a
+//! client-side token bucket, and `Status` bodies and redirects turned into errors. Text
+//! taken from a remote body is cut short before it is kept.
 
 use std::fmt;
 use std::io::Read;
@@ -11,7 +11,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
+use ureq::http::Uri;
 use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig};
+use ureq::unversioned::resolver::DefaultResolver;
+use ureq::unversioned::transport::{
+    ConnectProxyConnector, ConnectionDetails, Connector, RustlsConnector, TcpConnector, Transport,
+};
 
 use super::config::{Auth, ClusterConfig, ExecConfig};
 
@@ -145,6 +150,8 @@ impl Client {
             ),
             None => None,
         };
+        let connector = ServerNameTls::new(&config.server, config.tls_server_name.as_deref())
+            .map_err(|e| format!("{}: {e}", config.origin))?;
         let agent = ureq::Agent::config_builder()
             .tls_config(tls.build())
             .proxy(proxy)
@@ -157,8 +164,13 @@ impl Client {
                 "x509-certificate-exporter/",
                 env!("CARGO_PKG_VERSION")
             ))
-            .build()
-            .new_agent();
+            .build();
+        // No socks and no other TLS provider: an HTTP(S) proxy, TCP, then rustls.
+        let chain =
+            ().chain(ConnectProxyConnector::default())
+                .chain(TcpConnector::default())
+                .chain(connector);
+        let agent = ureq::Agent::with_parts(agent, chain, DefaultResolver::default());
         Ok(Self {
             agent,
             server: config.server.clone(),
@@ -269,6 +281,74 @@ fn describe(err: &ureq::Error) -> String {
         ureq::Error::Timeout(what) => format!("timed out ({what})"),
         ureq::Error::Io(e) => crate::files::why(e),
         other => cut(&other.to_string()),
+    }
+}
+
+/// The rustls connector of ureq, handed the `tls-server-name` in place of the API server's
+/// host when one is set: the certificate is verified against that name (with the same
+/// roots, client certificate and full verification) and SNI sends it, while the TCP
+/// connection and any proxy `CONNECT` still go to the URL's host.
+#[derive(Debug)]
+struct ServerNameTls {
+    /// The API server's authority, and the URL that names it by `tls-server-name`.
+    rename: Option<(Uri, Uri)>,
+    inner: RustlsConnector,
+}
+
+impl ServerNameTls {
+    fn new(server: &str, name: Option<&str>) -> Result<Self, String> {
+        let rename = match name {
+            None => None,
+            Some(name) => {
+                let server_uri: Uri = server
+                    .parse()
+                    .map_err(|e| format!("server {server}: {e}"))?;
+                let port = server_uri.port_u16().unwrap_or(443);
+                let host = match name.parse::<std::net::Ipv6Addr>() {
+                    Ok(_) => format!("[{name}]"),
+                    Err(_) => name.to_string(),
+                };
+                let named: Uri = format!("https://{host}:{port}/")
+                    .parse()
+                    .map_err(|e| format!("tls-server-name {name:?}: {e}"))?;
+                Some((server_uri, named))
+            }
+        };
+        Ok(Self {
+            rename,
+            inner: RustlsConnector::default(),
+        })
+    }
+}
+
+impl<In: Transport> Connector<In> for ServerNameTls {
+    type Out = <RustlsConnector as Connector<In>>::Out;
+
+    fn connect(
+        &self,
+        details: &ConnectionDetails,
+        chained: Option<In>,
+    ) -> Result<Option<Self::Out>, ureq::Error> {
+        let Some((server, named)) = &self.rename else {
+            return self.inner.connect(details, chained);
+        };
+        // Only the API server is renamed, not an https:// proxy on the way to it.
+        if details.uri.authority() != server.authority() {
+            return self.inner.connect(details, chained);
+        }
+        let renamed = ConnectionDetails {
+            uri: named,
+            addrs: details.addrs.clone(),
+            config: details.config,
+            request_level: details.request_level,
+            resolver: details.resolver,
+            now: details.now,
+            timeout: details.timeout,
+            current_time: Arc::clone(&details.current_time),
+            run_connector: Arc::clone(&details.run_connector),
+            register_shutdown: Arc::clone(&details.register_shutdown),
+        };
+        self.inner.connect(&renamed, chained)
     }
 }
 
