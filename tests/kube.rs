@@ -38,9 +38,11 @@ fn admin_token_lists_secrets_cluster_wide() {
 }
 
 #[test]
-fn no_proxy_from_the_environment_and_insecure_skip_tls_verify() {
+fn a_loopback_api_server_is_not_proxied_and_insecure_skip_tls_verify() {
     let c = cluster();
-    // A proxy in the environment would break every request: it must be ignored.
+    // The API server listens on 127.0.0.1: as with kubectl, proxy variables do not apply to a
+    // loopback address (and ALL_PROXY is never read); a proxy used here would break every
+    // request.
     let mut cmd = Command::new(BIN);
     cmd.args([
         "--listen-address=127.0.0.1:0",

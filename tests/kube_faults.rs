@@ -1811,3 +1811,181 @@ fn insecure_skip_tls_verify_with_a_ca_is_refused_at_startup() {
         );
     }
 }
+
+/// A CONNECT proxy on 127.0.0.1 that records each target asked for and tunnels every one of
+/// them to `to` (so that a name only the proxy "resolves" still reaches the fake).
+struct ConnectProxy {
+    addr: SocketAddr,
+    targets: Arc<Mutex<Vec<String>>>,
+}
+
+impl ConnectProxy {
+    fn start(to: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let targets = Arc::new(Mutex::new(Vec::new()));
+        let recorded = Arc::clone(&targets);
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                let recorded = Arc::clone(&recorded);
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(client.try_clone().unwrap());
+                    let mut line = String::new();
+                    reader.read_line(&mut line).unwrap();
+                    loop {
+                        let mut header = String::new();
+                        if reader.read_line(&mut header).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if header.trim_end().is_empty() {
+                            break;
+                        }
+                    }
+                    recorded.lock().unwrap().push(line.trim_end().to_string());
+                    let mut client = client;
+                    let Ok(upstream) = TcpStream::connect(to) else {
+                        let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n");
+                        return;
+                    };
+                    client
+                        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                        .unwrap();
+                    let mut up_read = upstream.try_clone().unwrap();
+                    let mut client_write = client.try_clone().unwrap();
+                    let down = std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut up_read, &mut client_write);
+                        let _ = client_write.shutdown(std::net::Shutdown::Write);
+                    });
+                    let mut upstream = upstream;
+                    let _ = std::io::copy(&mut reader, &mut upstream);
+                    let _ = upstream.shutdown(std::net::Shutdown::Write);
+                    let _ = down.join();
+                });
+            }
+        });
+        Self { addr, targets }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn targets(&self) -> Vec<String> {
+        self.targets.lock().unwrap().clone()
+    }
+}
+
+#[test]
+fn https_proxy_from_the_environment_carries_the_api_calls() {
+    // The exporter cannot resolve kubernetes.test: only the proxy (which tunnels it to the
+    // fake) can, as a corporate proxy would for a remote cluster.
+    let api = FakeApi::start_tls("kf-proxy", &["kubernetes.test"], one_secret("proxied"));
+    let (right, wrong) = (ConnectProxy::start(api.addr), ConnectProxy::start(api.addr));
+    let server = format!("https://kubernetes.test:{}", api.addr.port());
+    let kubeconfig = custom_kubeconfig(
+        &api.dir,
+        "proxied",
+        &server,
+        ", certificate-authority: ca.pem",
+    );
+    let exporter = start_with_env(
+        &kubeconfig,
+        &[],
+        &[
+            ("HTTPS_PROXY", &right.url()),
+            // Upper case wins; HTTP_PROXY is for http:// servers only.
+            ("https_proxy", &wrong.url()),
+            ("HTTP_PROXY", &wrong.url()),
+            ("NO_PROXY", "example.com,10.0.0.0/8"),
+        ],
+    );
+    let m = exporter.metrics();
+    assert_eq!(m.label_values("secret_name"), ["proxied"]);
+    let targets = right.targets();
+    assert!(!targets.is_empty(), "nothing went through the proxy");
+    assert!(
+        targets
+            .iter()
+            .all(|t| t.starts_with(&format!("CONNECT kubernetes.test:{} ", api.addr.port()))),
+        "{targets:?}"
+    );
+    assert_eq!(wrong.targets(), Vec::<String>::new());
+    assert!(
+        log_has(&exporter, &["through proxy", &right.url(), "HTTPS_PROXY"]),
+        "{:#?}",
+        exporter.log_lines()
+    );
+}
+
+#[test]
+fn no_proxy_cidrs_and_loopback_servers_go_direct() {
+    let api = FakeApi::start("kf-no-proxy", one_secret("direct"));
+    let proxy = ConnectProxy::start(api.addr);
+    let port = api.addr.port();
+    // Linux delivers a connection to 0.0.0.0 to the loopback interface (the fake on
+    // 127.0.0.1 answers it), yet 0.0.0.0 is no loopback address to the proxy rules: it
+    // shows a CIDR entry at work.
+    let any = custom_kubeconfig(&api.dir, "any", &format!("http://0.0.0.0:{port}"), "");
+    let exporter = start_with_env(
+        &any,
+        &[],
+        &[
+            ("HTTP_PROXY", &proxy.url()),
+            ("NO_PROXY", "10.0.0.0/8, 0.0.0.0/8"),
+        ],
+    );
+    assert_eq!(exporter.metrics().label_values("secret_name"), ["direct"]);
+    assert_eq!(proxy.targets(), Vec::<String>::new());
+    drop(exporter);
+
+    // Without the CIDR the same server is reached through the proxy.
+    let exporter = start_with_env(&any, &[], &[("http_proxy", &proxy.url())]);
+    assert_eq!(exporter.metrics().label_values("secret_name"), ["direct"]);
+    let targets = proxy.targets();
+    assert!(
+        !targets.is_empty() && targets[0].starts_with(&format!("CONNECT 0.0.0.0:{port} ")),
+        "{targets:?}"
+    );
+    drop(exporter);
+
+    // A loopback server is never proxied (as kubectl), NO_PROXY or not.
+    let before = proxy.targets().len();
+    for no_proxy in ["127.0.0.0/8", ""] {
+        let exporter = start_with_env(
+            &api.kubeconfig(),
+            &[],
+            &[("HTTP_PROXY", &proxy.url()), ("NO_PROXY", no_proxy)],
+        );
+        assert_eq!(exporter.metrics().label_values("secret_name"), ["direct"]);
+    }
+    assert_eq!(proxy.targets().len(), before);
+}
+
+#[test]
+fn a_kubeconfig_proxy_url_wins_over_the_environment() {
+    let api = FakeApi::start("kf-proxy-url", one_secret("via-kubeconfig"));
+    let (configured, env) = (ConnectProxy::start(api.addr), ConnectProxy::start(api.addr));
+    let port = api.addr.port();
+    let kubeconfig = custom_kubeconfig(
+        &api.dir,
+        "proxy-url",
+        &format!("http://api.kube.test:{port}"),
+        &format!(", proxy-url: '{}'", configured.url()),
+    );
+    let exporter = start_with_env(
+        &kubeconfig,
+        &[],
+        &[("HTTP_PROXY", &env.url()), ("NO_PROXY", "kube.test")],
+    );
+    assert_eq!(
+        exporter.metrics().label_values("secret_name"),
+        ["via-kubeconfig"]
+    );
+    let targets = configured.targets();
+    assert!(
+        !targets.is_empty() && targets[0].starts_with(&format!("CONNECT api.kube.test:{port} ")),
+        "{targets:?}"
+    );
+    assert_eq!(env.targets(), Vec::<String>::new());
+}

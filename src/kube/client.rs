@@ -1,8 +1,8 @@
 //! A small blocking client for the Kubernetes REST API on ureq and rustls: TLS from the
-//! cluster configuration (with `tls-server-name`), bearer tokens (re-read from their file
-//! before each request, or from an exec plugin, cached until expiry), explicit timeouts, a
-//! client-side token bucket, and `Status` bodies and redirects turned into errors. Text
-//! taken from a remote body is cut short before it is kept.
+//! cluster configuration (with `tls-server-name`), the proxy [`super::proxy`] chooses, bearer
+//! tokens (re-read from their file before each request, or from an exec plugin, cached until
+//! expiry), explicit timeouts, a client-side token bucket, and `Status` bodies and redirects
+//! turned into errors. Text taken from a remote body is cut short before it is kept.
 
 use std::fmt;
 use std::io::Read;
@@ -143,11 +143,22 @@ impl Client {
                 .map_err(|e| format!("{}: client key: {e}", config.origin))?;
             tls = tls.client_cert(Some(ClientCert::new_with_certs(&certs, key)));
         }
-        let proxy = match &config.proxy {
-            Some(url) => Some(
-                ureq::Proxy::new(url)
-                    .map_err(|e| format!("{}: proxy-url {url}: {e}", config.origin))?,
-            ),
+        let env = |name: &str| std::env::var(name).ok();
+        let proxy = match super::proxy::choose(&config.server, config.proxy.as_deref(), &env)
+            .map_err(|e| format!("{}: {e}", config.origin))?
+        {
+            Some(choice) => {
+                let shown = super::proxy::redact(&choice.url);
+                log::info!(
+                    "Kubernetes API {} through proxy {shown} (from {})",
+                    config.server,
+                    choice.from
+                );
+                Some(
+                    ureq::Proxy::new(&choice.url)
+                        .map_err(|e| format!("{}: {} {shown}: {e}", config.origin, choice.from))?,
+                )
+            }
             None => None,
         };
         let connector = ServerNameTls::new(&config.server, config.tls_server_name.as_deref())

@@ -53,7 +53,7 @@ pub struct ClusterConfig {
     pub client_cert: Option<(Vec<u8>, Vec<u8>)>,
     /// `insecure-skip-tls-verify`.
     pub insecure: bool,
-    /// `proxy-url`: the only proxy used (none is taken from the environment).
+    /// `proxy-url`; without it the environment's proxy settings apply (see [`super::proxy`]).
     pub proxy: Option<String>,
     /// `tls-server-name`: the name the server certificate is checked against and sent as
     /// SNI, in place of the URL's host.

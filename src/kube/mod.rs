@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod config;
+pub mod proxy;
 pub mod secrets;
 
 use std::collections::hash_map::RandomState;
