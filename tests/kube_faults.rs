@@ -1989,3 +1989,163 @@ fn a_kubeconfig_proxy_url_wins_over_the_environment() {
     );
     assert_eq!(env.targets(), Vec::<String>::new());
 }
+
+/// Points the fake's kubeconfig at an exec plugin `plugin.sh` with this shell `body`.
+fn use_exec_plugin(api: &FakeApi, body: &str) {
+    let plugin = api.dir.write("plugin.sh", format!("#!/bin/sh\n{body}"));
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&plugin)
+        .status()
+        .unwrap();
+    let kubeconfig = std::fs::read_to_string(api.kubeconfig()).unwrap().replace(
+        "    tokenFile: token\n",
+        "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: ./plugin.sh\n",
+    );
+    std::fs::write(api.kubeconfig(), kubeconfig).unwrap();
+}
+
+const EXEC_CREDENTIAL: &str = r#"{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{"token":"exec-token"}}"#;
+
+#[test]
+fn an_exec_plugins_stderr_is_logged_line_by_line_within_bounds() {
+    let api = FakeApi::start("kf-exec-stderr", one_secret("exec"));
+    use_exec_plugin(
+        &api,
+        &format!(
+            "echo 'refreshing the token' >&2\nhead -c 100000 /dev/zero | tr '\\0' L >&2\necho >&2\nfor i in $(seq 1 500); do echo \"noise $i\" >&2; done\necho '{EXEC_CREDENTIAL}'\n"
+        ),
+    );
+    let exporter = start(&api, &[]);
+    assert_eq!(exporter.metrics().label_values("secret_name"), ["exec"]);
+    assert!(api
+        .requests()
+        .iter()
+        .all(|r| r.auth.as_deref() == Some("Bearer exec-token")));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !log_has(&exporter, &["more lines of stderr not logged"]) {
+        assert!(Instant::now() < deadline, "{:#?}", exporter.log_lines());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let lines: Vec<String> = exporter
+        .log_lines()
+        .into_iter()
+        .filter(|l| l.contains("exec credential plugin ./plugin.sh: "))
+        .collect();
+    assert!(
+        lines[0].contains("WARN")
+            && lines[0].ends_with("exec credential plugin ./plugin.sh: refreshing the token"),
+        "{lines:#?}"
+    );
+    assert!(lines[1].len() < 1000, "{}", lines[1].len());
+    assert!(
+        lines[1].ends_with("LLLL\u{2026} (cut, 100000 bytes)"),
+        "{}",
+        lines[1]
+    );
+    assert!(lines[2].ends_with("noise 1"), "{lines:#?}");
+    // 20 lines, then one line for the other 482.
+    assert_eq!(lines.len(), 21, "{lines:#?}");
+    assert!(lines[19].ends_with("noise 18"), "{lines:#?}");
+    assert!(
+        lines[20]
+            .ends_with("exec credential plugin ./plugin.sh: 482 more lines of stderr not logged"),
+        "{lines:#?}"
+    );
+}
+
+#[test]
+fn an_exec_plugins_bad_output_is_cut_in_the_log() {
+    let api = FakeApi::start("kf-exec-bad", one_secret("never"));
+    // An ExecCredential whose status is a string of 600 000 bytes: serde quotes it.
+    use_exec_plugin(
+        &api,
+        "printf '{\"status\":\"'\nhead -c 600000 /dev/zero | tr '\\0' Q\nprintf '\"}'\n",
+    );
+    let exporter = start(&api, &[]);
+    exporter.scrape_until("the failed plugin", |m| {
+        m.value("x509_read_errors_total") >= 1.0
+    });
+    let lines = exporter.log_lines();
+    let line = lines
+        .iter()
+        .find(|l| l.contains("invalid ExecCredential"))
+        .unwrap_or_else(|| panic!("{lines:#?}"));
+    assert!(line.len() < 1000, "{} bytes", line.len());
+    assert!(
+        line.contains("exec credential plugin ./plugin.sh: invalid ExecCredential: invalid type: string \"QQQQ"),
+        "{line}"
+    );
+    assert!(line.contains("\u{2026} (cut, "), "{line}");
+    assert_eq!(api.count(), 0);
+}
+
+/// Whether process `pid` is gone (a zombie left for init to reap counts as gone).
+fn process_gone(pid: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z')),
+    }
+}
+
+/// Runs the exporter with a plugin whose body writes the PIDs to keep an eye on to `pids`;
+/// waits for the failure naming `why`, then checks that those processes are gone.
+fn exec_plugin_is_stopped(name: &str, body: &str, why: &str) {
+    let api = FakeApi::start(name, one_secret("never"));
+    let pids = api.dir.path("pids");
+    use_exec_plugin(&api, &body.replace("PIDS", &pids.display().to_string()));
+    let started = Instant::now();
+    let exporter = start(&api, &[]);
+    let m = exporter.scrape_within(Duration::from_secs(60), "the plugin's timeout", |m| {
+        m.value("x509_read_errors_total") >= 1.0
+    });
+    let took = started.elapsed();
+    assert!(took >= Duration::from_secs(29), "stopped after {took:?}");
+    assert_eq!(m.value("x509_read_errors"), 1.0);
+    assert_eq!(api.count(), 0, "no request without a token");
+    assert!(
+        log_has(
+            &exporter,
+            &[
+                "WARN",
+                "list secrets in all namespaces",
+                "exec credential plugin ./plugin.sh",
+                why
+            ]
+        ),
+        "{:#?}",
+        exporter.log_lines()
+    );
+    let pids = std::fs::read_to_string(&pids).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for pid in pids.split_whitespace() {
+        while !process_gone(pid) {
+            assert!(
+                Instant::now() < deadline,
+                "process {pid} of the plugin lives on"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    assert!(exporter.get("/healthz").status == 200);
+}
+
+#[test]
+fn an_exec_plugin_that_never_finishes_is_killed_with_its_group() {
+    exec_plugin_is_stopped(
+        "kf-exec-hang",
+        "sleep 1000 &\necho $$ $! > PIDS\nwait\n",
+        "did not finish within 30s; killed",
+    );
+}
+
+#[test]
+fn an_exec_plugin_whose_child_holds_its_output_open_is_stopped() {
+    exec_plugin_is_stopped(
+        "kf-exec-orphan",
+        &format!("sleep 1000 &\necho $! > PIDS\necho '{EXEC_CREDENTIAL}'\nexit 0\n"),
+        "exited, but a process it started kept its output open for 30s; killed its process group",
+    );
+}

@@ -5,9 +5,10 @@
 //! turned into errors. Text taken from a remote body is cut short before it is kept.
 
 use std::fmt;
-use std::io::Read;
-use std::process::{Command, Stdio};
-use std::sync::Arc;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
@@ -27,11 +28,15 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 const BODY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Largest response body accepted (a page of 100 objects of at most 1 MiB each).
 const MAX_BODY: u64 = 128 * 1024 * 1024;
-/// Longest an exec credential plugin may run.
+/// Longest an exec credential plugin may run, until its output closes.
 const EXEC_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest ExecCredential read from a plugin.
+const MAX_EXEC_OUTPUT: u64 = 1024 * 1024;
 /// Longest text taken from a remote body (a `Status` message, an error body, a plugin's
 /// output) that is kept whole; longer text is cut and says so.
 pub const MAX_MESSAGE: usize = 512;
+/// How many lines of a plugin's stderr are logged per run (each cut to [`MAX_MESSAGE`]).
+const MAX_STDERR_LINES: usize = 20;
 
 /// `text` made fit for one log line: control characters escaped, and cut to
 /// [`MAX_MESSAGE`] bytes on a character boundary with the original length appended.
@@ -381,7 +386,18 @@ struct ExecStatus {
     expiration_timestamp: Option<String>,
 }
 
-/// Runs an exec credential plugin; returns its token and when to ask again.
+/// What the threads reading a plugin's pipes report.
+enum PipeEvent {
+    /// All of stdout (up to its end), or why it could not be used.
+    Stdout(Result<Vec<u8>, String>),
+    /// Stderr reached its end.
+    StderrClosed,
+}
+
+/// Runs an exec credential plugin in its own process group; returns its token and when to
+/// ask again. Its stderr is logged line by line. A plugin whose output is not closed within
+/// [`EXEC_TIMEOUT`] (it hangs, or a process it left behind holds its pipes) is killed with
+/// its whole process group.
 fn run_exec(exec: &ExecConfig) -> Result<(String, Option<Instant>), String> {
     let what = format!("exec credential plugin {}", exec.command);
     let command = if exec.command.contains('/') && !exec.command.starts_with('/') {
@@ -390,8 +406,8 @@ fn run_exec(exec: &ExecConfig) -> Result<(String, Option<Instant>), String> {
         exec.command.clone()
     };
     let info = format!(
-        "{{\"apiVersion\":\"{}\",\"kind\":\"ExecCredential\",\"spec\":{{\"interactive\":false}}}}",
-        exec.api_version
+        "{{\"apiVersion\":{},\"kind\":\"ExecCredential\",\"spec\":{{\"interactive\":false}}}}",
+        serde_json::Value::from(exec.api_version.as_str())
     );
     let mut child = Command::new(&command)
         .args(&exec.args)
@@ -399,36 +415,57 @@ fn run_exec(exec: &ExecConfig) -> Result<(String, Option<Instant>), String> {
         .env("KUBERNETES_EXEC_INFO", info)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
+        .process_group(0)
         .spawn()
         .map_err(|e| format!("{what}: {}", crate::files::why(&e)))?;
-    let mut stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| format!("{what}: no output"))?;
-    let reader = std::thread::spawn(move || {
-        let mut out = Vec::new();
-        let _ = stdout.by_ref().take(1024 * 1024).read_to_end(&mut out);
-        out
-    });
+    let (tx, rx) = mpsc::channel();
+    if let Some(stdout) = child.stdout.take() {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(PipeEvent::Stdout(read_stdout(stdout)));
+        });
+    }
+    if let Some(stderr) = child.stderr.take() {
+        let who = exec.command.clone();
+        std::thread::spawn(move || {
+            log_stderr(stderr, &who);
+            let _ = tx.send(PipeEvent::StderrClosed);
+        });
+    }
     let deadline = Instant::now() + EXEC_TIMEOUT;
+    let (mut output, mut stderr_closed, mut status) = (None, false, None);
     let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("{what}: did not finish within {EXEC_TIMEOUT:?}"));
-            }
+        if status.is_none() {
+            status = child.try_wait().ok().flatten();
+        }
+        if let (Some(status), Some(_), true) = (status, &output, stderr_closed) {
+            break status;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            kill_group(&mut child);
+            return Err(match status {
+                None => format!("{what}: did not finish within {EXEC_TIMEOUT:?}; killed"),
+                Some(_) => format!(
+                    "{what}: exited, but a process it started kept its output open for {EXEC_TIMEOUT:?}; killed its process group"
+                ),
+            });
+        }
+        match rx.recv_timeout(left.min(Duration::from_millis(20))) {
+            Ok(PipeEvent::Stdout(out)) => output = Some(out),
+            Ok(PipeEvent::StderrClosed) => stderr_closed = true,
+            Err(_) => {}
         }
     };
-    let output = reader.join().unwrap_or_default();
+    let output = output
+        .unwrap_or_else(|| Ok(Vec::new()))
+        .map_err(|e| format!("{what}: {e}"))?;
     if !status.success() {
         return Err(format!("{what}: exited with {status}"));
     }
     let credential: ExecCredential = serde_json::from_slice(&output)
-        .map_err(|e| format!("{what}: invalid ExecCredential: {e}"))?;
+        .map_err(|e| format!("{what}: invalid ExecCredential: {}", cut(&e.to_string())))?;
     let status = credential
         .status
         .ok_or_else(|| format!("{what}: no status in its ExecCredential"))?;
@@ -439,7 +476,7 @@ fn run_exec(exec: &ExecConfig) -> Result<(String, Option<Instant>), String> {
         None => None,
         Some(text) => {
             let at = parse_rfc3339(&text)
-                .ok_or_else(|| format!("{what}: bad expirationTimestamp {text:?}"))?;
+                .ok_or_else(|| format!("{what}: bad expirationTimestamp {:?}", cut(&text)))?;
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs() as i64);
@@ -449,6 +486,84 @@ fn run_exec(exec: &ExecConfig) -> Result<(String, Option<Instant>), String> {
         }
     };
     Ok((token, expiry))
+}
+
+/// All of a plugin's stdout; more than [`MAX_EXEC_OUTPUT`] is read to its end (so the
+/// plugin is not blocked) and refused.
+fn read_stdout(mut stdout: impl Read) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    (&mut stdout)
+        .take(MAX_EXEC_OUTPUT + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("reading its output: {}", crate::files::why(&e)))?;
+    if out.len() as u64 > MAX_EXEC_OUTPUT {
+        let _ = std::io::copy(&mut stdout, &mut std::io::sink());
+        return Err(format!("output longer than {MAX_EXEC_OUTPUT} bytes"));
+    }
+    Ok(out)
+}
+
+/// Logs a plugin's stderr, one warning per line (each cut to [`MAX_MESSAGE`]), at most
+/// [`MAX_STDERR_LINES`] lines; the rest is read and counted, not logged.
+fn log_stderr(stderr: impl Read, who: &str) {
+    let mut reader = BufReader::new(stderr);
+    let mut line = Vec::new();
+    let (mut logged, mut dropped) = (0, 0u64);
+    loop {
+        line.clear();
+        // Read one line, keeping at most MAX_MESSAGE bytes of it.
+        let mut total = 0u64;
+        let mut ended = false;
+        loop {
+            let buf = match reader.fill_buf() {
+                Ok([]) | Err(_) => {
+                    ended = true;
+                    break;
+                }
+                Ok(buf) => buf,
+            };
+            let (chunk, newline) = match buf.iter().position(|&b| b == b'\n') {
+                Some(at) => (&buf[..at], true),
+                None => (buf, false),
+            };
+            let room = MAX_MESSAGE.saturating_sub(line.len());
+            line.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            total += chunk.len() as u64;
+            let used = chunk.len() + usize::from(newline);
+            reader.consume(used);
+            if newline {
+                break;
+            }
+        }
+        if ended && total == 0 {
+            break;
+        }
+        if logged < MAX_STDERR_LINES {
+            let mut text = cut_bytes(&line);
+            if total > line.len() as u64 {
+                text.push_str(&format!("\u{2026} (cut, {total} bytes)"));
+            }
+            log::warn!("exec credential plugin {who}: {text}");
+            logged += 1;
+        } else {
+            dropped += 1;
+        }
+        if ended {
+            break;
+        }
+    }
+    if dropped > 0 {
+        log::warn!("exec credential plugin {who}: {dropped} more lines of stderr not logged");
+    }
+}
+
+/// Kills a plugin and every process of its group (it was started as the group's leader,
+/// so the group's ID is its PID), then reaps it.
+fn kill_group(child: &mut Child) {
+    let group = rustix::process::Pid::from_child(child);
+    let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// `2026-01-02T03:04:05Z` or with a fraction and a `±HH:MM` offset, to Unix seconds.
