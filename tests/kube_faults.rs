@@ -1,7 +1,9 @@
 //! Kubernetes API faults end to end: the real binary against an in-process fake API server
 //! (plain HTTP, scripted per test) — pagination, 5xx, 429, 410 Expired, dropped connections,
 //! bad JSON, a rotating token file, resourceVersion caching, Secret data kept out of the
-//! log, namespace plans and ConfigMaps, and SIGTERM in the middle of scrapes and a list.
+//! log, namespace plans and ConfigMaps, SIGTERM in the middle of scrapes and a list; and
+//! (with a TLS variant and a CONNECT proxy) remote text cut short, redirects,
+//! tls-server-name, proxies from the environment, and exec plugins' stderr and timeouts.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
