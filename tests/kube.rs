@@ -1,6 +1,7 @@
 //! Kubernetes end to end against a real kube-apiserver and etcd (../shared/tools/
-//! kube-apiserver.sh): tokens, client certificates, in-cluster mode, RBAC, pagination,
-//! filters, ConfigMaps, and Secrets created, renewed and deleted between refreshes.
+//! kube-apiserver.sh): tokens, client certificates, tls-server-name, in-cluster mode, RBAC,
+//! pagination, filters, ConfigMaps, and Secrets created, renewed and deleted between
+//! refreshes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -38,9 +39,11 @@ fn admin_token_lists_secrets_cluster_wide() {
 }
 
 #[test]
-fn no_proxy_from_the_environment_and_insecure_skip_tls_verify() {
+fn a_loopback_api_server_is_not_proxied_and_insecure_skip_tls_verify() {
     let c = cluster();
-    // A proxy in the environment would break every request: it must be ignored.
+    // The API server listens on 127.0.0.1: as with kubectl, proxy variables do not apply to a
+    // loopback address (and ALL_PROXY is never read); a proxy used here would break every
+    // request.
     let mut cmd = Command::new(BIN);
     cmd.args([
         "--listen-address=127.0.0.1:0",
@@ -98,6 +101,56 @@ fn no_proxy_from_the_environment_and_insecure_skip_tls_verify() {
     ]);
     exporter.scrape_until("a TLS failure", |m| m.value("x509_read_errors") == 1.0);
     assert_eq!(exporter.get("/readyz").status, 503);
+}
+
+#[test]
+fn tls_server_name_replaces_the_url_host_in_the_certificate_check() {
+    let c = cluster();
+    let dir = TempDir::new("tls-server-name");
+    // The serving certificate names 127.0.0.1 and kubernetes.default, not wrong.example.
+    let kubeconfig = |file: &str, name: &str| {
+        dir.write(
+            file,
+            format!(
+                "apiVersion: v1\nkind: Config\ncurrent-context: x\ncontexts:\n- name: x\n  context: {{cluster: x, user: x}}\nclusters:\n- name: x\n  cluster:\n    server: {}\n    certificate-authority: {}\n    tls-server-name: {name}\nusers:\n- name: x\n  user:\n    token: {}\n",
+                c.var("KUBE_URL"),
+                c.var("KUBE_CA"),
+                c.var("ADMIN_TOKEN")
+            ),
+        )
+        .display()
+        .to_string()
+    };
+    let good = kubeconfig("good", "kubernetes.default");
+    let exporter = Exporter::start(&[
+        "--watch-kube-secrets",
+        "--kubeconfig",
+        &good,
+        "--include-namespace=team-a",
+    ]);
+    let m = exporter.metrics();
+    assert_eq!(m.count("x509_cert_not_after"), 1);
+    assert_eq!(m.value("x509_read_errors"), 0.0);
+    drop(exporter);
+
+    // 127.0.0.1 is in the certificate, but the name checked is the configured one.
+    let wrong = kubeconfig("wrong", "wrong.example");
+    let exporter = Exporter::start(&[
+        "--watch-kube-secrets",
+        "--kubeconfig",
+        &wrong,
+        "--include-namespace=team-a",
+    ]);
+    exporter.scrape_until("a TLS failure", |m| m.value("x509_read_errors") == 1.0);
+    assert_eq!(exporter.get("/readyz").status, 503);
+    assert!(
+        exporter
+            .log_lines()
+            .iter()
+            .any(|l| l.contains("WARN") && l.contains("certificate")),
+        "{:#?}",
+        exporter.log_lines()
+    );
 }
 
 #[test]

@@ -1,13 +1,15 @@
 //! Kubernetes API faults end to end: the real binary against an in-process fake API server
 //! (plain HTTP, scripted per test) — pagination, 5xx, 429, 410 Expired, dropped connections,
 //! bad JSON, a rotating token file, resourceVersion caching, Secret data kept out of the
-//! log, namespace plans and ConfigMaps, and SIGTERM in the middle of scrapes and a list.
+//! log, namespace plans and ConfigMaps, SIGTERM in the middle of scrapes and a list; and
+//! (with a TLS variant and a CONNECT proxy) remote text cut short, redirects,
+//! tls-server-name, proxies from the environment, and exec plugins' stderr and timeouts.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -89,6 +91,8 @@ type Behaviour = dyn Fn(&Req, usize) -> Reply + Send + Sync;
 struct FakeApi {
     addr: SocketAddr,
     requests: Arc<Mutex<Vec<Req>>>,
+    /// The SNI name of each TLS handshake that completed (`-` when none was sent).
+    sni: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
     dir: TempDir,
 }
@@ -105,13 +109,53 @@ impl FakeApi {
         addr: &str,
         behaviour: impl Fn(&Req, usize) -> Reply + Send + Sync + 'static,
     ) -> Self {
+        Self::launch(name, addr, None, behaviour)
+    }
+
+    /// Same over TLS, with a certificate valid only for the DNS names or IPs `sans`, issued
+    /// by a CA written to `ca.pem` in its directory.
+    fn start_tls(
+        name: &str,
+        sans: &[&str],
+        behaviour: impl Fn(&Req, usize) -> Reply + Send + Sync + 'static,
+    ) -> Self {
+        let now = now();
+        let ca = Cert::self_signed(&Spec::new("fake API CA", now - 60, now + 86_400).ca());
+        let server = Cert::signed(
+            &Spec::new("fake API", now - 60, now + 86_400)
+                .serial(&[2])
+                .sans(sans),
+            &ca,
+        );
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(server.key.serialize_der().into());
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![server.der().into()], key)
+        .unwrap();
+        let api = Self::launch(name, "127.0.0.1:0", Some(Arc::new(config)), behaviour);
+        api.dir.write("ca.pem", ca.pem());
+        api
+    }
+
+    fn launch(
+        name: &str,
+        addr: &str,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        behaviour: impl Fn(&Req, usize) -> Reply + Send + Sync + 'static,
+    ) -> Self {
         let listener = TcpListener::bind(addr).unwrap();
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
+        let sni = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let behaviour: Arc<Behaviour> = Arc::new(behaviour);
         {
             let requests = Arc::clone(&requests);
+            let sni = Arc::clone(&sni);
             let stop = Arc::clone(&stop);
             std::thread::spawn(move || {
                 for stream in listener.incoming() {
@@ -120,8 +164,30 @@ impl FakeApi {
                     }
                     let Ok(stream) = stream else { continue };
                     let requests = Arc::clone(&requests);
+                    let sni = Arc::clone(&sni);
                     let behaviour = Arc::clone(&behaviour);
-                    std::thread::spawn(move || connection(stream, &*behaviour, &requests));
+                    let tls = tls.clone();
+                    std::thread::spawn(move || match tls {
+                        None => connection(stream, &*behaviour, &requests),
+                        Some(config) => {
+                            stream
+                                .set_read_timeout(Some(Duration::from_secs(120)))
+                                .unwrap();
+                            let mut conn = rustls::ServerConnection::new(config).unwrap();
+                            let mut stream = stream;
+                            // A handshake the client refuses ends the connection here.
+                            while conn.is_handshaking() {
+                                if conn.complete_io(&mut stream).is_err() {
+                                    return;
+                                }
+                            }
+                            sni.lock()
+                                .unwrap()
+                                .push(conn.server_name().unwrap_or("-").to_string());
+                            let tls = rustls::StreamOwned::new(conn, stream);
+                            serve(tls, &*behaviour, &requests)
+                        }
+                    });
                 }
             });
         }
@@ -130,6 +196,7 @@ impl FakeApi {
         Self {
             addr,
             requests,
+            sni,
             stop,
             dir,
         }
@@ -196,8 +263,12 @@ fn connection(stream: TcpStream, behaviour: &Behaviour, requests: &Mutex<Vec<Req
     stream
         .set_read_timeout(Some(Duration::from_secs(120)))
         .unwrap();
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut writer = stream;
+    serve(stream, behaviour, requests);
+}
+
+/// Serves HTTP/1.1 requests over `stream` (plain or TLS) until it closes.
+fn serve(stream: impl Read + Write, behaviour: &Behaviour, requests: &Mutex<Vec<Req>>) {
+    let mut reader = BufReader::new(stream);
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -261,6 +332,7 @@ fn connection(stream: TcpStream, behaviour: &Behaviour, requests: &Mutex<Vec<Req
                     head.push_str(&format!("{k}: {v}\r\n"));
                 }
                 head.push_str("\r\n");
+                let writer = reader.get_mut();
                 if writer.write_all(head.as_bytes()).is_err()
                     || writer.write_all(body.as_bytes()).is_err()
                     || writer.flush().is_err()
@@ -273,10 +345,11 @@ fn connection(stream: TcpStream, behaviour: &Behaviour, requests: &Mutex<Vec<Req
                     "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
                     body.len() + 4096
                 );
+                let writer = reader.get_mut();
                 let _ = writer.write_all(head.as_bytes());
                 let _ = writer.write_all(body.as_bytes());
                 let _ = writer.flush();
-                let _ = writer.shutdown(Shutdown::Both);
+                // Dropping the stream closes the connection.
                 return;
             }
         }
@@ -1490,4 +1563,591 @@ fn sigterm_during_scrapes_and_a_list_exits_zero_without_half_answers() {
         sent.elapsed()
     );
     assert!(whole >= 5, "{whole} answers completed");
+}
+
+// ---------------------------------------------------------------------------------------
+// Hardening: remote text, redirects, TLS names, proxies, exec plugins
+// ---------------------------------------------------------------------------------------
+
+/// Writes `file` in `dir`: a kubeconfig whose cluster has `server` and the extra `cluster`
+/// lines (indented by the caller's YAML flow map), and a user with `tokenFile: token`.
+fn custom_kubeconfig(dir: &TempDir, file: &str, server: &str, cluster: &str) -> String {
+    dir.write(
+        file,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: fake\ncontexts:\n- name: fake\n  context: {{cluster: fake, user: fake}}\nclusters:\n- name: fake\n  cluster: {{server: '{server}'{cluster}}}\nusers:\n- name: fake\n  user: {{tokenFile: token}}\n"
+        ),
+    );
+    dir.str(file)
+}
+
+/// Starts the exporter on `kubeconfig` with no proxy variable but those in `env`.
+fn start_with_env(kubeconfig: &str, extra: &[&str], env: &[(&str, &str)]) -> Exporter {
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.arg("--listen-address=127.0.0.1:0")
+        .args(["--watch-kube-secrets", "--kubeconfig", kubeconfig])
+        .args(extra);
+    for name in [
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "NO_PROXY",
+        "no_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ] {
+        cmd.env_remove(name);
+    }
+    cmd.envs(env.iter().copied());
+    Exporter::spawn(cmd)
+}
+
+fn one_secret(cn: &str) -> impl Fn(&Req, usize) -> Reply + Send + Sync + 'static {
+    let now = now();
+    let body = list(
+        "SecretList",
+        &[tls_secret("ns", cn, "1", &pem(cn, now - 10, now + 100_000))],
+        "",
+    );
+    move |_, _| Reply::ok(body.clone())
+}
+
+#[test]
+fn a_huge_status_message_or_error_body_is_cut_in_the_log() {
+    let api = FakeApi::start("kf-huge", |_, n| {
+        if n % 3 == 0 {
+            Reply::status(500, "InternalError", &"m".repeat(5_000_000))
+        } else if n % 3 == 1 {
+            // JSON whose error message quotes a value of 4 MB.
+            Reply::ok(format!("{{\"items\":\"{}\"}}", "j".repeat(4_000_000)))
+        } else {
+            Reply::Full {
+                status: 502,
+                headers: Vec::new(),
+                body: format!("<html>{}</html>", "b".repeat(3_000_000)),
+            }
+        }
+    });
+    let exporter = start(&api, &["--refresh-interval=200ms"]);
+    exporter.scrape_until("three failed passes", |m| {
+        m.value("x509_read_errors_total") >= 3.0
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (status, json, body) = loop {
+        let lines = exporter.log_lines();
+        let find = |needle: &str| {
+            lines
+                .iter()
+                .find(|l| l.contains("list secrets in all namespaces") && l.contains(needle))
+                .cloned()
+        };
+        if let (Some(a), Some(b), Some(c)) =
+            (find("500 InternalError"), find("invalid JSON"), find("502"))
+        {
+            break (a, b, c);
+        }
+        assert!(Instant::now() < deadline, "{lines:#?}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.len() < 1000, "{} bytes: {status}", status.len());
+    assert!(
+        status.ends_with(&format!("{}\u{2026} (cut, 5000000 bytes)", "m".repeat(100))),
+        "{status}"
+    );
+    assert!(json.len() < 1000, "{} bytes: {json}", json.len());
+    assert!(json.contains("\"jjjj"), "{json}");
+    assert!(json.contains("\u{2026} (cut, "), "{json}");
+    assert!(body.len() < 1000, "{} bytes: {body}", body.len());
+    assert!(body.contains("<html>bbbb"), "{body}");
+    assert!(body.ends_with("\u{2026} (cut, 3000013 bytes)"), "{body}");
+}
+
+#[test]
+fn a_redirect_is_an_error_naming_its_location_and_is_not_followed() {
+    let now = now();
+    let cert = pem("before-redirect", now - 10, now + 1000);
+    let api = FakeApi::start("kf-302", move |_, n| {
+        if n == 0 {
+            Reply::ok(list(
+                "SecretList",
+                &[tls_secret("ns", "kept", "1", &cert)],
+                "",
+            ))
+        } else {
+            Reply::Full {
+                status: 302,
+                headers: vec![(
+                    "Location".to_string(),
+                    "http://127.0.0.1:9/elsewhere/api/v1/secrets".to_string(),
+                )],
+                body: String::new(),
+            }
+        }
+    });
+    let exporter = start(&api, &["--refresh-interval=200ms"]);
+    assert_eq!(exporter.metrics().label_values("secret_name"), ["kept"]);
+    let m = exporter.metrics_until("the redirect counted", |m| {
+        m.value("x509_read_errors_total") >= 2.0
+    });
+    assert_eq!(m.value("x509_read_errors"), 1.0);
+    assert_eq!(
+        m.label_values("secret_name"),
+        ["kept"],
+        "the last good data"
+    );
+    assert!(
+        log_has(
+            &exporter,
+            &[
+                "WARN",
+                "list secrets in all namespaces",
+                "302",
+                "redirected to http://127.0.0.1:9/elsewhere/api/v1/secrets"
+            ]
+        ),
+        "{:#?}",
+        exporter.log_lines()
+    );
+    // Never followed: every request came to the API server's own path.
+    assert!(api.requests().iter().all(|r| r.path == "/api/v1/secrets"));
+}
+
+#[test]
+fn tls_server_name_is_the_name_the_certificate_is_checked_against() {
+    let api = FakeApi::start_tls("kf-sni", &["kubernetes.test"], one_secret("named"));
+    let server = format!("https://127.0.0.1:{}", api.addr.port());
+    let named = custom_kubeconfig(
+        &api.dir,
+        "named",
+        &server,
+        ", certificate-authority: ca.pem, tls-server-name: kubernetes.test",
+    );
+    let exporter = start_with_env(&named, &[], &[]);
+    let m = exporter.metrics();
+    assert_eq!(m.label_values("secret_name"), ["named"]);
+    assert_eq!(m.value("x509_read_errors"), 0.0);
+    let sni = api.sni.lock().unwrap().clone();
+    assert!(
+        !sni.is_empty() && sni.iter().all(|n| n == "kubernetes.test"),
+        "{sni:?}"
+    );
+    drop(exporter);
+
+    // Without it the certificate (valid for kubernetes.test only) is refused for 127.0.0.1.
+    let served = api.count();
+    let plain = custom_kubeconfig(
+        &api.dir,
+        "plain",
+        &server,
+        ", certificate-authority: ca.pem",
+    );
+    let exporter = start_with_env(&plain, &["--refresh-interval=200ms"], &[]);
+    let m = exporter.scrape_until("TLS failures", |m| m.value("x509_read_errors_total") >= 2.0);
+    assert_eq!(m.count("x509_cert_not_after"), 0);
+    assert_eq!(api.count(), served, "no request got through");
+    assert!(
+        log_has(
+            &exporter,
+            &["WARN", "list secrets in all namespaces", "certificate"]
+        ),
+        "{:#?}",
+        exporter.log_lines()
+    );
+}
+
+#[test]
+fn insecure_skip_tls_verify_with_a_ca_is_refused_at_startup() {
+    let dir = TempDir::new("kf-insecure-ca");
+    dir.write("token", "t\n");
+    dir.write("ca.pem", pem("ca", now() - 10, now() + 1000));
+    for ca in [
+        "certificate-authority: ca.pem",
+        &format!(
+            "certificate-authority-data: {}",
+            b64(pem("ca", now() - 10, now() + 1000).as_bytes())
+        ),
+    ] {
+        let kubeconfig = custom_kubeconfig(
+            &dir,
+            "kubeconfig",
+            "https://127.0.0.1:9",
+            &format!(", insecure-skip-tls-verify: true, {ca}"),
+        );
+        let mut child = std::process::Command::new(BIN)
+            .args([
+                "--listen-address=127.0.0.1:0",
+                "--watch-kube-secrets",
+                "--kubeconfig",
+                &kubeconfig,
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("still running with {ca}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        assert_eq!(status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains(&format!("kubeconfig {kubeconfig}"))
+                && stderr.contains(
+                    "specifying a root certificates file with the insecure flag is not allowed"
+                ),
+            "{stderr}"
+        );
+    }
+}
+
+/// A CONNECT proxy on 127.0.0.1 that records each target asked for and tunnels every one of
+/// them to `to` (so that a name only the proxy "resolves" still reaches the fake).
+struct ConnectProxy {
+    addr: SocketAddr,
+    targets: Arc<Mutex<Vec<String>>>,
+}
+
+impl ConnectProxy {
+    fn start(to: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let targets = Arc::new(Mutex::new(Vec::new()));
+        let recorded = Arc::clone(&targets);
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                let recorded = Arc::clone(&recorded);
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(client.try_clone().unwrap());
+                    let mut line = String::new();
+                    reader.read_line(&mut line).unwrap();
+                    loop {
+                        let mut header = String::new();
+                        if reader.read_line(&mut header).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if header.trim_end().is_empty() {
+                            break;
+                        }
+                    }
+                    recorded.lock().unwrap().push(line.trim_end().to_string());
+                    let mut client = client;
+                    let Ok(upstream) = TcpStream::connect(to) else {
+                        let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n");
+                        return;
+                    };
+                    client
+                        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                        .unwrap();
+                    let mut up_read = upstream.try_clone().unwrap();
+                    let mut client_write = client.try_clone().unwrap();
+                    let down = std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut up_read, &mut client_write);
+                        let _ = client_write.shutdown(std::net::Shutdown::Write);
+                    });
+                    let mut upstream = upstream;
+                    let _ = std::io::copy(&mut reader, &mut upstream);
+                    let _ = upstream.shutdown(std::net::Shutdown::Write);
+                    let _ = down.join();
+                });
+            }
+        });
+        Self { addr, targets }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn targets(&self) -> Vec<String> {
+        self.targets.lock().unwrap().clone()
+    }
+}
+
+#[test]
+fn https_proxy_from_the_environment_carries_the_api_calls() {
+    // The exporter cannot resolve kubernetes.test: only the proxy (which tunnels it to the
+    // fake) can, as a corporate proxy would for a remote cluster.
+    let api = FakeApi::start_tls("kf-proxy", &["kubernetes.test"], one_secret("proxied"));
+    let (right, wrong) = (ConnectProxy::start(api.addr), ConnectProxy::start(api.addr));
+    let server = format!("https://kubernetes.test:{}", api.addr.port());
+    let kubeconfig = custom_kubeconfig(
+        &api.dir,
+        "proxied",
+        &server,
+        ", certificate-authority: ca.pem",
+    );
+    let exporter = start_with_env(
+        &kubeconfig,
+        &[],
+        &[
+            ("HTTPS_PROXY", &right.url()),
+            // Upper case wins; HTTP_PROXY is for http:// servers only.
+            ("https_proxy", &wrong.url()),
+            ("HTTP_PROXY", &wrong.url()),
+            ("NO_PROXY", "example.com,10.0.0.0/8"),
+        ],
+    );
+    let m = exporter.metrics();
+    assert_eq!(m.label_values("secret_name"), ["proxied"]);
+    let targets = right.targets();
+    assert!(!targets.is_empty(), "nothing went through the proxy");
+    assert!(
+        targets
+            .iter()
+            .all(|t| t.starts_with(&format!("CONNECT kubernetes.test:{} ", api.addr.port()))),
+        "{targets:?}"
+    );
+    assert_eq!(wrong.targets(), Vec::<String>::new());
+    assert!(
+        log_has(&exporter, &["through proxy", &right.url(), "HTTPS_PROXY"]),
+        "{:#?}",
+        exporter.log_lines()
+    );
+}
+
+#[test]
+fn no_proxy_cidrs_and_loopback_servers_go_direct() {
+    let api = FakeApi::start("kf-no-proxy", one_secret("direct"));
+    let proxy = ConnectProxy::start(api.addr);
+    let port = api.addr.port();
+    // Linux delivers a connection to 0.0.0.0 to the loopback interface (the fake on
+    // 127.0.0.1 answers it), yet 0.0.0.0 is no loopback address to the proxy rules: it
+    // shows a CIDR entry at work.
+    let any = custom_kubeconfig(&api.dir, "any", &format!("http://0.0.0.0:{port}"), "");
+    let exporter = start_with_env(
+        &any,
+        &[],
+        &[
+            ("HTTP_PROXY", &proxy.url()),
+            ("NO_PROXY", "10.0.0.0/8, 0.0.0.0/8"),
+        ],
+    );
+    assert_eq!(exporter.metrics().label_values("secret_name"), ["direct"]);
+    assert_eq!(proxy.targets(), Vec::<String>::new());
+    drop(exporter);
+
+    // Without the CIDR the same server is reached through the proxy.
+    let exporter = start_with_env(&any, &[], &[("http_proxy", &proxy.url())]);
+    assert_eq!(exporter.metrics().label_values("secret_name"), ["direct"]);
+    let targets = proxy.targets();
+    assert!(
+        !targets.is_empty() && targets[0].starts_with(&format!("CONNECT 0.0.0.0:{port} ")),
+        "{targets:?}"
+    );
+    drop(exporter);
+
+    // A loopback server is never proxied (as kubectl), NO_PROXY or not.
+    let before = proxy.targets().len();
+    for no_proxy in ["127.0.0.0/8", ""] {
+        let exporter = start_with_env(
+            &api.kubeconfig(),
+            &[],
+            &[("HTTP_PROXY", &proxy.url()), ("NO_PROXY", no_proxy)],
+        );
+        assert_eq!(exporter.metrics().label_values("secret_name"), ["direct"]);
+    }
+    assert_eq!(proxy.targets().len(), before);
+}
+
+#[test]
+fn a_kubeconfig_proxy_url_wins_over_the_environment() {
+    let api = FakeApi::start("kf-proxy-url", one_secret("via-kubeconfig"));
+    let (configured, env) = (ConnectProxy::start(api.addr), ConnectProxy::start(api.addr));
+    let port = api.addr.port();
+    let kubeconfig = custom_kubeconfig(
+        &api.dir,
+        "proxy-url",
+        &format!("http://api.kube.test:{port}"),
+        &format!(", proxy-url: '{}'", configured.url()),
+    );
+    let exporter = start_with_env(
+        &kubeconfig,
+        &[],
+        &[("HTTP_PROXY", &env.url()), ("NO_PROXY", "kube.test")],
+    );
+    assert_eq!(
+        exporter.metrics().label_values("secret_name"),
+        ["via-kubeconfig"]
+    );
+    let targets = configured.targets();
+    assert!(
+        !targets.is_empty() && targets[0].starts_with(&format!("CONNECT api.kube.test:{port} ")),
+        "{targets:?}"
+    );
+    assert_eq!(env.targets(), Vec::<String>::new());
+}
+
+/// Points the fake's kubeconfig at an exec plugin `plugin.sh` with this shell `body`.
+fn use_exec_plugin(api: &FakeApi, body: &str) {
+    let plugin = api.dir.write("plugin.sh", format!("#!/bin/sh\n{body}"));
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&plugin)
+        .status()
+        .unwrap();
+    let kubeconfig = std::fs::read_to_string(api.kubeconfig()).unwrap().replace(
+        "    tokenFile: token\n",
+        "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: ./plugin.sh\n",
+    );
+    std::fs::write(api.kubeconfig(), kubeconfig).unwrap();
+}
+
+const EXEC_CREDENTIAL: &str = r#"{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{"token":"exec-token"}}"#;
+
+#[test]
+fn an_exec_plugins_stderr_is_logged_line_by_line_within_bounds() {
+    let api = FakeApi::start("kf-exec-stderr", one_secret("exec"));
+    use_exec_plugin(
+        &api,
+        &format!(
+            "echo 'refreshing the token' >&2\nhead -c 100000 /dev/zero | tr '\\0' L >&2\necho >&2\nfor i in $(seq 1 500); do echo \"noise $i\" >&2; done\necho '{EXEC_CREDENTIAL}'\n"
+        ),
+    );
+    let exporter = start(&api, &[]);
+    assert_eq!(exporter.metrics().label_values("secret_name"), ["exec"]);
+    assert!(api
+        .requests()
+        .iter()
+        .all(|r| r.auth.as_deref() == Some("Bearer exec-token")));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !log_has(&exporter, &["more lines of stderr not logged"]) {
+        assert!(Instant::now() < deadline, "{:#?}", exporter.log_lines());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let lines: Vec<String> = exporter
+        .log_lines()
+        .into_iter()
+        .filter(|l| l.contains("exec credential plugin ./plugin.sh: "))
+        .collect();
+    assert!(
+        lines[0].contains("WARN")
+            && lines[0].ends_with("exec credential plugin ./plugin.sh: refreshing the token"),
+        "{lines:#?}"
+    );
+    assert!(lines[1].len() < 1000, "{}", lines[1].len());
+    assert!(
+        lines[1].ends_with("LLLL\u{2026} (cut, 100000 bytes)"),
+        "{}",
+        lines[1]
+    );
+    assert!(lines[2].ends_with("noise 1"), "{lines:#?}");
+    // 20 lines, then one line for the other 482.
+    assert_eq!(lines.len(), 21, "{lines:#?}");
+    assert!(lines[19].ends_with("noise 18"), "{lines:#?}");
+    assert!(
+        lines[20]
+            .ends_with("exec credential plugin ./plugin.sh: 482 more lines of stderr not logged"),
+        "{lines:#?}"
+    );
+}
+
+#[test]
+fn an_exec_plugins_bad_output_is_cut_in_the_log() {
+    let api = FakeApi::start("kf-exec-bad", one_secret("never"));
+    // An ExecCredential whose status is a string of 600 000 bytes: serde quotes it.
+    use_exec_plugin(
+        &api,
+        "printf '{\"status\":\"'\nhead -c 600000 /dev/zero | tr '\\0' Q\nprintf '\"}'\n",
+    );
+    let exporter = start(&api, &[]);
+    exporter.scrape_until("the failed plugin", |m| {
+        m.value("x509_read_errors_total") >= 1.0
+    });
+    let lines = exporter.log_lines();
+    let line = lines
+        .iter()
+        .find(|l| l.contains("invalid ExecCredential"))
+        .unwrap_or_else(|| panic!("{lines:#?}"));
+    assert!(line.len() < 1000, "{} bytes", line.len());
+    assert!(
+        line.contains("exec credential plugin ./plugin.sh: invalid ExecCredential: invalid type: string \"QQQQ"),
+        "{line}"
+    );
+    assert!(line.contains("\u{2026} (cut, "), "{line}");
+    assert_eq!(api.count(), 0);
+}
+
+/// Whether process `pid` is gone (a zombie left for init to reap counts as gone).
+fn process_gone(pid: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z')),
+    }
+}
+
+/// Runs the exporter with a plugin whose body writes the PIDs to keep an eye on to `pids`;
+/// waits for the failure naming `why`, then checks that those processes are gone.
+fn exec_plugin_is_stopped(name: &str, body: &str, why: &str) {
+    let api = FakeApi::start(name, one_secret("never"));
+    let pids = api.dir.path("pids");
+    use_exec_plugin(&api, &body.replace("PIDS", &pids.display().to_string()));
+    let started = Instant::now();
+    let exporter = start(&api, &[]);
+    let m = exporter.scrape_within(Duration::from_secs(60), "the plugin's timeout", |m| {
+        m.value("x509_read_errors_total") >= 1.0
+    });
+    let took = started.elapsed();
+    assert!(took >= Duration::from_secs(29), "stopped after {took:?}");
+    assert_eq!(m.value("x509_read_errors"), 1.0);
+    assert_eq!(api.count(), 0, "no request without a token");
+    assert!(
+        log_has(
+            &exporter,
+            &[
+                "WARN",
+                "list secrets in all namespaces",
+                "exec credential plugin ./plugin.sh",
+                why
+            ]
+        ),
+        "{:#?}",
+        exporter.log_lines()
+    );
+    let pids = std::fs::read_to_string(&pids).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for pid in pids.split_whitespace() {
+        while !process_gone(pid) {
+            assert!(
+                Instant::now() < deadline,
+                "process {pid} of the plugin lives on"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    assert!(exporter.get("/healthz").status == 200);
+}
+
+#[test]
+fn an_exec_plugin_that_never_finishes_is_killed_with_its_group() {
+    exec_plugin_is_stopped(
+        "kf-exec-hang",
+        "sleep 1000 &\necho $$ $! > PIDS\nwait\n",
+        "did not finish within 30s; killed",
+    );
+}
+
+#[test]
+fn an_exec_plugin_whose_child_holds_its_output_open_is_stopped() {
+    exec_plugin_is_stopped(
+        "kf-exec-orphan",
+        &format!("sleep 1000 &\necho $! > PIDS\necho '{EXEC_CREDENTIAL}'\nexit 0\n"),
+        "exited, but a process it started kept its output open for 30s; killed its process group",
+    );
 }

@@ -1,16 +1,23 @@
 //! A small blocking client for the Kubernetes REST API on ureq and rustls: TLS from the
-//! cluster configuration, bearer tokens (re-read from their file before each request, or
-//! from an exec plugin, cached until expiry), explicit timeouts, a client-side token bucket,
-//! and `Status` bodies turned into errors.
+//! cluster configuration (with `tls-server-name`), the proxy [`super::proxy`] chooses, bearer
+//! tokens (re-read from their file before each request, or from an exec plugin, cached until
+//! expiry), explicit timeouts, a client-side token bucket, and `Status` bodies and redirects
+//! turned into errors. Text taken from a remote body is cut short before it is kept.
 
 use std::fmt;
-use std::io::Read;
-use std::process::{Command, Stdio};
-use std::sync::Arc;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
+use ureq::http::Uri;
 use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig};
+use ureq::unversioned::resolver::DefaultResolver;
+use ureq::unversioned::transport::{
+    ConnectProxyConnector, ConnectionDetails, Connector, RustlsConnector, TcpConnector, Transport,
+};
 
 use super::config::{Auth, ClusterConfig, ExecConfig};
 
@@ -21,8 +28,47 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 const BODY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Largest response body accepted (a page of 100 objects of at most 1 MiB each).
 const MAX_BODY: u64 = 128 * 1024 * 1024;
-/// Longest an exec credential plugin may run.
+/// Longest an exec credential plugin may run, until its output closes.
 const EXEC_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest ExecCredential read from a plugin.
+const MAX_EXEC_OUTPUT: u64 = 1024 * 1024;
+/// Longest text taken from a remote body (a `Status` message, an error body, a plugin's
+/// output) that is kept whole; longer text is cut and says so.
+pub const MAX_MESSAGE: usize = 512;
+/// How many lines of a plugin's stderr are logged per run (each cut to [`MAX_MESSAGE`]).
+const MAX_STDERR_LINES: usize = 20;
+
+/// `text` made fit for one log line: control characters escaped, and cut to
+/// [`MAX_MESSAGE`] bytes on a character boundary with the original length appended.
+pub fn cut(text: &str) -> String {
+    let mut end = text.len().min(MAX_MESSAGE);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut out = String::with_capacity(end + 32);
+    for c in text[..end].chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    if end < text.len() {
+        out.push_str(&format!("\u{2026} (cut, {} bytes)", text.len()));
+    }
+    out
+}
+
+/// [`cut`] for bytes that may not be UTF-8; the length given is that of all of `bytes`.
+fn cut_bytes(bytes: &[u8]) -> String {
+    let head = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_MESSAGE)]);
+    let head = head.trim_end_matches('\u{fffd}');
+    let mut text = cut(head.trim());
+    if bytes.len() > MAX_MESSAGE {
+        text.push_str(&format!("\u{2026} (cut, {} bytes)", bytes.len()));
+    }
+    text
+}
 
 /// A failed API call.
 #[derive(Debug, Clone, PartialEq)]
@@ -102,13 +148,26 @@ impl Client {
                 .map_err(|e| format!("{}: client key: {e}", config.origin))?;
             tls = tls.client_cert(Some(ClientCert::new_with_certs(&certs, key)));
         }
-        let proxy = match &config.proxy {
-            Some(url) => Some(
-                ureq::Proxy::new(url)
-                    .map_err(|e| format!("{}: proxy-url {url}: {e}", config.origin))?,
-            ),
+        let env = |name: &str| std::env::var(name).ok();
+        let proxy = match super::proxy::choose(&config.server, config.proxy.as_deref(), &env)
+            .map_err(|e| format!("{}: {e}", config.origin))?
+        {
+            Some(choice) => {
+                let shown = super::proxy::redact(&choice.url);
+                log::info!(
+                    "Kubernetes API {} through proxy {shown} (from {})",
+                    config.server,
+                    choice.from
+                );
+                Some(
+                    ureq::Proxy::new(&choice.url)
+                        .map_err(|e| format!("{}: {} {shown}: {e}", config.origin, choice.from))?,
+                )
+            }
             None => None,
         };
+        let connector = ServerNameTls::new(&config.server, config.tls_server_name.as_deref())
+            .map_err(|e| format!("{}: {e}", config.origin))?;
         let agent = ureq::Agent::config_builder()
             .tls_config(tls.build())
             .proxy(proxy)
@@ -121,8 +180,13 @@ impl Client {
                 "x509-certificate-exporter/",
                 env!("CARGO_PKG_VERSION")
             ))
-            .build()
-            .new_agent();
+            .build();
+        // No socks and no other TLS provider: an HTTP(S) proxy, TCP, then rustls.
+        let chain =
+            ().chain(ConnectProxyConnector::default())
+                .chain(TcpConnector::default())
+                .chain(connector);
+        let agent = ureq::Agent::with_parts(agent, chain, DefaultResolver::default());
         Ok(Self {
             agent,
             server: config.server.clone(),
@@ -155,6 +219,10 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
+        let location = response
+            .headers()
+            .get("location")
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
         let body = response
             .body_mut()
             .with_config()
@@ -167,15 +235,26 @@ impl Client {
         if status == 401 {
             self.exec_token = None;
         }
+        if (300..400).contains(&status) {
+            // Redirects are not followed (the token would go along): say where it led.
+            let message = match location {
+                Some(to) => format!("redirected to {}, which is not followed", cut(&to)),
+                None => "redirected (no Location), which is not followed".to_string(),
+            };
+            return Err(ApiError {
+                status: Some(status),
+                reason: String::new(),
+                message,
+                retry_after,
+            });
+        }
         let parsed: Option<StatusBody> = serde_json::from_slice(&body).ok();
         let (reason, message) = match parsed {
-            Some(s) => (s.reason.unwrap_or_default(), s.message.unwrap_or_default()),
-            None => (
-                String::new(),
-                String::from_utf8_lossy(&body[..body.len().min(200)])
-                    .trim()
-                    .to_string(),
+            Some(s) => (
+                cut(&s.reason.unwrap_or_default()),
+                cut(&s.message.unwrap_or_default()),
             ),
+            None => (String::new(), cut_bytes(&body)),
         };
         Err(ApiError {
             status: Some(status),
@@ -217,7 +296,75 @@ fn describe(err: &ureq::Error) -> String {
     match err {
         ureq::Error::Timeout(what) => format!("timed out ({what})"),
         ureq::Error::Io(e) => crate::files::why(e),
-        other => other.to_string(),
+        other => cut(&other.to_string()),
+    }
+}
+
+/// The rustls connector of ureq, handed the `tls-server-name` in place of the API server's
+/// host when one is set: the certificate is verified against that name (with the same
+/// roots, client certificate and full verification) and SNI sends it, while the TCP
+/// connection and any proxy `CONNECT` still go to the URL's host.
+#[derive(Debug)]
+struct ServerNameTls {
+    /// The API server's authority, and the URL that names it by `tls-server-name`.
+    rename: Option<(Uri, Uri)>,
+    inner: RustlsConnector,
+}
+
+impl ServerNameTls {
+    fn new(server: &str, name: Option<&str>) -> Result<Self, String> {
+        let rename = match name {
+            None => None,
+            Some(name) => {
+                let server_uri: Uri = server
+                    .parse()
+                    .map_err(|e| format!("server {server}: {e}"))?;
+                let port = server_uri.port_u16().unwrap_or(443);
+                let host = match name.parse::<std::net::Ipv6Addr>() {
+                    Ok(_) => format!("[{name}]"),
+                    Err(_) => name.to_string(),
+                };
+                let named: Uri = format!("https://{host}:{port}/")
+                    .parse()
+                    .map_err(|e| format!("tls-server-name {name:?}: {e}"))?;
+                Some((server_uri, named))
+            }
+        };
+        Ok(Self {
+            rename,
+            inner: RustlsConnector::default(),
+        })
+    }
+}
+
+impl<In: Transport> Connector<In> for ServerNameTls {
+    type Out = <RustlsConnector as Connector<In>>::Out;
+
+    fn connect(
+        &self,
+        details: &ConnectionDetails,
+        chained: Option<In>,
+    ) -> Result<Option<Self::Out>, ureq::Error> {
+        let Some((server, named)) = &self.rename else {
+            return self.inner.connect(details, chained);
+        };
+        // Only the API server is renamed, not an https:// proxy on the way to it.
+        if details.uri.authority() != server.authority() {
+            return self.inner.connect(details, chained);
+        }
+        let renamed = ConnectionDetails {
+            uri: named,
+            addrs: details.addrs.clone(),
+            config: details.config,
+            request_level: details.request_level,
+            resolver: details.resolver,
+            now: details.now,
+            timeout: details.timeout,
+            current_time: Arc::clone(&details.current_time),
+            run_connector: Arc::clone(&details.run_connector),
+            register_shutdown: Arc::clone(&details.register_shutdown),
+        };
+        self.inner.connect(&renamed, chained)
     }
 }
 
@@ -239,7 +386,18 @@ struct ExecStatus {
     expiration_timestamp: Option<String>,
 }
 
-/// Runs an exec credential plugin; returns its token and when to ask again.
+/// What the threads reading a plugin's pipes report.
+enum PipeEvent {
+    /// All of stdout (up to its end), or why it could not be used.
+    Stdout(Result<Vec<u8>, String>),
+    /// Stderr reached its end.
+    StderrClosed,
+}
+
+/// Runs an exec credential plugin in its own process group; returns its token and when to
+/// ask again. Its stderr is logged line by line. A plugin whose output is not closed within
+/// [`EXEC_TIMEOUT`] (it hangs, or a process it left behind holds its pipes) is killed with
+/// its whole process group.
 fn run_exec(exec: &ExecConfig) -> Result<(String, Option<Instant>), String> {
     let what = format!("exec credential plugin {}", exec.command);
     let command = if exec.command.contains('/') && !exec.command.starts_with('/') {
@@ -248,8 +406,8 @@ fn run_exec(exec: &ExecConfig) -> Result<(String, Option<Instant>), String> {
         exec.command.clone()
     };
     let info = format!(
-        "{{\"apiVersion\":\"{}\",\"kind\":\"ExecCredential\",\"spec\":{{\"interactive\":false}}}}",
-        exec.api_version
+        "{{\"apiVersion\":{},\"kind\":\"ExecCredential\",\"spec\":{{\"interactive\":false}}}}",
+        serde_json::Value::from(exec.api_version.as_str())
     );
     let mut child = Command::new(&command)
         .args(&exec.args)
@@ -257,36 +415,57 @@ fn run_exec(exec: &ExecConfig) -> Result<(String, Option<Instant>), String> {
         .env("KUBERNETES_EXEC_INFO", info)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
+        .process_group(0)
         .spawn()
         .map_err(|e| format!("{what}: {}", crate::files::why(&e)))?;
-    let mut stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| format!("{what}: no output"))?;
-    let reader = std::thread::spawn(move || {
-        let mut out = Vec::new();
-        let _ = stdout.by_ref().take(1024 * 1024).read_to_end(&mut out);
-        out
-    });
+    let (tx, rx) = mpsc::channel();
+    if let Some(stdout) = child.stdout.take() {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(PipeEvent::Stdout(read_stdout(stdout)));
+        });
+    }
+    if let Some(stderr) = child.stderr.take() {
+        let who = exec.command.clone();
+        std::thread::spawn(move || {
+            log_stderr(stderr, &who);
+            let _ = tx.send(PipeEvent::StderrClosed);
+        });
+    }
     let deadline = Instant::now() + EXEC_TIMEOUT;
+    let (mut output, mut stderr_closed, mut status) = (None, false, None);
     let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("{what}: did not finish within {EXEC_TIMEOUT:?}"));
-            }
+        if status.is_none() {
+            status = child.try_wait().ok().flatten();
+        }
+        if let (Some(status), Some(_), true) = (status, &output, stderr_closed) {
+            break status;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            kill_group(&mut child);
+            return Err(match status {
+                None => format!("{what}: did not finish within {EXEC_TIMEOUT:?}; killed"),
+                Some(_) => format!(
+                    "{what}: exited, but a process it started kept its output open for {EXEC_TIMEOUT:?}; killed its process group"
+                ),
+            });
+        }
+        match rx.recv_timeout(left.min(Duration::from_millis(20))) {
+            Ok(PipeEvent::Stdout(out)) => output = Some(out),
+            Ok(PipeEvent::StderrClosed) => stderr_closed = true,
+            Err(_) => {}
         }
     };
-    let output = reader.join().unwrap_or_default();
+    let output = output
+        .unwrap_or_else(|| Ok(Vec::new()))
+        .map_err(|e| format!("{what}: {e}"))?;
     if !status.success() {
         return Err(format!("{what}: exited with {status}"));
     }
     let credential: ExecCredential = serde_json::from_slice(&output)
-        .map_err(|e| format!("{what}: invalid ExecCredential: {e}"))?;
+        .map_err(|e| format!("{what}: invalid ExecCredential: {}", cut(&e.to_string())))?;
     let status = credential
         .status
         .ok_or_else(|| format!("{what}: no status in its ExecCredential"))?;
@@ -297,7 +476,7 @@ fn run_exec(exec: &ExecConfig) -> Result<(String, Option<Instant>), String> {
         None => None,
         Some(text) => {
             let at = parse_rfc3339(&text)
-                .ok_or_else(|| format!("{what}: bad expirationTimestamp {text:?}"))?;
+                .ok_or_else(|| format!("{what}: bad expirationTimestamp {:?}", cut(&text)))?;
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs() as i64);
@@ -307,6 +486,84 @@ fn run_exec(exec: &ExecConfig) -> Result<(String, Option<Instant>), String> {
         }
     };
     Ok((token, expiry))
+}
+
+/// All of a plugin's stdout; more than [`MAX_EXEC_OUTPUT`] is read to its end (so the
+/// plugin is not blocked) and refused.
+fn read_stdout(mut stdout: impl Read) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    (&mut stdout)
+        .take(MAX_EXEC_OUTPUT + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("reading its output: {}", crate::files::why(&e)))?;
+    if out.len() as u64 > MAX_EXEC_OUTPUT {
+        let _ = std::io::copy(&mut stdout, &mut std::io::sink());
+        return Err(format!("output longer than {MAX_EXEC_OUTPUT} bytes"));
+    }
+    Ok(out)
+}
+
+/// Logs a plugin's stderr, one warning per line (each cut to [`MAX_MESSAGE`]), at most
+/// [`MAX_STDERR_LINES`] lines; the rest is read and counted, not logged.
+fn log_stderr(stderr: impl Read, who: &str) {
+    let mut reader = BufReader::new(stderr);
+    let mut line = Vec::new();
+    let (mut logged, mut dropped) = (0, 0u64);
+    loop {
+        line.clear();
+        // Read one line, keeping at most MAX_MESSAGE bytes of it.
+        let mut total = 0u64;
+        let mut ended = false;
+        loop {
+            let buf = match reader.fill_buf() {
+                Ok([]) | Err(_) => {
+                    ended = true;
+                    break;
+                }
+                Ok(buf) => buf,
+            };
+            let (chunk, newline) = match buf.iter().position(|&b| b == b'\n') {
+                Some(at) => (&buf[..at], true),
+                None => (buf, false),
+            };
+            let room = MAX_MESSAGE.saturating_sub(line.len());
+            line.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            total += chunk.len() as u64;
+            let used = chunk.len() + usize::from(newline);
+            reader.consume(used);
+            if newline {
+                break;
+            }
+        }
+        if ended && total == 0 {
+            break;
+        }
+        if logged < MAX_STDERR_LINES {
+            let mut text = cut_bytes(&line);
+            if total > line.len() as u64 {
+                text.push_str(&format!("\u{2026} (cut, {total} bytes)"));
+            }
+            log::warn!("exec credential plugin {who}: {text}");
+            logged += 1;
+        } else {
+            dropped += 1;
+        }
+        if ended {
+            break;
+        }
+    }
+    if dropped > 0 {
+        log::warn!("exec credential plugin {who}: {dropped} more lines of stderr not logged");
+    }
+}
+
+/// Kills a plugin and every process of its group (it was started as the group's leader,
+/// so the group's ID is its PID), then reaps it.
+fn kill_group(child: &mut Child) {
+    let group = rustix::process::Pid::from_child(child);
+    let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// `2026-01-02T03:04:05Z` or with a fraction and a `±HH:MM` offset, to Unix seconds.
@@ -439,6 +696,29 @@ mod tests {
             "{:?}",
             start.elapsed()
         );
+    }
+
+    #[test]
+    fn remote_text_is_cut_on_a_char_boundary_and_says_so() {
+        assert_eq!(cut("short"), "short");
+        assert_eq!(cut("two\nlines\x1b[31m"), "two\\nlines\\u{1b}[31m");
+        // 'é' is two bytes: the cut falls inside one and moves back.
+        let long = format!("a{}", "é".repeat(1000));
+        let text = cut(&long);
+        assert!(text.starts_with(&format!("a{}", "é".repeat(255))), "{text}");
+        assert!(text.ends_with("é\u{2026} (cut, 2001 bytes)"), "{text}");
+        assert!(text.len() <= MAX_MESSAGE + 30);
+        let body = vec![b'x'; 5_000_000];
+        let text = cut_bytes(&body);
+        assert_eq!(
+            text,
+            format!("{}\u{2026} (cut, 5000000 bytes)", "x".repeat(MAX_MESSAGE))
+        );
+        // Invalid UTF-8 cut in the middle of a sequence loses the partial character only.
+        let mut bytes = vec![b'y'; MAX_MESSAGE - 1];
+        bytes.extend_from_slice("é".as_bytes());
+        assert!(cut_bytes(&bytes).starts_with(&"y".repeat(MAX_MESSAGE - 1)));
+        assert!(!cut_bytes(&bytes).contains('\u{fffd}'));
     }
 
     #[test]

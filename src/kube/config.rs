@@ -53,8 +53,11 @@ pub struct ClusterConfig {
     pub client_cert: Option<(Vec<u8>, Vec<u8>)>,
     /// `insecure-skip-tls-verify`.
     pub insecure: bool,
-    /// `proxy-url`: the only proxy used (none is taken from the environment).
+    /// `proxy-url`; without it the environment's proxy settings apply (see [`super::proxy`]).
     pub proxy: Option<String>,
+    /// `tls-server-name`: the name the server certificate is checked against and sent as
+    /// SNI, in place of the URL's host.
+    pub tls_server_name: Option<String>,
     /// Bearer token source.
     pub auth: Auth,
 }
@@ -111,6 +114,7 @@ pub fn in_cluster(host: &str, port: &str, dir: &Path) -> Result<ClusterConfig, S
         client_cert: None,
         insecure: false,
         proxy: None,
+        tls_server_name: None,
         auth: Auth::TokenFile(token),
     })
 }
@@ -147,6 +151,26 @@ fn current_context(path: &Path) -> Result<ClusterConfig, String> {
     let server = cluster["server"]
         .as_str()
         .ok_or_else(|| format!("cluster {cluster_name:?} has no server"))?;
+    let insecure = cluster["insecure-skip-tls-verify"]
+        .as_bool()
+        .unwrap_or(false);
+    let has_ca = ["certificate-authority-data", "certificate-authority"]
+        .iter()
+        .any(|key| cluster[*key].as_str().is_some_and(|v| !v.is_empty()));
+    if insecure && has_ca {
+        // As client-go: a CA that would not be checked is a mistake, not a choice.
+        return Err(format!(
+            "cluster {cluster_name:?}: insecure-skip-tls-verify with a certificate-authority: specifying a root certificates file with the insecure flag is not allowed"
+        ));
+    }
+    let tls_server_name = match cluster["tls-server-name"].as_str() {
+        None | Some("") => None,
+        Some(name) => {
+            rustls_pki_types::ServerName::try_from(name)
+                .map_err(|e| format!("cluster {cluster_name:?}: tls-server-name {name:?}: {e}"))?;
+            Some(name.to_string())
+        }
+    };
     let ca = match (
         cluster["certificate-authority-data"].as_str(),
         cluster["certificate-authority"].as_str(),
@@ -227,10 +251,9 @@ fn current_context(path: &Path) -> Result<ClusterConfig, String> {
         server: server.trim_end_matches('/').to_string(),
         ca,
         client_cert,
-        insecure: cluster["insecure-skip-tls-verify"]
-            .as_bool()
-            .unwrap_or(false),
+        insecure,
         proxy: cluster["proxy-url"].as_str().map(str::to_string),
+        tls_server_name,
         auth,
     })
 }
@@ -282,6 +305,41 @@ mod tests {
         assert!(from_kubeconfig(&dir.join("missing"))
             .unwrap_err()
             .contains("no such file"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn insecure_with_a_ca_is_refused_and_tls_server_name_is_read() {
+        let dir = std::env::temp_dir().join(format!("kcfg-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("config");
+        let write = |cluster: &str| {
+            std::fs::write(
+                &path,
+                format!("current-context: c\ncontexts:\n- name: c\n  context: {{cluster: k}}\nclusters:\n- name: k\n  cluster: {{server: 'https://127.0.0.1:6443', {cluster}}}\n"),
+            )
+            .unwrap();
+        };
+        for ca in [
+            "certificate-authority: ca.pem",
+            "certificate-authority-data: AAAA",
+        ] {
+            write(&format!("insecure-skip-tls-verify: true, {ca}"));
+            let err = from_kubeconfig(&path).unwrap_err();
+            assert_eq!(
+                err,
+                format!("kubeconfig {}: cluster \"k\": insecure-skip-tls-verify with a certificate-authority: specifying a root certificates file with the insecure flag is not allowed", path.display())
+            );
+        }
+        write("insecure-skip-tls-verify: true");
+        assert!(from_kubeconfig(&path).unwrap().insecure);
+        write("tls-server-name: kubernetes.test");
+        let config = from_kubeconfig(&path).unwrap();
+        assert_eq!(config.tls_server_name.as_deref(), Some("kubernetes.test"));
+        write("tls-server-name: 'not a name!'");
+        assert!(from_kubeconfig(&path)
+            .unwrap_err()
+            .contains("tls-server-name \"not a name!\""));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

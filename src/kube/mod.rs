@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod config;
+pub mod proxy;
 pub mod secrets;
 
 use std::collections::hash_map::RandomState;
@@ -198,7 +199,11 @@ fn invalid_json(e: serde_json::Error) -> ApiError {
     ApiError {
         status: None,
         reason: String::new(),
-        message: format!("invalid JSON in the response: {e}"),
+        // serde quotes the offending value, which may be a whole remote string.
+        message: format!(
+            "invalid JSON in the response: {}",
+            client::cut(&e.to_string())
+        ),
         retry_after: None,
     }
 }
