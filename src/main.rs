@@ -30,11 +30,9 @@ fn main() -> ExitCode {
             );
             return ExitCode::SUCCESS;
         }
-        Ok(Command::Healthcheck {
-            address,
-            web_config,
-        }) => {
-            return match healthcheck::probe(&address, web_config.as_deref()) {
+        Ok(Command::Healthcheck(flags)) => {
+            let address = flags.listen_address.as_deref().unwrap_or(":9793");
+            return match healthcheck::probe(address, flags.web_config_file.as_deref()) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(message) => {
                     eprintln!("{message}");
