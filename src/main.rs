@@ -31,8 +31,14 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Ok(Command::Healthcheck(flags)) => {
-            let address = flags.listen_address.as_deref().unwrap_or(":9793");
-            return match healthcheck::probe(address, flags.web_config_file.as_deref()) {
+            let target = healthcheck::target(&flags, std::fs::read(healthcheck::PID1_CMDLINE));
+            let result = target.and_then(|target| {
+                if let Some(note) = &target.note {
+                    eprintln!("{note}");
+                }
+                healthcheck::probe(&target.address, target.web_config.as_deref())
+            });
+            return match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(message) => {
                     eprintln!("{message}");
