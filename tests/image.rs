@@ -84,10 +84,7 @@ fn the_image_serves_a_read_only_certificate_directory_as_uid_65532() {
     );
     // As a non-root user, a root-only file is a read error, not a crash.
     assert_eq!(m.value("x509_read_errors"), 1.0);
-    assert!(exporter
-        .log_lines()
-        .join("\n")
-        .contains("read /certs/root-only.pem: permission denied"));
+    exporter.wait_log("read /certs/root-only.pem: permission denied", LOG_WAIT);
     promtool_accepts(&m.body);
 
     // The image's health check: no shell, no curl, the binary probes itself.

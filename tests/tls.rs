@@ -72,10 +72,7 @@ fn tls_with_the_right_ca_and_nothing_in_plain_text() {
         &dir,
         "tls_server_config:\n  cert_file: server.pem\n  key_file: server-key.pem\n",
     );
-    assert!(exporter
-        .log_lines()
-        .iter()
-        .any(|l| l.contains("listening on https://127.0.0.1:")));
+    exporter.wait_log("listening on https://127.0.0.1:", LOG_WAIT);
     let ca = dir.str("ca.pem");
 
     let (code, status, body) = curl(&["--cacert", &ca], &url(&exporter, "/metrics"));
@@ -292,12 +289,12 @@ fn a_renewed_certificate_is_served_without_restart() {
         assert!(Instant::now() < deadline, "not reloaded: {subject}");
         std::thread::sleep(Duration::from_millis(200));
     }
-    let log = exporter.log_lines().join("\n");
-    assert!(
-        log.contains("TLS certificate not reloaded, keeping the previous one"),
-        "{log}"
+    exporter.wait_log(
+        "TLS certificate not reloaded, keeping the previous one",
+        LOG_WAIT,
     );
-    assert!(log.contains("reloaded"), "{log}");
+    // (Not the warning above, which says "not reloaded".)
+    exporter.wait_log(["INFO", "TLS certificate", "reloaded"], LOG_WAIT);
 }
 
 #[test]
@@ -426,12 +423,8 @@ fn a_changed_web_config_takes_over_without_restart() {
 
     // A broken file leaves the settings in force.
     replace("basic_auth_users: [");
-    std::thread::sleep(Duration::from_millis(1000));
+    exporter.wait_log(["web config", "keeping the previous settings"], LOG_WAIT);
     assert_eq!(status(&["-u", "alice:second"], &plain), 200);
-    assert!(exporter
-        .log_lines()
-        .iter()
-        .any(|l| l.contains("web config") && l.contains("keeping the previous settings")));
 
     // TLS turned on: new connections get it.
     write_tls_files(&dir, "exporter");
