@@ -243,46 +243,46 @@ Usage: x509-certificate-exporter [FLAGS]
        x509-certificate-exporter healthcheck [-b ADDR] [--web.config.file=FILE] [--web.systemd-socket]
 
 Files (repeatable; globs take *, ?, [..] and **):
-  -f, --watch-file=PATH                    certificate file or glob of files
-  -d, --watch-dir=PATH                     directory or glob of directories, not recursive
-  -k, --watch-kubeconf=PATH                kubeconfig whose embedded or referenced certificates are watched
-      --skip-symlinks                      ignore symlinks among watched files and directory entries
-      --refresh-interval=DUR               how often sources are re-checked (default 30s)
+  -f, --watch-file=PATH            certificate file or glob of files
+  -d, --watch-dir=PATH             directory or glob of directories, not recursive
+  -k, --watch-kubeconf=PATH        kubeconfig whose embedded or referenced certificates are read
+      --skip-symlinks              ignore symlinks among watched files and directory entries
+      --refresh-interval=DUR       how often sources are re-checked (default 30s)
 
-Kubernetes Secrets and ConfigMaps (the flags below need --watch-kube-secrets):
-      --watch-kube-secrets                 read certificates from Secrets (and ConfigMaps, with -c) through the API
-      --kubeconfig=FILE                    how to reach the API (default: $KUBECONFIG, in-cluster, ~/.kube/config)
-  -s, --secret-type=TYPE:KEYREGEX          Secret type and the data keys read, whole-key regex (default kubernetes.io/tls:tls.crt)
-  -c, --configmap-keys=KEYS                ConfigMap data keys read, comma-separated (default: none, no ConfigMaps)
-      --include-namespace=NAME             only these namespaces (default: all)
-      --exclude-namespace=NAME             not these namespaces (default: none)
-      --include-namespace-label=KEY[=VALUE]  only namespaces with this label; all must match
-      --exclude-namespace-label=KEY[=VALUE]  not namespaces with this label; any excludes
-      --include-label=KEY[=VALUE]          only Secrets with this label; all must match
-      --exclude-label=KEY[=VALUE]          not Secrets with this label; any excludes
-      --expose-secret-label=KEY            copy this Secret label onto series as secret_label_KEY
-      --max-cache-duration=DUR             full re-list at a random time between half and all of it (default 0: none)
-      --kube-api-rate-limit-qps=QPS        client-side rate limit, requests a second (default 0: none; needs a burst)
-      --kube-api-rate-limit-burst=N        requests allowed at once under the rate limit (default 0: none)
-      --kube-page-size=N                   objects per list request (default 100)
-  (all repeatable but --kubeconfig, --max-cache-duration and the --kube-* ones)
+Kubernetes (the rest need --watch-kube-secrets; -s, -c, the filters and labels repeat):
+      --watch-kube-secrets         read certificates from Secrets (and ConfigMaps, with -c)
+      --kubeconfig=FILE            API access (default $KUBECONFIG, in-cluster, ~/.kube/config)
+  -s, --secret-type=TYPE:KEYREGEX  Secret type, whole-key regex (default kubernetes.io/tls:tls.crt)
+  -c, --configmap-keys=KEYS        ConfigMap data keys, comma-separated (default none)
+      --include-namespace=NAME     only these namespaces (default all)
+      --exclude-namespace=NAME     not these namespaces (default none)
+      --include-namespace-label=KEY[=VALUE]  only namespaces with this label (all must match)
+      --exclude-namespace-label=KEY[=VALUE]  not namespaces with this label (any excludes)
+      --include-label=KEY[=VALUE]  only Secrets with this label (all must match)
+      --exclude-label=KEY[=VALUE]  not Secrets with this label (any excludes)
+      --expose-secret-label=KEY    copy this Secret label onto series as secret_label_KEY
+      --max-cache-duration=DUR     re-list after half to all of it (default 0: every refresh)
+      --kube-api-rate-limit-qps=QPS   client-side requests a second (default 0: no limit)
+      --kube-api-rate-limit-burst=N   requests at once under that limit (default 0: no limit)
+      --kube-page-size=N           objects per list request (default 100)
 
 Metrics:
-  -l, --expose-labels=LIST                 comma-separated label names kept on x509_cert_* series (default: all; \"\" keeps none)
-      --expose-relative-metrics            add x509_cert_expires_in_seconds and x509_cert_valid_since_seconds
-      --expose-per-cert-error-metrics      add x509_cert_error per file or Secret key
-      --trim-path-components=N             drop N leading components from the filepath label (default 0)
+  -l, --expose-labels=LIST         label names kept on x509_cert_* series (default all; \"\": none)
+      --expose-relative-metrics    add x509_cert_expires_in_seconds, x509_cert_valid_since_seconds
+      --expose-per-cert-error-metrics  add x509_cert_error per file or Secret key
+      --trim-path-components=N     drop N leading components from the filepath label (default 0)
 
 Server and logging:
-  -b, --listen-address=ADDR                address to listen on (default :9793)
-      --web.config.file=FILE               TLS and basic auth, exporter-toolkit format (default: plain HTTP, no auth)
-      --web.systemd-socket                 serve on the socket systemd passes instead of binding --listen-address
-      --debug                              debug logging (RUST_LOG overrides the level)
-      --profile                            accepted for compatibility; profiling is not available
-  -v, --version                            print the version and exit
-  -h, --help                               print this help and exit
+  -b, --listen-address=ADDR        address to listen on (default :9793)
+      --web.config.file=FILE       TLS and basic auth, exporter-toolkit format (default none)
+      --web.systemd-socket         serve on the socket systemd passes, not --listen-address
+      --debug                      debug logging (RUST_LOG overrides the level)
+      --profile                    accepted for compatibility; profiling is not available
+  -v, --version                    print the version and exit
+  -h, --help                       print this help and exit
 
-Durations use Go syntax: 30s, 5m, 1h30m, 250ms.
+Durations use Go syntax: 30s, 5m, 1h30m, 250ms. The rate limit applies when QPS and burst
+are both above 0.
 Endpoints: /metrics, /healthz, /readyz. `healthcheck` probes /healthz of a running exporter
 (for container health checks) and exits 0 when it answers 200, else 1. The flags it is not
 given come from the exporter's own command line when that exporter is PID 1 (in its
