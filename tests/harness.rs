@@ -78,11 +78,21 @@ fn wait_log_gives_up_as_soon_as_the_log_ends() {
 
 #[test]
 fn dropping_an_exporter_kills_the_processes_under_it() {
-    // A wrapper whose child outlives it, as the exporter under `unshare --fork` does.
-    let exporter = stand_in("sleep 60 & echo \"INFO child $!\" >&2; wait");
+    // `unshare --fork`, whose child outlives it when it is killed, as the exporter under
+    // in_container() does; here the child has a child of its own.
+    let mut cmd = Command::new("unshare");
+    cmd.args([
+        "--fork",
+        "sh",
+        "-c",
+        "echo 'INFO listening on http://127.0.0.1:9' >&2; sleep 60 & echo \"INFO child $!\" >&2; wait",
+    ]);
+    let exporter = Exporter::spawn(cmd);
     let line = exporter.wait_log("INFO child ", LOG_WAIT).remove(0);
     let pid: u32 = line.rsplit(' ').next().unwrap().parse().unwrap();
-    assert_eq!(children(exporter.child.id()), [pid]);
+    let shell = children(exporter.child.id());
+    assert_eq!(shell.len(), 1);
+    assert_eq!(children(shell[0]), [pid]);
     drop(exporter);
     // Killed and reaped by its new parent: gone, or at most a zombie for an instant.
     let deadline = Instant::now() + Duration::from_secs(5);
