@@ -503,8 +503,8 @@ impl Exporter {
         Self::spawn(cmd)
     }
 
-    /// Starts a prepared command (which must pass `--listen-address=127.0.0.1:0` to the
-    /// binary) and waits for it to listen.
+    /// Starts a prepared command (usually passing `--listen-address=127.0.0.1:0` to the
+    /// binary) and waits for it to log the address it listens on.
     pub fn spawn(mut cmd: Command) -> Self {
         cmd.env("RUST_LOG", "debug")
             .stdout(Stdio::null())
