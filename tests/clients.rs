@@ -227,34 +227,6 @@ fn stalled_connections_are_dropped_at_their_deadlines() {
 }
 
 #[test]
-fn beyond_the_connection_limit_the_longest_idle_make_room() {
-    let dir = TempDir::new("crowded");
-    let now = now();
-    dir.write("a.pem", pem("a", now, now + 100));
-    let exporter = Exporter::start(&["-d", &dir.str("")]);
-    exporter.wait_ready();
-    // More idle connections than the exporter keeps (512): the oldest are dropped so that a
-    // new scrape is still served.
-    let idle: Vec<TcpStream> = (0..700)
-        .map(|_| TcpStream::connect(exporter.addr).unwrap())
-        .collect();
-    thread::sleep(Duration::from_millis(300));
-    let start = Instant::now();
-    assert_eq!(exporter.get("/metrics").status, 200);
-    assert!(start.elapsed() < Duration::from_secs(2));
-    let mut first = idle.into_iter().next().unwrap();
-    first
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let mut buf = [0u8; 16];
-    assert_eq!(
-        first.read(&mut buf).unwrap_or(0),
-        0,
-        "the oldest was dropped"
-    );
-}
-
-#[test]
 fn odd_but_valid_requests() {
     let dir = TempDir::new("odd");
     let now = now();

@@ -308,7 +308,7 @@ fn missing_file_directory_and_kubeconfig_each_count_one_read_error() {
         m.value("x509_read_errors_total") >= 18.0
     });
     // And each is logged once, not on every refresh.
-    let warnings = exporter.wait_log(["WARN", "/nonexistent/a.pem"], LOG_WAIT);
+    let warnings = exporter.wait_log_all(["WARN", "/nonexistent/a.pem"], LOG_WAIT);
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     drop(dir);
 }

@@ -28,18 +28,22 @@ fn wait_log_sees_a_line_written_after_the_start() {
     let exporter = stand_in("sleep 1; echo 'WARN cluster \"c\": bad' >&2; sleep 30");
     assert!(!exporter.log_lines().iter().any(|l| l.contains("WARN")));
     let started = Instant::now();
-    let lines = exporter.wait_log(["WARN", "cluster \"c\""], LOG_WAIT);
-    assert_eq!(lines, ["WARN cluster \"c\": bad"]);
+    let line = exporter.wait_log(["WARN", "cluster \"c\""], LOG_WAIT);
+    assert_eq!(line, "WARN cluster \"c\": bad");
     assert!(started.elapsed() < Duration::from_secs(10));
 }
 
 #[test]
-fn wait_log_returns_every_matching_line() {
+fn wait_log_returns_the_first_matching_line_and_wait_log_all_every_one() {
     let exporter =
         stand_in("echo 'WARN a 1' >&2; echo 'INFO a 2' >&2; echo 'WARN b' >&2; sleep 30");
     exporter.wait_log("WARN b", LOG_WAIT);
-    assert_eq!(exporter.wait_log("WARN", LOG_WAIT), ["WARN a 1", "WARN b"]);
-    assert_eq!(exporter.wait_log(["a", "2"], LOG_WAIT), ["INFO a 2"]);
+    assert_eq!(
+        exporter.wait_log_all("WARN", LOG_WAIT),
+        ["WARN a 1", "WARN b"]
+    );
+    assert_eq!(exporter.wait_log("WARN", LOG_WAIT), "WARN a 1");
+    assert_eq!(exporter.wait_log_all(["a", "2"], LOG_WAIT), ["INFO a 2"]);
 }
 
 #[test]
@@ -88,7 +92,7 @@ fn dropping_an_exporter_kills_the_processes_under_it() {
         "echo 'INFO listening on http://127.0.0.1:9' >&2; sleep 60 & echo \"INFO child $!\" >&2; wait",
     ]);
     let exporter = Exporter::spawn(cmd);
-    let line = exporter.wait_log("INFO child ", LOG_WAIT).remove(0);
+    let line = exporter.wait_log("INFO child ", LOG_WAIT);
     let pid: u32 = line.rsplit(' ').next().unwrap().parse().unwrap();
     let shell = children(exporter.child.id());
     assert_eq!(shell.len(), 1);

@@ -95,6 +95,32 @@ fn endpoints_methods_and_content_types() {
         405
     );
     assert_eq!(request(exporter.addr, "FOO", "/", &[]).status, 405);
+
+    // The absolute form a proxy sends (RFC 9112 §3.2.2), and Accept-Encoding weights as
+    // RFC 9110 §12.5.3 has them.
+    let absolute = format!("http://{}/healthz", exporter.addr);
+    assert_eq!(request(exporter.addr, "GET", &absolute, &[]).status, 200);
+    let absolute = format!("HTTP://{}/metrics?x=1", exporter.addr);
+    assert_eq!(request(exporter.addr, "GET", &absolute, &[]).text(), plain);
+    for (accept, gzip) in [
+        ("x-gzip", true),
+        ("br, *;q=0.5", true),
+        ("*, gzip;q=0", false),
+        ("gzip;q=0.000, *", false),
+        ("gzip;q=1.5", false),
+    ] {
+        let response = request(
+            exporter.addr,
+            "GET",
+            "/metrics",
+            &[("Accept-Encoding", accept)],
+        );
+        assert_eq!(
+            response.header("content-encoding") == Some("gzip"),
+            gzip,
+            "{accept}"
+        );
+    }
 }
 
 /// Readiness before the first pass is covered by the store's unit tests (a first pass here

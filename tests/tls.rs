@@ -289,12 +289,123 @@ fn a_renewed_certificate_is_served_without_restart() {
         assert!(Instant::now() < deadline, "not reloaded: {subject}");
         std::thread::sleep(Duration::from_millis(200));
     }
-    exporter.wait_log(
-        "TLS certificate not reloaded, keeping the previous one",
-        LOG_WAIT,
+    let refused = exporter.wait_log("keeping the previous settings", Duration::from_secs(5));
+    assert!(
+        refused.contains("server.pem") && refused.contains("server-key.pem"),
+        "{refused}"
     );
-    // (Not the warning above, which says "not reloaded".)
-    exporter.wait_log(["INFO", "TLS certificate", "reloaded"], LOG_WAIT);
+    exporter.wait_log("web config reloaded", Duration::from_secs(5));
+}
+
+/// A web config with TLS that asks for client certificates signed by `dir`/ca.pem.
+const MTLS: &str = "tls_server_config:\n  cert_file: server.pem\n  key_file: server-key.pem\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n";
+
+#[test]
+fn a_replaced_client_ca_is_trusted_and_the_old_one_no_longer() {
+    let dir = TempDir::new("client-ca-reload");
+    let exporter = mtls_exporter(&dir, "RequireAndVerifyClientCert");
+    let ca = dir.str("ca.pem");
+    let health = url(&exporter, "/healthz");
+    // The client certificates of the first CA, kept aside; then a new CA and client
+    // certificates replace them, the server's own files staying as they are.
+    let old = TempDir::new("client-ca-old");
+    for file in ["ca.pem", "client.pem", "client-key.pem"] {
+        std::fs::copy(dir.path(file), old.path(file)).unwrap();
+    }
+    assert_eq!(curl(&client_args(&ca, Some(&old)), &health).1, 200);
+    let new = TempDir::new("client-ca-new");
+    write_tls_files(&new, "unused");
+    let server_ca = old.str("ca.pem");
+    std::fs::copy(new.path("ca.pem"), dir.path("ca.pem.tmp")).unwrap();
+    std::fs::rename(dir.path("ca.pem.tmp"), dir.path("ca.pem")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while curl(&client_args(&server_ca, Some(&new)), &health).1 != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "the new client CA was never trusted: {:#?}",
+            exporter.log_lines()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, status, _) = curl(&client_args(&server_ca, Some(&old)), &health);
+    assert!(
+        code != 0 && status == 0,
+        "a client of the replaced CA is still trusted"
+    );
+}
+
+#[test]
+fn tls_stays_as_started_whatever_the_web_config_becomes() {
+    let hash = bcrypt::hash("pw", 4).unwrap();
+    let users = format!("basic_auth_users:\n  alice: '{hash}'\n");
+
+    // Started with TLS: a file without it is refused, and TLS goes on.
+    let dir = TempDir::new("tls-off");
+    write_tls_files(&dir, "exporter");
+    let with_tls = exporter(&dir, &format!("{MTLS}{users}"));
+    let ca = dir.str("ca.pem");
+    let https = url(&with_tls, "/metrics");
+    let plain = format!("http://{}/metrics", with_tls.addr);
+    let mut with_cert = client_args(&ca, Some(&dir));
+    with_cert.extend(["-u".to_string(), "alice:pw".to_string()]);
+    assert_eq!(curl(&with_cert, &https).1, 200);
+    let replace = |dir: &TempDir, text: &str| {
+        let tmp = dir.write("web.yml.tmp", text);
+        std::fs::rename(tmp, dir.path("web.yml")).unwrap();
+    };
+    replace(&dir, &users);
+    let refused = with_tls.wait_log("would turn TLS off", Duration::from_secs(5));
+    assert!(refused.contains(&dir.str("web.yml")), "{refused}");
+    assert!(
+        refused.contains("keeping the previous settings"),
+        "{refused}"
+    );
+    assert_eq!(curl(&with_cert, &https).1, 200, "still TLS, still mTLS");
+    assert_eq!(curl(&["-u", "alice:pw"], &plain).1, 0, "no plain text");
+
+    // Started without: a file with TLS is refused, and plain HTTP goes on.
+    let dir = TempDir::new("tls-on");
+    write_tls_files(&dir, "exporter");
+    let without = exporter(&dir, &users);
+    let plain = format!("http://{}/metrics", without.addr);
+    assert_eq!(curl(&["-u", "alice:pw"], &plain).1, 200);
+    replace(&dir, &format!("{MTLS}{users}"));
+    without.wait_log("would turn TLS on", Duration::from_secs(5));
+    assert_eq!(curl(&["-u", "alice:pw"], &plain).1, 200);
+}
+
+#[test]
+fn an_empty_tls_server_config_serves_plain_http_as_exporter_toolkit_does() {
+    let dir = TempDir::new("tls-empty");
+    let hash = bcrypt::hash("pw", 4).unwrap();
+    let exporter = exporter(
+        &dir,
+        &format!("tls_server_config: {{}}\nbasic_auth_users:\n  alice: '{hash}'\n"),
+    );
+    let plain = format!("http://{}/metrics", exporter.addr);
+    let (_, status, body) = curl(&["-u", "alice:pw"], &plain);
+    assert_eq!(status, 200);
+    assert!(body.contains("subject_CN=\"watched\""));
+    assert_eq!(
+        curl(&[] as &[&str], &plain).1,
+        401,
+        "basic auth still applies"
+    );
+    // Versions alone do not turn TLS on either; a key without a certificate is an error.
+    let out = run(&[
+        "--listen-address=127.0.0.1:0",
+        &format!(
+            "--web.config.file={}",
+            dir.write("only-key.yml", "tls_server_config:\n  key_file: k.pem\n")
+                .display()
+        ),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cert_file (or cert) is missing"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -302,7 +413,7 @@ fn bad_web_configs_exit_two_naming_the_file_and_the_setting() {
     let dir = TempDir::new("web-bad");
     write_tls_files(&dir, "exporter");
     let cases = [
-        ("tls_server_config:\n  cert_file: server.pem\n", "key_file is missing"),
+        ("tls_server_config:\n  cert_file: server.pem\n", "key_file (or key) is missing"),
         ("tls_server_config:\n  cert_file: server.pem\n  key_file: nope.pem\n", "nope.pem"),
         ("tls_server_config:\n  cert_file: server.pem\n  key_file: ca.pem\n", "not a PEM private key"),
         ("tls_server_config:\n  cert_file: server.pem\n  key_file: server-key.pem\n  client_auth_type: Sometimes\n", "client_auth_type"),
@@ -423,37 +534,17 @@ fn a_changed_web_config_takes_over_without_restart() {
 
     // A broken file leaves the settings in force.
     replace("basic_auth_users: [");
-    exporter.wait_log(["web config", "keeping the previous settings"], LOG_WAIT);
+    let refused = exporter.wait_log("keeping the previous settings", Duration::from_secs(5));
+    assert!(refused.contains("web config"), "{refused}");
     assert_eq!(status(&["-u", "alice:second"], &plain), 200);
 
-    // TLS turned on: new connections get it.
-    write_tls_files(&dir, "exporter");
-    replace(&format!(
-        "tls_server_config:\n  cert_file: server.pem\n  key_file: server-key.pem\nbasic_auth_users:\n  alice: '{second}'\n"
-    ));
-    let ca = dir.str("ca.pem");
+    // A broken file that is fixed later is taken then.
+    replace(&format!("basic_auth_users:\n  alice: '{first}'\n"));
     let deadline = Instant::now() + Duration::from_secs(10);
-    while status(
-        &["--cacert", &ca, "-u", "alice:second"],
-        &url(&exporter, "/metrics"),
-    ) != 200
-    {
-        assert!(
-            Instant::now() < deadline,
-            "TLS never took over: {:?} {:#?}",
-            curl(
-                &["--cacert", &ca, "-u", "alice:second"],
-                &url(&exporter, "/metrics")
-            ),
-            exporter.log_lines()
-        );
+    while status(&["-u", "alice:first"], &plain) != 200 {
+        assert!(Instant::now() < deadline, "the fixed file was never taken");
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(
-        status(&["-u", "alice:second"], &plain),
-        0,
-        "plain text refused"
-    );
 }
 
 #[test]

@@ -4,11 +4,13 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 
+use super::request::Head;
 use crate::render;
 
 /// Input kept while waiting for a complete head: a little over the longest head allowed,
@@ -42,12 +44,11 @@ impl Bytes {
 }
 
 /// Where a connection is in its request/answer cycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
     /// Waiting for (the rest of) a request head.
     Reading,
-    /// Waiting for a worker: a gzip body or a password check.
-    Waiting,
+    /// A request held until something it needs is ready.
+    Waiting(Held),
     /// Writing an answer; the connection closes after it when `close`.
     Writing {
         /// Close after this answer.
@@ -56,6 +57,56 @@ pub enum Phase {
     /// Answer written and our side shut: reading what the client still sends until it
     /// closes too, so that closing never resets an answer it has not read yet.
     Closing,
+}
+
+/// A request waiting in [`Phase::Waiting`].
+pub struct Held {
+    /// The request.
+    pub head: Head,
+    /// What it waits for.
+    pub on: Awaiting,
+}
+
+/// What a held request waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Awaiting {
+    /// A gzip body, from the gzip worker.
+    Gzip,
+    /// A password check, from the auth worker.
+    Login,
+    /// The first pass of every source (a scrape at startup); answered with what there is
+    /// when its wait is over.
+    FirstPass,
+    /// Nothing: a login over its rate is answered 429 after [`THROTTLE_DELAY`], so that a
+    /// flood sends one request a second per connection, not thousands.
+    Throttled,
+}
+
+/// To the end of a request head: from the connection's opening (a TLS handshake included),
+/// or on a kept-alive connection from the request's first byte.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// An open connection with no request under way.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// An answer the client takes no byte of.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A worker's answer (a gzip body of a very large view can take a second; a password
+/// check waits behind a few others).
+pub const WORKER_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a scrape that arrives before every source has finished its first pass waits
+/// for it, before it is answered with what there is.
+pub const FIRST_PASS_WAIT: Duration = Duration::from_secs(5);
+/// How long a login over its rate waits for its 429.
+pub const THROTTLE_DELAY: Duration = Duration::from_secs(1);
+/// After our side is shut, how long the client has to close its side.
+pub const LINGER: Duration = Duration::from_secs(2);
+
+/// What happens to a connection at its deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// It is dropped, for this reason.
+    Drop(&'static str),
+    /// Its held request is answered with what there is.
+    Answer,
 }
 
 /// What a connection's turn came to.
@@ -113,6 +164,9 @@ impl Stream {
 }
 
 /// A client connection.
+///
+/// Its deadline is not stored: [`Conn::deadline`] derives it from the phase and the times
+/// below, so that no other code sets or moves it.
 pub struct Conn {
     /// The socket (registered with the event loop).
     pub stream: TcpStream,
@@ -124,20 +178,31 @@ pub struct Conn {
     pub body: Option<Stream>,
     /// Where the connection is.
     pub phase: Phase,
-    /// When the connection is dropped unless something moves it on.
-    pub deadline: Instant,
-    /// When the current phase began (the oldest idle connection is the first evicted).
-    pub since: Instant,
-    /// The request waiting for a worker's answer.
-    pub held: Option<super::Held>,
+    /// The client's address.
+    pub peer: IpAddr,
+    /// When it was accepted.
+    opened: Instant,
+    /// When the current phase began.
+    since: Instant,
+    /// When bytes last arrived (its opening until then).
+    pub heard: Instant,
+    /// When the first byte of the request head under way arrived.
+    head_started: Option<Instant>,
+    /// When the client last took bytes of an answer.
+    sent: Instant,
+    /// Requests completed on this connection.
+    pub served: u32,
+    /// Bytes received from the socket (TLS records included).
+    received: u64,
 }
 
 impl Conn {
-    /// A new connection, with TLS when `tls` is given.
+    /// A connection accepted at `now`, with TLS when `tls` is given.
     pub fn new(
         stream: TcpStream,
         tls: Option<rustls::ServerConnection>,
-        deadline: Instant,
+        peer: IpAddr,
+        now: Instant,
     ) -> Self {
         let tls = tls.map(|mut tls| {
             tls.set_buffer_limit(Some(TLS_BUFFER));
@@ -150,17 +215,67 @@ impl Conn {
             output: VecDeque::new(),
             body: None,
             phase: Phase::Reading,
-            deadline,
-            since: Instant::now(),
-            held: None,
+            peer,
+            opened: now,
+            since: now,
+            heard: now,
+            head_started: None,
+            sent: now,
+            served: 0,
+            received: 0,
         }
     }
 
-    /// Moves to `phase`, to be left by `deadline`.
-    pub fn enter(&mut self, phase: Phase, now: Instant, deadline: Instant) {
+    /// Moves to `phase`.
+    pub fn enter(&mut self, phase: Phase, now: Instant) {
         self.phase = phase;
         self.since = now;
-        self.deadline = deadline;
+    }
+
+    /// A request head was taken from the input at `now`: the next one, if bytes of it are
+    /// there already, started now.
+    pub fn took_request(&mut self, now: Instant) {
+        self.served = self.served.saturating_add(1);
+        self.head_started = (!self.input.is_empty()).then_some(now);
+    }
+
+    /// When the connection must have moved on, and what happens then. The one place that
+    /// knows every timeout.
+    pub fn deadline(&self) -> (Instant, Expiry) {
+        match &self.phase {
+            Phase::Reading if self.served == 0 => (
+                self.opened + HEAD_TIMEOUT,
+                Expiry::Drop("no request head within the head timeout of connecting"),
+            ),
+            Phase::Reading => match self.head_started {
+                Some(started) => (
+                    (started + HEAD_TIMEOUT).min(self.since + IDLE_TIMEOUT),
+                    Expiry::Drop("request head not finished within the head timeout"),
+                ),
+                None => (
+                    self.since + IDLE_TIMEOUT,
+                    Expiry::Drop("idle for the idle timeout"),
+                ),
+            },
+            Phase::Waiting(held) if held.on == Awaiting::FirstPass => {
+                (self.since + FIRST_PASS_WAIT, Expiry::Answer)
+            }
+            Phase::Waiting(held) if held.on == Awaiting::Throttled => {
+                (self.since + THROTTLE_DELAY, Expiry::Answer)
+            }
+            Phase::Waiting(_) => (
+                self.since + WORKER_TIMEOUT,
+                Expiry::Drop("no answer from a worker in time"),
+            ),
+            Phase::Writing { .. } => (
+                self.sent.max(self.since) + WRITE_TIMEOUT,
+                Expiry::Drop("the client took no byte of the answer for the write timeout"),
+            ),
+            Phase::Closing => (
+                self.since + LINGER,
+                Expiry::Drop("the client did not close after the answer"),
+            ),
+        }
     }
 
     /// Queues bytes to send.
@@ -168,8 +283,30 @@ impl Conn {
         self.output.push_back((bytes, 0));
     }
 
+    /// The bytes queued and not yet sent, in one piece.
+    #[cfg(test)]
+    pub fn queued(&mut self) -> Vec<u8> {
+        let mut all = Vec::new();
+        for (bytes, at) in self.output.drain(..) {
+            all.extend_from_slice(&bytes.as_slice()[at..]);
+        }
+        all
+    }
+
     /// Reads what has arrived into `input`, up to its limit. True at the end of the stream.
-    pub fn read(&mut self) -> io::Result<bool> {
+    pub fn read(&mut self, now: Instant) -> io::Result<bool> {
+        let (before, received) = (self.input.len(), self.received);
+        let eof = self.read_input();
+        if self.received > received {
+            self.heard = now;
+        }
+        if before == 0 && !self.input.is_empty() && self.head_started.is_none() {
+            self.head_started = Some(now);
+        }
+        eof
+    }
+
+    fn read_input(&mut self) -> io::Result<bool> {
         let mut buf = [0u8; 16 * 1024];
         match self.tls.as_deref_mut() {
             None => loop {
@@ -180,29 +317,38 @@ impl Conn {
                 let want = room.min(buf.len());
                 match self.stream.read(&mut buf[..want]) {
                     Ok(0) => return Ok(true),
-                    Ok(n) => self.input.extend_from_slice(&buf[..n]),
+                    Ok(n) => {
+                        self.received += n as u64;
+                        self.input.extend_from_slice(&buf[..n]);
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => return Err(e),
                 }
             },
             Some(tls) => {
-                let eof = read_tls(tls, &mut self.stream, &mut self.input, &mut buf)?;
+                let eof = read_tls(
+                    tls,
+                    &mut self.stream,
+                    &mut self.input,
+                    &mut buf,
+                    &mut self.received,
+                )?;
                 flush_tls(tls, &mut self.stream)?;
                 Ok(eof)
             }
         }
     }
 
-    /// Writes queued bytes, rendering more of a streamed body as they go. Whenever the
-    /// socket takes bytes, the deadline moves to `extend_to`.
-    pub fn write(&mut self, extend_to: Instant) -> io::Result<Flow> {
+    /// Writes queued bytes, rendering more of a streamed body as they go; `now` is when
+    /// the client was last seen taking bytes, if the socket takes any.
+    pub fn write(&mut self, now: Instant) -> io::Result<Flow> {
         let mut written = 0;
         loop {
             if let Some(tls) = self.tls.as_deref_mut() {
                 let (sent, flushed) = flush_tls(tls, &mut self.stream)?;
                 if sent > 0 {
-                    self.deadline = extend_to;
+                    self.sent = now;
                 }
                 if !flushed {
                     return Ok(Flow::Blocked);
@@ -236,7 +382,7 @@ impl Conn {
             };
             written += n;
             if n > 0 && self.tls.is_none() {
-                self.deadline = extend_to;
+                self.sent = now;
             }
             *at += n;
             if *at == front.as_slice().len() {
@@ -276,6 +422,7 @@ fn read_tls(
     stream: &mut TcpStream,
     input: &mut Vec<u8>,
     buf: &mut [u8],
+    received: &mut u64,
 ) -> io::Result<bool> {
     loop {
         loop {
@@ -293,7 +440,8 @@ fn read_tls(
             }
         }
         match tls.read_tls(stream) {
-            Ok(_) => {
+            Ok(n) => {
+                *received += n as u64;
                 if let Err(e) = tls.process_new_packets() {
                     // Send the alert that says why, then give up on the connection.
                     let _ = tls.write_tls(stream);

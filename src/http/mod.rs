@@ -2,63 +2,60 @@
 //!
 //! One event-loop thread owns every connection, non-blocking (see [`conn`]): a client that
 //! sends slowly, never reads, or holds connections open costs a bounded buffer and a slot,
-//! never a thread, and is dropped when its deadline passes. The work that takes CPU time —
-//! a gzip body, a bcrypt check — runs on [`WORKERS`] threads, and its result wakes the loop.
-//! A plain exposition is rendered piece by piece as each socket drains.
+//! never a thread, and is dropped when its deadline passes. The work that takes CPU time
+//! runs on two threads of its own, each with a bounded queue, whose results wake the loop:
+//! gzip bodies ([`gzip`]) and password checks ([`auth`]), so that a flood of logins cannot
+//! delay a scrape. A plain exposition is rendered piece by piece as each socket drains.
 //!
 //! Another thread owns the [`Store`]: it applies the pollers' reports and publishes each new
 //! immutable view, which the loop takes for every scrape.
 
+mod auth;
 mod conn;
+mod gzip;
 pub mod request;
 pub mod web_config;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::{self, Write as _};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
-use flate2::{write::GzEncoder, Compression};
+use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
-use sha2::{Digest, Sha256};
 
-use self::conn::{Bytes, Conn, Flow, Phase, Stream};
+use self::auth::{Gate, Verdict};
+use self::conn::{Awaiting, Bytes, Conn, Expiry, Flow, Held, Phase, Stream, FIRST_PASS_WAIT};
+use self::gzip::{Gzip, GzipCache, GzipKey};
 use self::request::{Head, Method, Parsed};
 use self::web_config::WebConfig;
 use crate::model::Report;
-use crate::render::{self, Options};
+use crate::render::Options;
 use crate::store::{Store, View};
 
-/// Connections held at once; beyond, the one idle longest is dropped for the newcomer.
-const MAX_CONNECTIONS: usize = 512;
-/// Threads for CPU work: gzip bodies and password checks.
-const WORKERS: usize = 2;
-/// CPU work waiting for a worker; beyond this a request gets 503 at once.
-const QUEUE: usize = 128;
-/// To the end of a request head: from the connection's opening (a TLS handshake included),
-/// or on a kept-alive connection from the request's first byte.
-const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
-/// An open connection with no request under way.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
-/// An answer the client takes no byte of.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
-/// A worker's answer (a gzip body of a very large view can take a second).
-const WAIT_TIMEOUT: Duration = Duration::from_secs(60);
-/// After our side is shut, how long the client has to close its side.
-const LINGER: Duration = Duration::from_secs(2);
+/// The share of the open-file limit that connections may take; the rest is for the files
+/// and API connections the sources read.
+const CONNECTION_SHARE: usize = 2;
+/// Bounds on the connections held at once, whatever the open-file limit.
+const MIN_CONNECTIONS: usize = 64;
+const MAX_CONNECTIONS: usize = 16384;
+/// The open-file limit assumed when it cannot be read.
+const DEFAULT_OPEN_FILES: usize = 1024;
+/// Connections accepted in one turn of the loop, before the ones accepted are read: a
+/// burst of new connections cannot push out a scrape that connected in the same burst.
+const ACCEPT_BATCH: usize = 64;
+/// When the connections are at their limit, this fraction of them makes room at once, so
+/// that a stream of newcomers costs one scan of the connections per batch.
+const EVICT_FRACTION: usize = 16;
+/// Gzip bodies waiting to be made; beyond this a scrape gets 503 at once.
+const GZIP_QUEUE: usize = 4;
 /// How long shutdown waits for answers already under way.
 const DRAIN: Duration = Duration::from_secs(4);
-/// The loop's longest sleep, which is how often deadlines are checked.
+/// The loop's longest sleep, which is how often deadlines and the web config are checked.
 const TICK: Duration = Duration::from_millis(250);
-/// Estimated gzip size from which rendering and compressing run on two threads.
-const PARALLEL_GZIP: usize = 1 << 20;
-/// Remembered successful logins (digests of user and password), so that a scraper's every
-/// request does not cost a bcrypt check.
-const AUTH_CACHE: usize = 64;
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -67,62 +64,7 @@ const INDEX: &str = "<!DOCTYPE html>\n<html><head><title>X.509 Certificate Expor
 const METRICS_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 const TEXT_TYPE: &str = "text/plain; charset=utf-8";
 const JSON_TYPE: &str = "application/json";
-
-/// Gzip bodies by (view generation, second): the one last made, kept only while some scrape
-/// is still sending it (a weak reference: between scrapes it costs no memory), and the ones
-/// being made, with the connections waiting for them. However many scrapes arrive in the
-/// same second, one body is made.
-/// A gzip body's identity: the view's generation and the second it is rendered at.
-type GzipKey = (u64, i64);
-
-#[derive(Default)]
-struct GzipCache {
-    last: Option<(GzipKey, std::sync::Weak<Vec<u8>>)>,
-    making: HashMap<GzipKey, Vec<Token>>,
-}
-
-/// What a scrape asking for gzip gets from the cache.
-enum Gzip {
-    /// The body, made already.
-    Ready(Arc<Vec<u8>>),
-    /// Wait: it is being made.
-    Wait,
-    /// Make it (the scrape is the first to wait for it).
-    Make,
-}
-
-impl GzipCache {
-    fn lookup(&mut self, key: GzipKey, token: Token) -> Gzip {
-        if let Some((last, body)) = &self.last {
-            if *last == key {
-                if let Some(body) = body.upgrade() {
-                    return Gzip::Ready(body);
-                }
-            }
-        }
-        match self.making.get_mut(&key) {
-            Some(waiting) => {
-                waiting.push(token);
-                Gzip::Wait
-            }
-            None => {
-                self.making.insert(key, vec![token]);
-                Gzip::Make
-            }
-        }
-    }
-
-    /// Keeps a made body; returns who waits for it.
-    fn made(&mut self, key: GzipKey, body: &Arc<Vec<u8>>) -> Vec<Token> {
-        self.last = Some((key, Arc::downgrade(body)));
-        self.making.remove(&key).unwrap_or_default()
-    }
-
-    /// A body that could not be made (no worker free): who waited for it.
-    fn abandon(&mut self, key: GzipKey) -> Vec<Token> {
-        self.making.remove(&key).unwrap_or_default()
-    }
-}
+const HTML_TYPE: &str = "text/html; charset=utf-8";
 
 /// The view scrapes are answered from, as the store thread last published it.
 #[derive(Default)]
@@ -131,30 +73,16 @@ struct Published {
     ready: bool,
 }
 
-/// CPU work for the workers.
-enum Job {
-    Gzip {
-        view: Arc<View>,
-        now: i64,
-    },
-    Auth {
-        token: Token,
-        hash: Option<String>,
-        password: String,
-    },
+/// A gzip body to make: the view, at this second.
+struct GzipJob {
+    view: Arc<View>,
+    now: i64,
 }
 
 /// A worker's answer.
 enum Done {
     Gzip(GzipKey, Arc<Vec<u8>>),
-    Auth(Token, bool),
-}
-
-/// What a connection waits for a worker with.
-pub struct Held {
-    head: Head,
-    /// The login to remember when the check succeeds.
-    login: Option<[u8; 32]>,
+    Login(auth::Checked),
 }
 
 /// Serves on `listener` until `shutdown` fires, applying reports as they come. Returns once
@@ -167,21 +95,13 @@ pub fn serve(
     options: Options,
     web: WebConfig,
 ) -> io::Result<()> {
-    let published = spawn_store(store, reports)?;
     let mut poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-    let stopping = Arc::new(AtomicBool::new(false));
-    {
-        let (waker, stopping) = (Arc::clone(&waker), Arc::clone(&stopping));
-        thread::Builder::new()
-            .name("http-stop".into())
-            .spawn(move || {
-                let _ = shutdown.recv();
-                stopping.store(true, Ordering::SeqCst);
-                let _ = waker.wake();
-            })?;
-    }
-    let (job_tx, done) = spawn_workers(&waker, options)?;
+    let published = spawn_store(store, reports, &waker)?;
+    let stopping = spawn_stop(shutdown, &waker)?;
+    let (done_tx, done) = unbounded::<Done>();
+    let gzip_jobs = spawn_gzip(&waker, done_tx.clone(), options)?;
+    let checks = auth::spawn(&waker, done_tx, Done::Login)?;
 
     listener.set_nonblocking(true)?;
     let mut listener = Some(TcpListener::from_std(listener));
@@ -189,56 +109,60 @@ pub fn serve(
         poll.registry()
             .register(listener, LISTENER, Interest::READABLE)?;
     }
-    let mut server = Server::new(published, options, web, job_tx);
+    let (limit, open_files) = connection_limit();
+    log::info!("serving at most {limit} connections at once (the open-file limit is {open_files})");
+    let now = Instant::now();
+    let lanes = Lanes {
+        gzip: gzip_jobs,
+        gate: Gate::new(checks, now),
+    };
+    let mut server = Server::new(published, options, web, lanes, limit);
     let mut events = Events::with_capacity(256);
     let mut accept_pending = false;
-    let mut swept = Instant::now();
+    let mut swept = now;
     loop {
-        let timeout = if server.again.is_empty() {
-            TICK
-        } else {
-            Duration::ZERO
-        };
+        let busy = accept_pending || !server.more.is_empty();
+        let timeout = if busy { Duration::ZERO } else { TICK };
         if let Err(e) = poll.poll(&mut events, Some(timeout)) {
             if e.kind() != io::ErrorKind::Interrupted {
                 return Err(e);
             }
         }
         let now = Instant::now();
-        let mut touched = std::mem::take(&mut server.again);
+        // This turn drives the connections that yielded last turn, those with events, and
+        // those a worker's answer or an accept moved.
+        let mut due = std::mem::take(&mut server.more);
         for event in events.iter() {
             match event.token() {
                 LISTENER => accept_pending = true,
                 WAKER => {}
-                token => touched.push(token),
+                token => due.push(token),
             }
         }
         for result in done.try_iter() {
-            server.finish(result, now, &mut touched);
+            server.finish(result, now, &mut due);
         }
         if stopping.load(Ordering::SeqCst) && server.draining.is_none() {
-            // Stop accepting; drop connections with no request under way.
             if let Some(mut listener) = listener.take() {
                 let _ = poll.registry().deregister(&mut listener);
             }
-            server.draining = Some(now + DRAIN);
-            server
-                .conns
-                .retain(|_, c| c.phase != Phase::Reading || !c.input.is_empty());
+            accept_pending = false;
+            server.drain(now, &mut due);
         }
         if let Some(listener) = listener.as_ref() {
             if accept_pending {
-                accept_pending = server.accept(listener, poll.registry(), now);
+                accept_pending = server.accept(listener, poll.registry(), now, &mut due);
             }
         }
-        touched.sort_unstable();
-        touched.dedup();
-        for token in touched {
+        server.first_pass_over(now, &mut due);
+        due.sort_unstable();
+        due.dedup();
+        for token in due {
             server.drive(token, now);
         }
         if now.duration_since(swept) >= TICK {
             swept = now;
-            server.conns.retain(|_, c| c.deadline > now);
+            server.sweep(now);
             server.reload_web_config();
         }
         if let Some(deadline) = server.draining {
@@ -257,72 +181,130 @@ pub fn serve(
     Ok(())
 }
 
-/// The store thread: applies each report and publishes the new view.
-fn spawn_store(mut store: Store, reports: Receiver<Report>) -> io::Result<Arc<Mutex<Published>>> {
+/// How many connections may be held at once: a share of the process's open-file limit
+/// (`RLIMIT_NOFILE`, read from `/proc/self/limits`), within fixed bounds. Also returns the
+/// limit it was taken from.
+fn connection_limit() -> (usize, usize) {
+    let open_files = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|limits| soft_open_files(&limits))
+        .unwrap_or(DEFAULT_OPEN_FILES);
+    let limit = (open_files / CONNECTION_SHARE).clamp(MIN_CONNECTIONS, MAX_CONNECTIONS);
+    (limit, open_files)
+}
+
+/// The soft limit on open files in the text of `/proc/self/limits` ("unlimited" is taken
+/// as the largest bound).
+fn soft_open_files(limits: &str) -> Option<usize> {
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let soft = line["Max open files".len()..].split_whitespace().next()?;
+    match soft {
+        "unlimited" => Some(usize::MAX),
+        n => n.parse().ok(),
+    }
+}
+
+/// The store thread: applies each report and publishes the new view, and wakes the loop
+/// when every source has finished its first pass (scrapes may be waiting for that).
+fn spawn_store(
+    mut store: Store,
+    reports: Receiver<Report>,
+    waker: &Arc<Waker>,
+) -> io::Result<Arc<Mutex<Published>>> {
     let published = Arc::new(Mutex::new(Published {
         view: store.view(),
         ready: store.ready(),
     }));
     let shared = Arc::clone(&published);
+    let waker = Arc::clone(waker);
     thread::Builder::new().name("store".into()).spawn(move || {
+        let mut was_ready = store.ready();
         for report in reports.iter() {
             store.apply(report);
+            let ready = store.ready();
             let next = Published {
                 view: store.view(),
-                ready: store.ready(),
+                ready,
             };
             *lock(&shared) = next;
+            if ready && !was_ready {
+                let _ = waker.wake();
+            }
+            was_ready = ready;
         }
     })?;
     Ok(published)
 }
 
-/// The worker threads: jobs in, answers out, and the loop woken for each answer.
-fn spawn_workers(
+/// A thread that waits for `shutdown`, then raises the flag it returns and wakes the loop.
+fn spawn_stop(shutdown: Receiver<()>, waker: &Arc<Waker>) -> io::Result<Arc<AtomicBool>> {
+    let stopping = Arc::new(AtomicBool::new(false));
+    let (flag, waker) = (Arc::clone(&stopping), Arc::clone(waker));
+    thread::Builder::new()
+        .name("http-stop".into())
+        .spawn(move || {
+            let _ = shutdown.recv();
+            flag.store(true, Ordering::SeqCst);
+            let _ = waker.wake();
+        })?;
+    Ok(stopping)
+}
+
+/// The gzip thread: views in, gzip bodies out through `done`, the loop woken for each.
+fn spawn_gzip(
     waker: &Arc<Waker>,
+    done: Sender<Done>,
     options: Options,
-) -> io::Result<(Sender<Job>, Receiver<Done>)> {
-    let (job_tx, jobs) = bounded::<Job>(QUEUE);
-    let (done_tx, done) = crossbeam_channel::unbounded::<Done>();
-    for n in 0..WORKERS {
-        let (jobs, done_tx, waker) = (jobs.clone(), done_tx.clone(), Arc::clone(waker));
-        thread::Builder::new()
-            .name(format!("http-work-{n}"))
-            .spawn(move || {
-                for job in jobs.iter() {
-                    let result = match job {
-                        Job::Gzip { view, now } => {
-                            let key = (view.generation, now);
-                            Done::Gzip(key, Arc::new(gzip_body(view, now, options)))
-                        }
-                        Job::Auth {
-                            token,
-                            hash,
-                            password,
-                        } => Done::Auth(token, check_password(&password, hash.as_deref())),
-                    };
-                    if done_tx.send(result).is_err() {
-                        return;
-                    }
-                    let _ = waker.wake();
+) -> io::Result<Sender<GzipJob>> {
+    let (jobs, queue) = bounded::<GzipJob>(GZIP_QUEUE);
+    let waker = Arc::clone(waker);
+    thread::Builder::new()
+        .name("http-gzip".into())
+        .spawn(move || {
+            for GzipJob { view, now } in queue.iter() {
+                let key = (view.generation, now);
+                let body = Arc::new(gzip::body(view, now, options));
+                if done.send(Done::Gzip(key, body)).is_err() {
+                    return;
                 }
-            })?;
-    }
-    Ok((job_tx, done))
+                let _ = waker.wake();
+            }
+        })?;
+    Ok(jobs)
+}
+
+/// Where the loop hands CPU work.
+struct Lanes {
+    gzip: Sender<GzipJob>,
+    gate: Gate,
+}
+
+/// How far one step moved a connection.
+enum Step {
+    /// It can go on at once.
+    Again,
+    /// It waits: for the socket, a worker, or its deadline.
+    Park,
+    /// It has more to write, after the other connections' turn.
+    Yield,
+    /// It is done with: drop it.
+    Drop,
 }
 
 /// The event loop's state.
 struct Server {
     conns: HashMap<Token, Conn>,
+    limit: usize,
     next_token: usize,
-    /// Connections that yielded with more to write: driven again at once.
-    again: Vec<Token>,
+    /// Connections that yielded with more to write: driven next turn without waiting.
+    more: Vec<Token>,
+    /// Scrapes waiting for the first pass of every source.
+    first_pass: Vec<Token>,
     published: Arc<Mutex<Published>>,
     options: Options,
     web: WebConfig,
-    logins: HashSet<[u8; 32]>,
+    lanes: Lanes,
     gzip: GzipCache,
-    jobs: Sender<Job>,
     /// Set at shutdown: when to give up on the answers under way.
     draining: Option<Instant>,
     /// Whether accepting failed last time (the failure is logged once, not every turn).
@@ -334,43 +316,51 @@ impl Server {
         published: Arc<Mutex<Published>>,
         options: Options,
         web: WebConfig,
-        jobs: Sender<Job>,
+        lanes: Lanes,
+        limit: usize,
     ) -> Self {
         Self {
             conns: HashMap::new(),
+            limit,
             next_token: 2,
-            again: Vec::new(),
+            more: Vec::new(),
+            first_pass: Vec::new(),
             published,
             options,
             web,
-            logins: HashSet::new(),
+            lanes,
             gzip: GzipCache::default(),
-            jobs,
             draining: None,
             accept_failing: false,
         }
     }
 
-    /// Accepts what is waiting. True when it had to stop before the backlog was empty (out
-    /// of file descriptors): it is tried again at the next turn.
-    fn accept(&mut self, listener: &TcpListener, registry: &mio::Registry, now: Instant) -> bool {
-        loop {
-            let mut stream = match listener.accept() {
-                Ok((stream, _)) => stream,
+    /// Accepts up to [`ACCEPT_BATCH`] waiting connections, adding them to `due` so that
+    /// they are read in this turn. True when more may be waiting.
+    fn accept(
+        &mut self,
+        listener: &TcpListener,
+        registry: &mio::Registry,
+        now: Instant,
+        due: &mut Vec<Token>,
+    ) -> bool {
+        for _ in 0..ACCEPT_BATCH {
+            let (mut stream, peer) = match listener.accept() {
+                Ok(accepted) => accepted,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
                 Err(e) => {
                     if !std::mem::replace(&mut self.accept_failing, true) {
-                        log::warn!("accept: {e}; closing the longest idle connection");
+                        log::warn!("accept: {e}; closing the connections that sent least");
                     }
                     self.evict();
                     return true;
                 }
             };
             self.accept_failing = false;
-            if self.conns.len() >= MAX_CONNECTIONS && !self.evict() {
-                continue; // Every slot waits for a worker: the newcomer is closed.
+            if self.conns.len() >= self.limit && !self.evict() {
+                continue; // Every slot is in use by a request: the newcomer is closed.
             }
             let _ = stream.set_nodelay(true);
             let tls = match &self.web.tls {
@@ -392,179 +382,256 @@ impl Server {
                 continue;
             }
             self.conns
-                .insert(token, Conn::new(stream, tls, now + HEAD_TIMEOUT));
+                .insert(token, Conn::new(stream, tls, peer.ip(), now));
+            due.push(token);
+        }
+        true
+    }
+
+    /// Makes room for newcomers: drops a batch of the connections that have sent least
+    /// for longest. First those whose answer is written and that we are closing (and
+    /// throttled logins waiting for their 429), then
+    /// those that have not completed a request yet, then idle kept-alive ones — each by
+    /// how long since they last sent a byte — then answers the client has stalled longest.
+    /// A connection whose request is being served is never dropped. False when none could go.
+    fn evict(&mut self) -> bool {
+        let mut candidates: Vec<((u8, Instant), Token)> = self
+            .conns
+            .iter()
+            .filter_map(|(token, c)| {
+                let rank = match &c.phase {
+                    Phase::Closing => (0, c.heard),
+                    Phase::Waiting(held) if held.on == Awaiting::Throttled => (0, c.heard),
+                    Phase::Reading if c.served == 0 => (1, c.heard),
+                    Phase::Reading => (2, c.heard),
+                    Phase::Writing { .. } => (3, c.deadline().0),
+                    Phase::Waiting(_) => return None,
+                };
+                Some((rank, *token))
+            })
+            .collect();
+        if candidates.is_empty() {
+            return false;
+        }
+        let batch = (self.limit / EVICT_FRACTION).clamp(1, candidates.len());
+        if batch < candidates.len() {
+            candidates.select_nth_unstable(batch - 1);
+        }
+        for (_, token) in &candidates[..batch] {
+            self.conns.remove(token);
+        }
+        log::debug!(
+            "connection limit {} reached: closed {batch} that sent least",
+            self.limit
+        );
+        true
+    }
+
+    /// Drops connections past their deadline, and answers the requests held until then:
+    /// scrapes that have waited long enough for the first pass, throttled logins.
+    fn sweep(&mut self, now: Instant) {
+        let mut answer = Vec::new();
+        self.conns.retain(|token, conn| {
+            let (deadline, expiry) = conn.deadline();
+            if deadline > now {
+                return true;
+            }
+            match (expiry, &conn.phase) {
+                (Expiry::Answer, Phase::Waiting(held)) => {
+                    answer.push((*token, held.on));
+                    true
+                }
+                (Expiry::Answer, _) => true,
+                (Expiry::Drop(why), _) => {
+                    log::debug!("connection from {} closed: {why}", conn.peer);
+                    false
+                }
+            }
+        });
+        for (token, on) in answer {
+            let Some(head) = self.release(token, on) else {
+                continue;
+            };
+            match on {
+                Awaiting::Throttled => {
+                    if let Some(conn) = self.conns.get_mut(&token) {
+                        let body = "429 too many login attempts, retry later\n";
+                        reply(conn, Some(&head), 429, TEXT_TYPE, body, now);
+                    }
+                }
+                _ => self.route(token, head, now, false),
+            }
+            self.drive(token, now);
         }
     }
 
-    /// Takes a changed web config file: new connections get its TLS settings, requests its
-    /// users (remembered logins are forgotten).
+    /// At shutdown: connections with no request under way go; scrapes waiting for the
+    /// first pass are answered with what there is.
+    fn drain(&mut self, now: Instant, due: &mut Vec<Token>) {
+        self.draining = Some(now + DRAIN);
+        self.conns
+            .retain(|_, c| !matches!(c.phase, Phase::Reading) || !c.input.is_empty());
+        for token in std::mem::take(&mut self.first_pass) {
+            if let Some(head) = self.release(token, Awaiting::FirstPass) {
+                self.route(token, head, now, false);
+                due.push(token);
+            }
+        }
+    }
+
+    /// Once every source has finished its first pass, answers the scrapes waiting for it.
+    fn first_pass_over(&mut self, now: Instant, due: &mut Vec<Token>) {
+        if self.first_pass.is_empty() || !lock(&self.published).ready {
+            return;
+        }
+        for token in std::mem::take(&mut self.first_pass) {
+            if let Some(head) = self.release(token, Awaiting::FirstPass) {
+                self.route(token, head, now, false);
+                due.push(token);
+            }
+        }
+    }
+
+    /// Takes a changed web config: new connections get its TLS settings, requests its
+    /// users. Logins known good or bad stay known: they are keyed by the user's hash.
     fn reload_web_config(&mut self) {
         match self.web.reload() {
             None => {}
-            Some(Ok(())) => {
-                self.logins.clear();
-                log::info!("web config reloaded");
-            }
+            Some(Ok(())) => log::info!("web config reloaded"),
             Some(Err(e)) => log::warn!("{e}; keeping the previous settings"),
         }
     }
 
-    /// Makes room: drops the connection that has waited longest for a request, or else the
-    /// answer that has stalled longest (a client that does not read). Connections waiting for
-    /// a worker are kept. False when nothing could go.
-    fn evict(&mut self) -> bool {
-        let victim = self
-            .conns
-            .iter()
-            .filter_map(|(token, c)| match c.phase {
-                Phase::Reading | Phase::Closing => Some(((0, c.since), *token)),
-                // In Writing, the deadline moves with every byte taken.
-                Phase::Writing { .. } => Some(((1, c.deadline), *token)),
-                Phase::Waiting => None,
-            })
-            .min_by_key(|(key, _)| *key)
-            .map(|(_, token)| token);
-        match victim {
-            Some(token) => {
-                self.conns.remove(&token);
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Takes a worker's answer to the connections that wait for it, which are then driven.
-    fn finish(&mut self, done: Done, now: Instant, touched: &mut Vec<Token>) {
+    /// Takes a worker's answer to the connections that wait for it, adding them to `due`.
+    fn finish(&mut self, done: Done, now: Instant, due: &mut Vec<Token>) {
         match done {
             Done::Gzip(key, body) => {
                 for token in self.gzip.made(key, &body) {
-                    if let Some(conn) = self.conns.get_mut(&token) {
-                        if let Some(held) = conn.held.take() {
-                            send_gzip(conn, &held.head, Arc::clone(&body), now);
+                    if let Some(head) = self.release(token, Awaiting::Gzip) {
+                        if let Some(conn) = self.conns.get_mut(&token) {
+                            send_gzip(conn, &head, Arc::clone(&body), now);
                         }
                     }
-                    touched.push(token);
+                    due.push(token);
                 }
             }
-            Done::Auth(token, ok) => {
-                touched.push(token);
-                let Some(conn) = self.conns.get_mut(&token) else {
-                    return;
-                };
-                let Some(held) = conn.held.take() else {
-                    return;
-                };
-                if !ok {
-                    return unauthorized(conn, &held.head, now);
-                }
-                if let Some(login) = held.login {
-                    if self.logins.len() >= AUTH_CACHE {
-                        self.logins.clear();
+            Done::Login(checked) => {
+                let (ok, waiting) = self.lanes.gate.checked(checked, now);
+                for token in waiting {
+                    let Some(head) = self.release(token, Awaiting::Login) else {
+                        continue;
+                    };
+                    if ok {
+                        self.route(token, head, now, true);
+                    } else if let Some(conn) = self.conns.get_mut(&token) {
+                        reply(conn, Some(&head), 401, TEXT_TYPE, "401 Unauthorized\n", now);
                     }
-                    self.logins.insert(login);
+                    due.push(token);
                 }
-                self.route(token, held.head, now);
             }
         }
     }
 
     /// Moves a connection on as far as it goes without blocking.
     fn drive(&mut self, token: Token, now: Instant) {
-        let keep = loop {
-            let Some(conn) = self.conns.get_mut(&token) else {
-                return;
-            };
-            match conn.phase {
-                Phase::Reading => {
-                    let eof = match conn.read() {
-                        Ok(eof) => eof,
-                        Err(e) => {
-                            log::debug!("read: {e}");
-                            break false;
+        loop {
+            match self.step(token, now) {
+                Step::Again => {}
+                Step::Park => return,
+                Step::Yield => return self.more.push(token),
+                Step::Drop => {
+                    self.conns.remove(&token);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// One move of a connection's state machine.
+    fn step(&mut self, token: Token, now: Instant) -> Step {
+        let draining = self.draining.is_some();
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return Step::Drop;
+        };
+        match conn.phase {
+            Phase::Reading => {
+                let eof = match conn.read(now) {
+                    Ok(eof) => eof,
+                    Err(e) => {
+                        log::debug!("read from {}: {e}", conn.peer);
+                        return Step::Drop;
+                    }
+                };
+                match request::parse(&conn.input) {
+                    Parsed::Partial if eof => Step::Drop,
+                    Parsed::Partial => Step::Park,
+                    Parsed::Bad(status) => {
+                        conn.input.clear();
+                        reply(conn, None, status, TEXT_TYPE, reason(status), now);
+                        Step::Again
+                    }
+                    Parsed::Complete(head, used) => {
+                        conn.input.drain(..used);
+                        if conn.input.is_empty() && conn.input.capacity() > 4096 {
+                            conn.input = Vec::new(); // An idle connection keeps no buffer.
                         }
-                    };
-                    match request::parse(&conn.input) {
-                        Parsed::Partial => {
-                            if eof {
-                                break false;
-                            }
-                            if !conn.input.is_empty() {
-                                // Never later than HEAD_TIMEOUT after the first byte.
-                                conn.deadline = conn.deadline.min(now + HEAD_TIMEOUT);
-                            }
-                            break true;
-                        }
-                        Parsed::Bad(status) => {
-                            conn.input.clear();
-                            text(conn, status, true, false, TEXT_TYPE, reason(status), now);
-                        }
-                        Parsed::Complete(head, used) => {
-                            conn.input.drain(..used);
-                            if conn.input.is_empty() && conn.input.capacity() > 4096 {
-                                conn.input = Vec::new(); // An idle connection keeps no buffer.
-                            }
-                            self.dispatch(token, head, now);
-                        }
+                        conn.took_request(now);
+                        self.dispatch(token, head, now);
+                        Step::Again
                     }
                 }
-                Phase::Waiting => break true,
-                Phase::Writing { close } => match conn.write(now + WRITE_TIMEOUT) {
-                    Ok(Flow::Blocked) => break true,
-                    Ok(Flow::Yield) => {
-                        self.again.push(token);
-                        break true;
-                    }
-                    Ok(Flow::Done) if close || self.draining.is_some() => {
-                        conn.shut();
-                        conn.enter(Phase::Closing, now, now + LINGER);
-                    }
-                    Ok(Flow::Done) => conn.enter(Phase::Reading, now, now + IDLE_TIMEOUT),
-                    Err(e) => {
-                        log::debug!("write: {e}");
-                        break false;
-                    }
-                },
-                Phase::Closing => break !conn.discard(),
             }
-        };
-        if !keep {
-            self.conns.remove(&token);
+            Phase::Waiting(_) => Step::Park,
+            Phase::Writing { close } => match conn.write(now) {
+                Ok(Flow::Blocked) => Step::Park,
+                Ok(Flow::Yield) => Step::Yield,
+                Ok(Flow::Done) if close || draining => {
+                    conn.shut();
+                    conn.enter(Phase::Closing, now);
+                    Step::Again
+                }
+                Ok(Flow::Done) => {
+                    conn.enter(Phase::Reading, now);
+                    Step::Again
+                }
+                Err(e) => {
+                    log::debug!("write to {}: {e}", conn.peer);
+                    Step::Drop
+                }
+            },
+            Phase::Closing => match conn.discard() {
+                true => Step::Drop,
+                false => Step::Park,
+            },
         }
     }
 
     /// Checks the credentials when basic auth is on, then routes.
     fn dispatch(&mut self, token: Token, head: Head, now: Instant) {
         if self.web.users.is_empty() {
-            return self.route(token, head, now);
+            return self.route(token, head, now, true);
         }
         let Some(conn) = self.conns.get_mut(&token) else {
             return;
         };
-        let Some((user, password)) = head.authorization.as_deref().and_then(basic_credentials)
-        else {
-            return unauthorized(conn, &head, now);
-        };
-        let hash = self.web.users.get(&user).cloned();
-        let login = login_digest(&user, hash.as_deref().unwrap_or(""), &password);
-        if hash.is_some() && self.logins.contains(&login) {
-            return self.route(token, head, now);
-        }
-        let job = Job::Auth {
+        let verdict = self.lanes.gate.check(
+            &self.web.users,
+            head.authorization.as_deref(),
+            conn.peer,
             token,
-            hash,
-            password,
-        };
-        conn.held = Some(Held {
-            head,
-            login: Some(login),
-        });
-        if !self.submit(token, job, now) {
-            self.busy(token, now);
+            now,
+        );
+        match verdict {
+            Verdict::Pass => self.route(token, head, now, true),
+            Verdict::Refuse => reply(conn, Some(&head), 401, TEXT_TYPE, "401 Unauthorized\n", now),
+            Verdict::Throttle => hold(conn, head, Awaiting::Throttled, now),
+            Verdict::Wait => hold(conn, head, Awaiting::Login, now),
         }
     }
 
-    /// Answers an authorised request.
-    fn route(&mut self, token: Token, head: Head, now: Instant) {
+    /// Answers an authorised request. A scrape that arrives before every source has
+    /// finished its first pass waits for it when `patient`.
+    fn route(&mut self, token: Token, head: Head, now: Instant, patient: bool) {
         let Some(conn) = self.conns.get_mut(&token) else {
             return;
         };
@@ -573,28 +640,41 @@ impl Server {
             "/" | "/metrics" | "/healthz" | "/readyz"
         );
         if !known {
-            return answer(conn, &head, 404, TEXT_TYPE, "404 page not found\n", now);
+            return reply(
+                conn,
+                Some(&head),
+                404,
+                TEXT_TYPE,
+                "404 page not found\n",
+                now,
+            );
         }
         if head.method == Method::Other {
-            return answer(conn, &head, 405, TEXT_TYPE, "405 method not allowed\n", now);
+            let body = "405 method not allowed\n";
+            return reply(conn, Some(&head), 405, TEXT_TYPE, body, now);
         }
         let (view, ready) = {
             let published = lock(&self.published);
             (Arc::clone(&published.view), published.ready)
         };
         match head.path.as_str() {
+            "/metrics" if !ready && patient && self.draining.is_none() => {
+                log::debug!(
+                    "a scrape from {} waits for the first pass of every source (at most {FIRST_PASS_WAIT:?})",
+                    conn.peer
+                );
+                hold(conn, head, Awaiting::FirstPass, now);
+                self.first_pass.push(token);
+            }
             "/metrics" if head.gzip => {
                 let key = (view.generation, unix_now());
                 match self.gzip.lookup(key, token) {
                     Gzip::Ready(body) => send_gzip(conn, &head, body, now),
-                    Gzip::Wait => {
-                        conn.held = Some(Held { head, login: None });
-                        conn.enter(Phase::Waiting, now, now + WAIT_TIMEOUT);
-                    }
+                    Gzip::Wait => hold(conn, head, Awaiting::Gzip, now),
                     Gzip::Make => {
-                        conn.held = Some(Held { head, login: None });
-                        let job = Job::Gzip { view, now: key.1 };
-                        if !self.submit(token, job, now) {
+                        hold(conn, head, Awaiting::Gzip, now);
+                        let job = GzipJob { view, now: key.1 };
+                        if self.lanes.gzip.try_send(job).is_err() {
                             for token in self.gzip.abandon(key) {
                                 self.busy(token, now);
                             }
@@ -614,45 +694,55 @@ impl Server {
                 if head.method != Method::Head {
                     conn.body = Some(Stream::new(view, unix_now(), self.options, head.http11));
                 }
-                writing(conn, close, now);
+                conn.enter(Phase::Writing { close }, now);
             }
-            "/healthz" => answer(conn, &head, 200, JSON_TYPE, "{\"status\":\"UP\"}\n", now),
-            "/readyz" if ready => {
-                answer(conn, &head, 200, JSON_TYPE, "{\"status\":\"READY\"}\n", now)
-            }
-            "/readyz" => answer(
+            "/healthz" => reply(
                 conn,
-                &head,
-                503,
+                Some(&head),
+                200,
                 JSON_TYPE,
-                "{\"status\":\"STARTING\"}\n",
+                "{\"status\":\"UP\"}\n",
                 now,
             ),
-            _ => answer(conn, &head, 200, "text/html; charset=utf-8", INDEX, now),
-        }
-    }
-
-    /// Hands CPU work to the workers for a connection, which then waits. False when they
-    /// are too far behind to take it.
-    fn submit(&mut self, token: Token, job: Job, now: Instant) -> bool {
-        match self.jobs.try_send(job) {
-            Ok(()) => {
-                if let Some(conn) = self.conns.get_mut(&token) {
-                    conn.enter(Phase::Waiting, now, now + WAIT_TIMEOUT);
-                }
-                true
+            "/readyz" if ready => {
+                let body = "{\"status\":\"READY\"}\n";
+                reply(conn, Some(&head), 200, JSON_TYPE, body, now)
             }
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
+            "/readyz" => {
+                let body = "{\"status\":\"STARTING\"}\n";
+                reply(conn, Some(&head), 503, JSON_TYPE, body, now)
+            }
+            _ => reply(conn, Some(&head), 200, HTML_TYPE, INDEX, now),
         }
     }
 
-    /// Answers 503 to a connection whose work found no worker.
-    fn busy(&mut self, token: Token, now: Instant) {
-        if let Some(conn) = self.conns.get_mut(&token) {
-            let close = conn.held.take().is_none_or(|h| !h.head.keep_alive);
-            text(conn, 503, close, false, TEXT_TYPE, "503 too busy\n", now);
+    /// The request a connection holds while it waits `on` something, taken back to be
+    /// answered; None if the connection is gone or waits for something else.
+    fn release(&mut self, token: Token, on: Awaiting) -> Option<Head> {
+        let conn = self.conns.get_mut(&token)?;
+        match &conn.phase {
+            Phase::Waiting(held) if held.on == on => {}
+            _ => return None,
+        }
+        match std::mem::replace(&mut conn.phase, Phase::Reading) {
+            Phase::Waiting(held) => Some(held.head),
+            _ => None,
         }
     }
+
+    /// Answers 503 to a connection whose gzip body found its worker too far behind.
+    fn busy(&mut self, token: Token, now: Instant) {
+        if let Some(head) = self.release(token, Awaiting::Gzip) {
+            if let Some(conn) = self.conns.get_mut(&token) {
+                reply(conn, Some(&head), 503, TEXT_TYPE, "503 too busy\n", now);
+            }
+        }
+    }
+}
+
+/// Holds a connection's request until what it needs is ready.
+fn hold(conn: &mut Conn, head: Head, on: Awaiting, now: Instant) {
+    conn.enter(Phase::Waiting(Held { head, on }), now);
 }
 
 /// Queues a gzip exposition.
@@ -672,33 +762,29 @@ fn send_gzip(conn: &mut Conn, head: &Head, body: Arc<Vec<u8>>, now: Instant) {
     if head.method != Method::Head {
         conn.queue(Bytes::Shared(body));
     }
-    writing(conn, close, now);
+    conn.enter(Phase::Writing { close }, now);
 }
 
-/// Starts writing the queued answer.
-fn writing(conn: &mut Conn, close: bool, now: Instant) {
-    conn.enter(Phase::Writing { close }, now, now + WRITE_TIMEOUT);
-}
-
-/// Queues a small fixed answer.
-fn text(
+/// Queues a small fixed answer to `head`, or, with no head (bytes that were not a
+/// request), an answer after which the connection closes. An answer to HEAD has no body.
+fn reply(
     conn: &mut Conn,
+    head: Option<&Head>,
     status: u16,
-    close: bool,
-    head_only: bool,
     content_type: &'static str,
     body: &'static str,
     now: Instant,
 ) {
+    let close = head.is_none_or(|h| !h.keep_alive);
     let mut headers = vec![("Content-Type", content_type)];
-    if status == 405 {
-        headers.push(("Allow", "GET, HEAD"));
-    }
-    if status == 401 {
-        headers.push((
+    match status {
+        401 => headers.push((
             "WWW-Authenticate",
             "Basic realm=\"x509-certificate-exporter\"",
-        ));
+        )),
+        405 => headers.push(("Allow", "GET, HEAD")),
+        429 | 503 => headers.push(("Retry-After", "1")),
+        _ => {}
     }
     conn.queue(Bytes::Owned(response_head(
         status,
@@ -706,35 +792,10 @@ fn text(
         &headers,
         Some(body.len()),
     )));
-    if !head_only {
+    if head.is_none_or(|h| h.method != Method::Head) {
         conn.queue(Bytes::Static(body.as_bytes()));
     }
-    writing(conn, close, now);
-}
-
-/// Queues a small fixed answer to `head`.
-fn answer(
-    conn: &mut Conn,
-    head: &Head,
-    status: u16,
-    content_type: &'static str,
-    body: &'static str,
-    now: Instant,
-) {
-    let head_only = head.method == Method::Head;
-    text(
-        conn,
-        status,
-        !head.keep_alive,
-        head_only,
-        content_type,
-        body,
-        now,
-    );
-}
-
-fn unauthorized(conn: &mut Conn, head: &Head, now: Instant) {
-    answer(conn, head, 401, TEXT_TYPE, "401 Unauthorized\n", now);
+    conn.enter(Phase::Writing { close }, now);
 }
 
 /// A status line and headers, with Content-Length when `length` is known.
@@ -767,48 +828,11 @@ fn reason(status: u16) -> &'static str {
         401 => "Unauthorized\n",
         404 => "Not Found\n",
         405 => "Method Not Allowed\n",
+        429 => "Too Many Requests\n",
         431 => "Request Header Fields Too Large\n",
         503 => "Service Unavailable\n",
         505 => "HTTP Version Not Supported\n",
         _ => "Error\n",
-    }
-}
-
-/// User and password of a `Basic` Authorization value.
-fn basic_credentials(value: &str) -> Option<(String, String)> {
-    let (scheme, encoded) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = crate::pem::decode_base64(encoded.trim().as_bytes()).ok()?;
-    let text = String::from_utf8(decoded).ok()?;
-    let (user, password) = text.split_once(':')?;
-    Some((user.to_string(), password.to_string()))
-}
-
-/// What a successful login is remembered by: never the password itself.
-fn login_digest(user: &str, hash: &str, password: &str) -> [u8; 32] {
-    let mut digest = Sha256::new();
-    for part in [user, hash, password] {
-        digest.update((part.len() as u64).to_be_bytes());
-        digest.update(part.as_bytes());
-    }
-    digest.finalize().into()
-}
-
-/// A bcrypt hash (cost 10, like the hashes users are told to make) that an unknown user's
-/// password is checked against, so that the check costs the same.
-const DECOY: &str = "$2y$10$GhhUj1hl7sXD0rJ7SyG9LeQ28P9vxSpsvlqAWbeX5E4dSHdN61gH.";
-
-/// Checks `password` against a bcrypt `hash`; an unknown user (no hash) costs a check all the
-/// same, so that timing does not tell which users exist.
-fn check_password(password: &str, hash: Option<&str>) -> bool {
-    match hash {
-        Some(hash) => bcrypt::verify(password, hash).unwrap_or(false),
-        None => {
-            let _ = bcrypt::verify(password, DECOY);
-            false
-        }
     }
 }
 
@@ -824,158 +848,149 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// The gzip exposition of `view` at `now`.
-fn gzip_body(view: Arc<View>, now: i64, options: Options) -> Vec<u8> {
-    // About 75 compressed bytes a certificate: one allocation, not a doubling series.
-    let estimate = 4096 + view.cert_count() * 80;
-    let mut encoder = GzEncoder::new(Vec::with_capacity(estimate), Compression::fast());
-    let mut plain = render::Body::new(view, now, options, render::BUILD);
-    if estimate < PARALLEL_GZIP {
-        loop {
-            let piece = plain.next_piece();
-            if piece.is_empty() {
-                return encoder.finish().unwrap_or_default();
-            }
-            if encoder.write_all(piece).is_err() {
-                return Vec::new();
-            }
-        }
-    }
-    // Large: render on a second thread while this one compresses (each takes about as long
-    // as the other), two pieces in flight at most.
-    let (pieces, rendered) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
-    std::thread::scope(|scope| {
-        scope.spawn(move || {
-            while let Some(piece) = plain.next_owned() {
-                if pieces.send(piece).is_err() {
-                    return;
-                }
-            }
-        });
-        for piece in rendered.iter() {
-            if encoder.write_all(&piece).is_err() {
-                return Vec::new();
-            }
-        }
-        encoder.finish().unwrap_or_default()
-    })
-}
-
 #[cfg(test)]
 mod tests {
-    use std::io::Read;
+    use std::collections::HashSet;
 
     use super::*;
 
-    #[test]
-    fn one_gzip_body_per_view_and_second_however_many_wait() {
-        let mut cache = GzipCache::default();
-        let key = (3, 100);
-        assert!(matches!(cache.lookup(key, Token(7)), Gzip::Make));
-        assert!(matches!(cache.lookup(key, Token(8)), Gzip::Wait));
-        let body = Arc::new(gzip_body(Store::new(0).view(), 100, Options::default()));
-        assert_eq!(cache.made(key, &body), vec![Token(7), Token(8)]);
-        match cache.lookup(key, Token(9)) {
-            Gzip::Ready(again) => assert!(Arc::ptr_eq(&body, &again), "shared, not made twice"),
-            _ => panic!("made already"),
-        }
-        assert!(
-            matches!(cache.lookup((3, 101), Token(9)), Gzip::Make),
-            "a new second"
-        );
-        assert_eq!(cache.abandon((3, 101)), vec![Token(9)]);
-        drop(body);
-        assert!(
-            matches!(cache.lookup(key, Token(10)), Gzip::Make),
-            "not kept once sent"
-        );
-    }
-
-    #[test]
-    fn a_gzip_body_unpacks_to_the_exposition() {
-        let body = gzip_body(Store::new(0).view(), 100, Options::default());
-        let mut text = String::new();
-        flate2::read::GzDecoder::new(&body[..])
-            .read_to_string(&mut text)
-            .unwrap();
-        assert!(text.contains("x509_read_errors 0\n"));
-    }
-
-    #[test]
-    fn a_large_gzip_body_rendered_on_two_threads_is_the_same_text() {
-        let view = crate::store::big_view(20_000, |i| (i, i + 1));
-        assert!(
-            4096 + view.cert_count() * 80 >= PARALLEL_GZIP,
-            "exercises the two-thread path"
-        );
-        let body = gzip_body(Arc::clone(&view), 7, Options::default());
-        let mut text = String::new();
-        flate2::read::GzDecoder::new(&body[..])
-            .read_to_string(&mut text)
-            .unwrap();
-        assert_eq!(
-            text,
-            render::render(view, 7, Options::default(), &render::BUILD)
-        );
-    }
-
-    #[test]
-    fn eviction_takes_the_longest_idle_then_the_longest_stalled() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let (jobs, _) = bounded(1);
-        let mut server = Server::new(
+    fn server(limit: usize) -> Server {
+        let (gzip, _) = bounded(1);
+        let (checks, _) = bounded(1);
+        let lanes = Lanes {
+            gzip,
+            gate: Gate::new(checks, Instant::now()),
+        };
+        Server::new(
             Arc::default(),
             Options::default(),
             WebConfig::default(),
-            jobs,
-        );
+            lanes,
+            limit,
+        )
+    }
+
+    fn head() -> Head {
+        match request::parse(b"GET /metrics HTTP/1.1\r\n\r\n") {
+            Parsed::Complete(head, _) => head,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn eviction_takes_those_that_sent_least_for_longest() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        // A limit of 16 evicts one connection at a time.
+        let mut server = server(EVICT_FRACTION);
         let start = Instant::now();
         let mut clients = Vec::new();
-        let mut add = |server: &mut Server, phase: Phase, at: u64| {
+        let mut add = |server: &mut Server, at: u64, setup: &dyn Fn(&mut Conn, Instant)| {
             clients.push(std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap());
-            let (stream, _) = listener.accept().unwrap();
+            let (stream, peer) = listener.accept().unwrap();
             let at = start + Duration::from_secs(at);
-            let mut conn = Conn::new(mio::net::TcpStream::from_std(stream), None, at);
-            conn.enter(phase, at, at + Duration::from_secs(30));
+            let mut conn = Conn::new(mio::net::TcpStream::from_std(stream), None, peer.ip(), at);
+            setup(&mut conn, at);
             let token = Token(server.next_token);
             server.next_token += 1;
             server.conns.insert(token, conn);
             token
         };
-        let waiting = add(&mut server, Phase::Waiting, 0);
-        let slow = add(&mut server, Phase::Writing { close: false }, 1);
-        let busy = add(&mut server, Phase::Writing { close: false }, 5);
-        let idle_new = add(&mut server, Phase::Reading, 4);
-        let idle_old = add(&mut server, Phase::Reading, 3);
+        let waiting = add(&mut server, 0, &|c, at| hold(c, head(), Awaiting::Gzip, at));
+        let stalled = add(&mut server, 1, &|c, at| {
+            c.enter(Phase::Writing { close: false }, at)
+        });
+        let writing = add(&mut server, 5, &|c, at| {
+            c.enter(Phase::Writing { close: false }, at)
+        });
+        let kept_alive = add(&mut server, 2, &|c, at| {
+            c.took_request(at);
+            c.enter(Phase::Reading, at)
+        });
+        let silent_new = add(&mut server, 4, &|_, _| {});
+        let silent_old = add(&mut server, 3, &|_, _| {});
+        let closing = add(&mut server, 6, &|c, at| c.enter(Phase::Closing, at));
+        let throttled = add(&mut server, 7, &|c, at| {
+            hold(c, head(), Awaiting::Throttled, at)
+        });
         let gone = |server: &mut Server| {
             let before: HashSet<Token> = server.conns.keys().copied().collect();
             assert!(server.evict());
             let after: HashSet<Token> = server.conns.keys().copied().collect();
             before.difference(&after).copied().collect::<Vec<_>>()
         };
-        assert_eq!(gone(&mut server), [idle_old]);
-        assert_eq!(gone(&mut server), [idle_new]);
-        assert_eq!(gone(&mut server), [slow], "the answer stalled longest");
-        assert_eq!(gone(&mut server), [busy]);
-        assert!(!server.evict(), "a connection waiting for a worker stays");
+        assert_eq!(gone(&mut server), [closing]);
+        assert_eq!(
+            gone(&mut server),
+            [throttled],
+            "a throttled login goes as early"
+        );
+        assert_eq!(
+            gone(&mut server),
+            [silent_old],
+            "no request, heard from longest ago"
+        );
+        assert_eq!(gone(&mut server), [silent_new]);
+        assert_eq!(
+            gone(&mut server),
+            [kept_alive],
+            "a served client goes after them"
+        );
+        assert_eq!(gone(&mut server), [stalled], "the answer stalled longest");
+        assert_eq!(gone(&mut server), [writing]);
+        assert!(!server.evict(), "a request being served stays");
         assert!(server.conns.contains_key(&waiting));
     }
 
     #[test]
-    fn basic_credentials_and_passwords() {
-        // "alice:secret:with:colons"
+    fn eviction_at_a_large_limit_makes_room_for_many() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut server = server(64);
+        let now = Instant::now();
+        let mut clients = Vec::new();
+        for _ in 0..64 {
+            clients.push(std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap());
+            let (stream, peer) = listener.accept().unwrap();
+            let conn = Conn::new(mio::net::TcpStream::from_std(stream), None, peer.ip(), now);
+            let token = Token(server.next_token);
+            server.next_token += 1;
+            server.conns.insert(token, conn);
+        }
+        assert!(server.evict());
+        assert_eq!(server.conns.len(), 64 - 64 / EVICT_FRACTION);
+    }
+
+    #[test]
+    fn the_open_file_limit_sets_the_connection_limit() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units     \nMax cpu time              unlimited            unlimited            seconds   \nMax open files            1024                 524288               files     \n";
+        assert_eq!(soft_open_files(limits), Some(1024));
+        let unlimited =
+            "Max open files            unlimited            unlimited            files\n";
+        assert_eq!(soft_open_files(unlimited), Some(usize::MAX));
+        assert_eq!(soft_open_files("Max processes 5 5\n"), None);
+        let (limit, open_files) = connection_limit();
         assert_eq!(
-            basic_credentials("Basic YWxpY2U6c2VjcmV0OndpdGg6Y29sb25z"),
-            Some(("alice".into(), "secret:with:colons".into()))
+            limit,
+            (open_files / CONNECTION_SHARE).clamp(MIN_CONNECTIONS, MAX_CONNECTIONS)
         );
-        assert_eq!(basic_credentials("Bearer YWxpY2U6eA=="), None);
-        assert_eq!(basic_credentials("Basic !!!"), None);
-        let hash = bcrypt::hash("secret", 4).unwrap();
-        assert!(check_password("secret", Some(&hash)));
-        assert!(!check_password("wrong", Some(&hash)));
-        assert!(!check_password("secret", None));
-        let decoy: bcrypt::HashParts = DECOY.parse().expect("a well-formed hash");
-        assert_eq!(decoy.get_cost(), 10, "costs what a real check costs");
-        assert_ne!(login_digest("a", "h", "bc"), login_digest("ab", "h", "c"));
+    }
+
+    #[test]
+    fn an_answer_to_head_has_no_body_whatever_its_status() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (stream, peer) = listener.accept().unwrap();
+        let now = Instant::now();
+        let mut conn = Conn::new(mio::net::TcpStream::from_std(stream), None, peer.ip(), now);
+        let head = match request::parse(b"HEAD /metrics HTTP/1.1\r\n\r\n") {
+            Parsed::Complete(head, _) => head,
+            other => panic!("{other:?}"),
+        };
+        for status in [200, 401, 404, 405, 429, 503] {
+            reply(&mut conn, Some(&head), status, TEXT_TYPE, "a body\n", now);
+            let queued = conn.queued();
+            let text = String::from_utf8_lossy(&queued);
+            assert!(text.ends_with("\r\n\r\n"), "{status}: {text}");
+            assert!(text.contains("Content-Length: 7\r\n"), "{status}: {text}");
+        }
     }
 }

@@ -88,9 +88,12 @@ pub fn parse(input: &[u8]) -> Parsed {
     else {
         return Parsed::Bad(400);
     };
-    if method.is_empty() || !method.bytes().all(is_token) || !target.starts_with(['/', '*']) {
+    if method.is_empty() || !method.bytes().all(is_token) {
         return Parsed::Bad(400);
     }
+    let Some(path) = path_of(target) else {
+        return Parsed::Bad(400);
+    };
     let http11 = match version.strip_prefix("HTTP/1.") {
         Some("0") => false,
         Some(minor) if !minor.is_empty() && minor.bytes().all(|b| b.is_ascii_digit()) => true,
@@ -103,13 +106,14 @@ pub fn parse(input: &[u8]) -> Parsed {
             "HEAD" => Method::Head,
             _ => Method::Other,
         },
-        path: target.split('?').next().unwrap_or("").to_string(),
+        path: path.to_string(),
         http11,
         keep_alive: http11,
         gzip: false,
         authorization: None,
         has_body: false,
     };
+    let mut encodings = Encodings::default();
     for line in lines.take_while(|l| !l.is_empty()) {
         let Some((name, value)) = line.split_once(':') else {
             return Parsed::Bad(400);
@@ -126,7 +130,7 @@ pub fn parse(input: &[u8]) -> Parsed {
                 }
             }
         } else if name.eq_ignore_ascii_case("accept-encoding") {
-            head.gzip |= accepts_gzip(value);
+            encodings.add(value);
         } else if name.eq_ignore_ascii_case("authorization") {
             head.authorization = Some(value.to_string());
         } else if name.eq_ignore_ascii_case("content-length") {
@@ -138,6 +142,7 @@ pub fn parse(input: &[u8]) -> Parsed {
             head.has_body = true;
         }
     }
+    head.gzip = encodings.gzip();
     // HTTP/1.0 connections are closed after each answer: a streamed body has no length.
     head.keep_alive &= head.http11 && !head.has_body;
     Parsed::Complete(head, end)
@@ -159,17 +164,79 @@ fn head_end(input: &[u8]) -> Option<usize> {
     None
 }
 
-/// True when an Accept-Encoding value lists `gzip` (or `*`) without `q=0`.
-fn accepts_gzip(value: &str) -> bool {
-    value.split(',').any(|part| {
-        let mut fields = part.split(';').map(str::trim);
-        let coding = fields.next().unwrap_or("");
-        let refused = fields.any(|f| {
-            let f = f.replace(' ', "");
-            f.starts_with("q=0") && !f.contains(|c: char| ('1'..='9').contains(&c))
-        });
-        (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !refused
-    })
+/// The path of a request target, without its query: origin form (`/metrics?x`), absolute
+/// form (`http://host:9793/metrics`, RFC 9112 §3.2.2, which a server must accept), or `*`.
+/// None for anything else.
+fn path_of(target: &str) -> Option<&str> {
+    let target = target.split(['?', '#']).next().unwrap_or("");
+    if target.starts_with('/') || target == "*" {
+        return Some(target);
+    }
+    let (scheme, rest) = target.split_once("://")?;
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return None;
+    }
+    match rest.find('/') {
+        Some(at) if at > 0 => Some(&rest[at..]),
+        None if !rest.is_empty() => Some("/"),
+        _ => None,
+    }
+}
+
+/// The codings an `Accept-Encoding` field list allows (RFC 9110 §12.5.3): the weight given
+/// to gzip and to `*`, in thousandths. A member whose weight does not parse is ignored.
+#[derive(Default)]
+struct Encodings {
+    gzip: Option<u16>,
+    any: Option<u16>,
+}
+
+impl Encodings {
+    /// Takes one field value; repeated fields add up, as one comma-separated list.
+    fn add(&mut self, value: &str) {
+        for member in value.split(',') {
+            let mut params = member.split(';');
+            let coding = params.next().unwrap_or("").trim_matches([' ', '\t']);
+            let mut weight = Some(1000);
+            for param in params {
+                let Some((name, q)) = param.split_once('=') else {
+                    weight = None;
+                    continue;
+                };
+                if name.trim_matches([' ', '\t']).eq_ignore_ascii_case("q") {
+                    weight = weight.and(qvalue(q.trim_matches([' ', '\t'])));
+                }
+            }
+            let Some(weight) = weight else { continue };
+            // "x-gzip" is the same coding (RFC 9110 §8.4.1.3).
+            if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+                self.gzip = Some(self.gzip.map_or(weight, |w| w.max(weight)));
+            } else if coding == "*" {
+                self.any = Some(self.any.map_or(weight, |w| w.max(weight)));
+            }
+        }
+    }
+
+    /// Whether a gzip body is acceptable: named with a weight above 0, or, when not named,
+    /// covered by `*` with a weight above 0.
+    fn gzip(&self) -> bool {
+        self.gzip.or(self.any).is_some_and(|w| w > 0)
+    }
+}
+
+/// A `qvalue` (RFC 9110 §12.4.2) in thousandths: `0`, `0.5`, `1.000`; None if malformed.
+fn qvalue(text: &str) -> Option<u16> {
+    let (int, frac) = text.split_once('.').unwrap_or((text, ""));
+    if frac.len() > 3 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let thousandths = frac.bytes().chain(std::iter::repeat(b'0')).take(3);
+    let frac = thousandths.fold(0u16, |n, d| n * 10 + u16::from(d - b'0'));
+    match int {
+        "0" => Some(frac),
+        "1" if frac == 0 => Some(1000),
+        _ => None,
+    }
 }
 
 /// A `tchar` of RFC 9110 §5.6.2.
@@ -260,16 +327,59 @@ mod tests {
     }
 
     #[test]
-    fn accept_encoding() {
+    fn accept_encoding_weights() {
+        let gzip = |values: &[&str]| {
+            let mut encodings = Encodings::default();
+            for value in values {
+                encodings.add(value);
+            }
+            encodings.gzip()
+        };
         for (value, wanted) in [
             ("gzip", true),
+            ("GZip", true),
+            ("x-gzip", true),
             ("deflate, gzip;q=0.5", true),
             ("gzip;q=0", false),
             ("gzip; q=0.000", false),
+            ("gzip;Q=0.001", true),
+            ("gzip;q=1.0", true),
+            ("gzip;q=1.001", false),
+            ("gzip;q=2", false),
+            ("gzip;q=0.0001", false),
+            ("gzip;q=", false),
+            ("gzip;q=.5", false),
             ("*", true),
+            ("*;q=0", false),
+            ("*, gzip;q=0", false),
+            ("gzip;q=0, *", false),
+            ("br;q=1, *;q=0.1", true),
+            ("identity", false),
             ("br", false),
+            ("", false),
+            ("gzipx", false),
         ] {
-            assert_eq!(accepts_gzip(value), wanted, "{value}");
+            assert_eq!(gzip(&[value]), wanted, "{value:?}");
+        }
+        assert!(gzip(&["br", "gzip"]), "two fields make one list");
+        assert!(!gzip(&["*", "gzip;q=0"]));
+    }
+
+    #[test]
+    fn absolute_form_targets() {
+        for (target, path) in [
+            ("http://localhost:9793/metrics", "/metrics"),
+            ("HTTP://[::1]:9793/healthz?x=1", "/healthz"),
+            ("https://h/", "/"),
+            ("http://h", "/"),
+            ("/metrics#frag", "/metrics"),
+        ] {
+            let (head, _) = complete(&format!("GET {target} HTTP/1.1\r\n\r\n"));
+            assert_eq!(head.path, path, "{target}");
+        }
+        for bad in ["ftp://h/metrics", "http:///metrics", "http://", "h:9793"] {
+            let input = format!("GET {bad} HTTP/1.1\r\n\r\n");
+            assert_eq!(parse(input.as_bytes()), Parsed::Bad(400), "{bad}");
         }
     }
 }

@@ -1,50 +1,79 @@
 //! `--web.config.file`, in the Prometheus exporter-toolkit format: TLS on the listener (with
-//! certificate files reloaded when they change, and client certificates) and basic auth users
-//! with bcrypt hashes. Paths in the file are relative to the file's directory.
+//! client certificates) and basic auth users with bcrypt hashes. Paths in the file are
+//! relative to the file's directory. The file and every file it names are watched through
+//! one mechanism, [`WebConfig::reload`]: a change to any of them loads the whole config anew.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::Arc;
+use std::time::SystemTime;
 
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
-use rustls::sign::CertifiedKey;
+use rustls::server::WebPkiClientVerifier;
+use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig};
 use yaml_rust2::Yaml;
-
-/// How often, at most, the certificate files are checked for a change.
-const RECHECK: Duration = Duration::from_secs(1);
 
 /// What the web configuration file asks for.
 #[derive(Default)]
 pub struct WebConfig {
-    /// TLS on the listener, when `tls_server_config` gives a certificate.
+    /// TLS on the listener, when `tls_server_config` sets any TLS setting.
     pub tls: Option<Arc<ServerConfig>>,
     /// Basic auth: user → bcrypt hash. Empty: no authentication.
     pub users: HashMap<String, String>,
-    /// The file it was read from, and its stamp then.
-    source: Option<(PathBuf, Option<Stamp>)>,
+    /// The config file, then every file it names, each with its stamp when it was read.
+    watched: Vec<(PathBuf, Option<Stamp>)>,
 }
 
 impl WebConfig {
-    /// Reads the file again if it changed since it was last read, as exporter-toolkit does
-    /// (there, on every connection): `None` when unchanged; else whether the new settings
-    /// took over. A file that does not load leaves the current settings in force, and is
-    /// not tried again until it changes once more.
+    /// Loads the config again when the file or any file it names (certificate, key, client
+    /// CA) has changed since it was read, as exporter-toolkit re-reads them: `None` when
+    /// nothing changed; else whether the new settings took over. Settings that do not load,
+    /// or that would turn TLS on or off (fixed at start, as in exporter-toolkit), leave the
+    /// current ones in force; they are not tried again until a file changes once more.
     pub fn reload(&mut self) -> Option<Result<(), String>> {
-        let (path, stamp) = self.source.as_mut()?;
-        let now = self::stamp(path);
-        if now == *stamp {
+        let (path, _) = self.watched.first()?;
+        let path = path.clone();
+        let mut changed = false;
+        for (file, stamp) in &mut self.watched {
+            let now = self::stamp(file);
+            changed |= now != *stamp;
+            *stamp = now;
+        }
+        if !changed {
             return None;
         }
-        *stamp = now;
-        let path = path.clone();
-        Some(load(&path).map(|new| *self = new))
+        let mut watched = Vec::new();
+        let new = match read_config(&path, &mut watched) {
+            Ok(new) => new,
+            Err(e) => {
+                // Files the new version names are watched too: the one it waits for may
+                // be written next.
+                for (file, stamp) in watched {
+                    if !self.watched.iter().any(|(known, _)| *known == file) {
+                        self.watched.push((file, stamp));
+                    }
+                }
+                return Some(Err(e));
+            }
+        };
+        if new.tls.is_some() != self.tls.is_some() {
+            let (was, would) = if self.tls.is_some() {
+                ("on", "off")
+            } else {
+                ("off", "on")
+            };
+            return Some(Err(format!(
+                "web config {}: would turn TLS {would}, which is {was} since start; restart the exporter to change it",
+                path.display()
+            )));
+        }
+        *self = WebConfig { watched, ..new };
+        Some(Ok(()))
     }
 }
 
@@ -60,8 +89,19 @@ enum ClientAuth {
 
 /// Reads and checks the file; every error names it (and the setting or file at fault).
 pub fn load(path: &Path) -> Result<WebConfig, String> {
+    let mut watched = Vec::new();
+    let config = read_config(path, &mut watched)?;
+    Ok(WebConfig { watched, ..config })
+}
+
+/// The settings of the file, watching nothing yet: the files read on the way, the config
+/// first, are added to `watched` with their stamps, whether they load or not.
+fn read_config(
+    path: &Path,
+    watched: &mut Vec<(PathBuf, Option<Stamp>)>,
+) -> Result<WebConfig, String> {
     let fail = |why: String| format!("web config {}: {why}", path.display());
-    let stamp = stamp(path);
+    watched.push((path.to_path_buf(), stamp(path)));
     let doc = crate::kubeconfig::load_yaml(path).map_err(fail)?;
     let dir = path.parent().unwrap_or(Path::new("."));
     check_keys(
@@ -83,16 +123,52 @@ pub fn load(path: &Path) -> Result<WebConfig, String> {
             path.display()
         );
     }
-    let tls = match &doc["tls_server_config"] {
-        Yaml::BadValue | Yaml::Null => None,
-        section => Some(tls(section, dir).map_err(fail)?),
+    let section = &doc["tls_server_config"];
+    check_keys(section, "tls_server_config.", TLS_KEYS).map_err(fail)?;
+    // As exporter-toolkit: TLS is on when any of these is set; `tls_server_config: {}`, or
+    // one with only versions or suites, leaves it off.
+    let mut enabled = false;
+    for key in TLS_SWITCHES {
+        enabled |= string(section, key).map_err(fail)?.is_some();
+    }
+    let tls = match enabled {
+        true => Some(tls(section, dir, watched).map_err(fail)?),
+        false => None,
     };
     Ok(WebConfig {
         tls,
         users,
-        source: Some((path.to_path_buf(), stamp)),
+        watched: Vec::new(),
     })
 }
+
+/// The settings of `tls_server_config`.
+const TLS_KEYS: &[&str] = &[
+    "cert_file",
+    "key_file",
+    "cert",
+    "key",
+    "client_auth_type",
+    "client_ca_file",
+    "client_ca",
+    "client_allowed_sans",
+    "min_version",
+    "max_version",
+    "cipher_suites",
+    "curve_preferences",
+    "prefer_server_cipher_suites",
+];
+
+/// The settings of `tls_server_config` any of which turns TLS on.
+const TLS_SWITCHES: &[&str] = &[
+    "cert_file",
+    "key_file",
+    "cert",
+    "key",
+    "client_auth_type",
+    "client_ca_file",
+    "client_ca",
+];
 
 /// Refuses keys the format does not have: a typo must not turn security off.
 fn check_keys(section: &Yaml, prefix: &str, known: &[&str]) -> Result<(), String> {
@@ -154,42 +230,30 @@ fn users(section: &Yaml) -> Result<HashMap<String, String>, String> {
     Ok(users)
 }
 
-/// Where the certificate or key comes from: a file (`file_key`) or inline PEM (`inline_key`).
+/// Where the certificate, key or client CA comes from: a file (`file_key`) or inline PEM
+/// (`inline_key`); None when neither is given.
 fn material(
     section: &Yaml,
     dir: &Path,
     file_key: &str,
     inline_key: &str,
-) -> Result<Material, String> {
+) -> Result<Option<Material>, String> {
     match (string(section, file_key)?, string(section, inline_key)?) {
-        (Some(file), None) => Ok(Material::File(dir.join(file))),
-        (None, Some(text)) => Ok(Material::Inline(text.as_bytes().to_vec())),
-        (None, None) => Err(format!("tls_server_config: {file_key} is missing")),
+        (Some(file), None) => Ok(Some(Material::File(dir.join(file)))),
+        (None, Some(text)) => Ok(Some(Material::Inline(text.as_bytes().to_vec()))),
+        (None, None) => Ok(None),
         (Some(_), Some(_)) => Err(format!(
             "tls_server_config: {file_key} and {inline_key} are both given"
         )),
     }
 }
 
-fn tls(section: &Yaml, dir: &Path) -> Result<Arc<ServerConfig>, String> {
-    check_keys(
-        section,
-        "tls_server_config.",
-        &[
-            "cert_file",
-            "key_file",
-            "cert",
-            "key",
-            "client_auth_type",
-            "client_ca_file",
-            "client_allowed_sans",
-            "min_version",
-            "max_version",
-            "cipher_suites",
-            "curve_preferences",
-            "prefer_server_cipher_suites",
-        ],
-    )?;
+/// The TLS settings; the files they name are added to `watched` with their stamps.
+fn tls(
+    section: &Yaml,
+    dir: &Path,
+    watched: &mut Vec<(PathBuf, Option<Stamp>)>,
+) -> Result<Arc<ServerConfig>, String> {
     for ignored in [
         "cipher_suites",
         "curve_preferences",
@@ -202,12 +266,14 @@ fn tls(section: &Yaml, dir: &Path) -> Result<Arc<ServerConfig>, String> {
     if !section["client_allowed_sans"].is_badvalue() {
         return Err("tls_server_config.client_allowed_sans is not supported".to_string());
     }
-    let cert = material(section, dir, "cert_file", "cert")?;
-    let key = material(section, dir, "key_file", "key")?;
+    let missing = |what: &str| format!("tls_server_config: {what}_file (or {what}) is missing");
+    let cert = material(section, dir, "cert_file", "cert")?.ok_or_else(|| missing("cert"))?;
+    let key = material(section, dir, "key_file", "key")?.ok_or_else(|| missing("key"))?;
     let auth = match string(section, "client_auth_type")?.unwrap_or("NoClientCert") {
         "NoClientCert" => ClientAuth::NoClientCert,
         "RequestClientCert" => ClientAuth::RequestClientCert,
-        "RequireAnyClientCert" => ClientAuth::RequireAnyClientCert,
+        // "RequireClientCert" is exporter-toolkit's older name for it.
+        "RequireAnyClientCert" | "RequireClientCert" => ClientAuth::RequireAnyClientCert,
         "VerifyClientCertIfGiven" => ClientAuth::VerifyClientCertIfGiven,
         "RequireAndVerifyClientCert" => ClientAuth::RequireAndVerifyClientCert,
         other => {
@@ -228,8 +294,8 @@ fn tls(section: &Yaml, dir: &Path) -> Result<Arc<ServerConfig>, String> {
         auth,
         ClientAuth::VerifyClientCertIfGiven | ClientAuth::RequireAndVerifyClientCert
     );
-    let ca_file = string(section, "client_ca_file")?.map(|p| dir.join(p));
-    let builder = match (auth, ca_file) {
+    let client_ca = material(section, dir, "client_ca_file", "client_ca")?;
+    let builder = match (auth, client_ca) {
         (ClientAuth::NoClientCert, None) => builder.with_no_client_auth(),
         (ClientAuth::NoClientCert, Some(_)) => {
             return Err(
@@ -244,11 +310,10 @@ fn tls(section: &Yaml, dir: &Path) -> Result<Arc<ServerConfig>, String> {
         }
         (_, Some(ca)) if verifying => {
             let mut roots = RootCertStore::empty();
-            let certs = read_certs(&read(&ca)?).map_err(|e| format!("{}: {e}", ca.display()))?;
+            let pem = ca.load(watched)?;
+            let certs = read_certs(&pem).map_err(|e| format!("{}: {e}", ca.name()))?;
             for cert in certs {
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("{}: {e}", ca.display()))?;
+                roots.add(cert).map_err(|e| format!("{}: {e}", ca.name()))?;
             }
             let verifier =
                 WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider));
@@ -259,7 +324,7 @@ fn tls(section: &Yaml, dir: &Path) -> Result<Arc<ServerConfig>, String> {
             builder.with_client_cert_verifier(
                 verifier
                     .build()
-                    .map_err(|e| format!("{}: {e}", ca.display()))?,
+                    .map_err(|e| format!("{}: {e}", ca.name()))?,
             )
         }
         _ => builder.with_client_cert_verifier(Arc::new(AnyClientCert {
@@ -267,8 +332,8 @@ fn tls(section: &Yaml, dir: &Path) -> Result<Arc<ServerConfig>, String> {
             signatures: Signatures(Arc::clone(&provider)),
         })),
     };
-    let resolver = Reloading::new(cert, key, provider)?;
-    let mut config = builder.with_cert_resolver(Arc::new(resolver));
+    let pair = load_pair(&cert, &key, &provider, watched)?;
+    let mut config = builder.with_cert_resolver(Arc::new(SingleCertAndKey::from(pair)));
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
@@ -297,29 +362,22 @@ fn versions(
         .to_vec())
 }
 
-/// Where a certificate or key comes from.
+/// Where a certificate, key or CA comes from.
 enum Material {
     File(PathBuf),
     Inline(Vec<u8>),
 }
 
 impl Material {
-    /// The bytes, and a stamp that changes when a file changes (inline material never does).
-    fn load(&self) -> Result<(Vec<u8>, Option<Stamp>), String> {
+    /// The bytes; a file is added to `watched`, stamped before it is read so that a change
+    /// made while reading shows at the next check.
+    fn load(&self, watched: &mut Vec<(PathBuf, Option<Stamp>)>) -> Result<Vec<u8>, String> {
         match self {
             Material::File(path) => {
-                // Stamped first: a change made while reading shows at the next check.
-                let stamp = stamp(path);
-                Ok((read(path)?, stamp))
+                watched.push((path.clone(), stamp(path)));
+                read(path)
             }
-            Material::Inline(text) => Ok((text.clone(), None)),
-        }
-    }
-
-    fn stamp(&self) -> Option<Stamp> {
-        match self {
-            Material::File(path) => stamp(path),
-            Material::Inline(_) => None,
+            Material::Inline(text) => Ok(text.clone()),
         }
     }
 
@@ -331,14 +389,21 @@ impl Material {
     }
 }
 
-type Stamp = (u64, u64, SystemTime);
-/// The stamps of the certificate and the key.
-type Stamps = (Option<Stamp>, Option<Stamp>);
+/// What tells a file's content changed: device, inode, size, and change and modification
+/// times (a Secret volume's update swaps a symlink, which changes the inode followed).
+type Stamp = (u64, u64, u64, SystemTime, i64, i64);
 
 fn stamp(path: &Path) -> Option<Stamp> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(path).ok()?;
-    Some((meta.ino(), meta.len(), meta.modified().ok()?))
+    Some((
+        meta.dev(),
+        meta.ino(),
+        meta.len(),
+        meta.modified().ok()?,
+        meta.ctime(),
+        meta.ctime_nsec(),
+    ))
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, String> {
@@ -355,88 +420,21 @@ fn read_certs(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
     Ok(certs)
 }
 
-/// The server certificate, read again when its files change (checked at most once a
-/// [`RECHECK`], at a handshake). A change that does not load keeps the previous pair.
-#[derive(Debug)]
-struct Reloading {
-    cert: Material,
-    key: Material,
-    provider: Arc<CryptoProvider>,
-    current: Mutex<Current>,
-}
-
-#[derive(Debug)]
-struct Current {
-    key: Arc<CertifiedKey>,
-    stamps: Stamps,
-    checked: Instant,
-}
-
-/// Names the material; never prints key bytes.
-impl std::fmt::Debug for Material {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.name())
-    }
-}
-
-impl Reloading {
-    fn new(cert: Material, key: Material, provider: Arc<CryptoProvider>) -> Result<Self, String> {
-        let (pair, stamps) = load_pair(&cert, &key, &provider)?;
-        Ok(Self {
-            cert,
-            key,
-            provider,
-            current: Mutex::new(Current {
-                key: pair,
-                stamps,
-                checked: Instant::now(),
-            }),
-        })
-    }
-
-    fn key(&self) -> Arc<CertifiedKey> {
-        let mut current = super::lock(&self.current);
-        if current.checked.elapsed() >= RECHECK {
-            current.checked = Instant::now();
-            let stamps = (self.cert.stamp(), self.key.stamp());
-            if stamps != current.stamps {
-                match load_pair(&self.cert, &self.key, &self.provider) {
-                    Ok((key, stamps)) => {
-                        log::info!("TLS certificate {} reloaded", self.cert.name());
-                        current.key = key;
-                        current.stamps = stamps;
-                    }
-                    Err(e) => {
-                        log::warn!("TLS certificate not reloaded, keeping the previous one: {e}");
-                        current.stamps = stamps;
-                    }
-                }
-            }
-        }
-        Arc::clone(&current.key)
-    }
-}
-
-impl ResolvesServerCert for Reloading {
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.key())
-    }
-}
-
-/// The certificate chain and its private key, checked to match, with the files' stamps.
+/// The certificate chain and its private key, checked to match.
 fn load_pair(
     cert: &Material,
     key: &Material,
     provider: &CryptoProvider,
-) -> Result<(Arc<CertifiedKey>, Stamps), String> {
-    let (cert_pem, cert_stamp) = cert.load()?;
-    let (key_pem, key_stamp) = key.load()?;
+    watched: &mut Vec<(PathBuf, Option<Stamp>)>,
+) -> Result<Arc<CertifiedKey>, String> {
+    let cert_pem = cert.load(watched)?;
+    let key_pem = key.load(watched)?;
     let certs = read_certs(&cert_pem).map_err(|e| format!("{}: {e}", cert.name()))?;
     let private = PrivateKeyDer::from_pem_slice(&key_pem)
         .map_err(|e| format!("{}: not a PEM private key: {e}", key.name()))?;
     let pair = CertifiedKey::from_der(certs, private, provider)
         .map_err(|e| format!("{} and {}: {e}", cert.name(), key.name()))?;
-    Ok((Arc::new(pair), (cert_stamp, key_stamp)))
+    Ok(Arc::new(pair))
 }
 
 /// `RequestClientCert` and `RequireAnyClientCert`: a client certificate is asked for (and,

@@ -628,9 +628,14 @@ impl Exporter {
         self.log.lock().unwrap().clone()
     }
 
-    /// Waits until the log holds a line matching `pattern` and returns every such line;
-    /// panics with the whole log after `limit`, or as soon as the log has ended without one.
-    pub fn wait_log(&self, pattern: impl LogPattern, limit: Duration) -> Vec<String> {
+    /// Waits until a log line matches `pattern` and returns the first such line; panics with
+    /// the whole log after `limit`, or as soon as the log has ended without one.
+    pub fn wait_log(&self, pattern: impl LogPattern, limit: Duration) -> String {
+        self.wait_log_all(pattern, limit).swap_remove(0)
+    }
+
+    /// [`Exporter::wait_log`] returning every line that matches, in order.
+    pub fn wait_log_all(&self, pattern: impl LogPattern, limit: Duration) -> Vec<String> {
         match self.try_wait_log(&pattern, limit) {
             Some(lines) => lines,
             None => panic!(
