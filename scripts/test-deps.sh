@@ -2,8 +2,9 @@
 # Makes sure the real components the tests use are on this machine: Debian's prometheus
 # (server and promtool), openssl and Python's cryptography (the oracles of
 # tests/strict_parsing.rs), curl, ca-certificates, systemd's socket activator, a C++
-# compiler for libFuzzer (make fuzz), and a real kube-apiserver with etcd built by
-# ../shared/tools/kube-apiserver.sh (about 10 minutes once, cached under ~/.cache).
+# compiler for libFuzzer (make fuzz), iproute2 (the image tests bring up loopback in a
+# network namespace), and a real kube-apiserver with etcd built by
+# ../shared/tools/kube-apiserver.sh (about 12 minutes once, cached under ~/.cache).
 # Installs what is missing when run as root on Debian; otherwise says what to install.
 set -euo pipefail
 
@@ -13,7 +14,9 @@ command -v openssl >/dev/null || missing+=(openssl)
 [ -s /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
 command -v mkfifo >/dev/null || missing+=(coreutils)
 command -v curl >/dev/null || missing+=(curl)
-command -v unshare >/dev/null && command -v setsid >/dev/null || missing+=(util-linux)
+command -v unshare >/dev/null && command -v setsid >/dev/null && command -v nsenter >/dev/null \
+  || missing+=(util-linux)
+command -v ip >/dev/null || missing+=(iproute2)
 command -v rsync >/dev/null || missing+=(rsync)
 command -v systemd-socket-activate >/dev/null || missing+=(systemd)
 command -v c++ >/dev/null || missing+=(g++)
@@ -46,6 +49,6 @@ kas_cache=${KAS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kube-apiserver-test}
 if [ ! -x "$kas_cache/bin/kube-apiserver" ]; then
   script=$(cd "$(dirname "$0")/.." && pwd)/../shared/tools/kube-apiserver.sh
   [ -f "$script" ] || { echo "test-deps: $script not found (the shared/ folder beside the repository)" >&2; exit 1; }
-  echo "test-deps: building kube-apiserver once (about 10 minutes, cached in $kas_cache)" >&2
+  echo "test-deps: building kube-apiserver once (about 12 minutes, cached in $kas_cache)" >&2
   bash "$script" build >&2
 fi

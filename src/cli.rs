@@ -124,97 +124,216 @@ pub enum Command {
     /// Print the version and exit 0.
     Version,
     /// Probe a running exporter's `/healthz`; exit 0 or 1.
-    Healthcheck {
-        /// The exporter's listen address.
-        address: String,
-        /// The exporter's web config (TLS, basic auth), when it has one.
-        web_config: Option<std::path::PathBuf>,
-    },
+    Healthcheck(HealthcheckFlags),
 }
 
-/// The `--help` text: every flag with its default.
+/// The flags given to `healthcheck`; what is not given comes from the exporter running as
+/// PID 1 (see [`crate::healthcheck`]), else from the defaults.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HealthcheckFlags {
+    /// `-b`, `--listen-address`.
+    pub listen_address: Option<String>,
+    /// `--web.config.file`.
+    pub web_config_file: Option<std::path::PathBuf>,
+    /// `--web.systemd-socket`: the exporter serves on a socket passed by systemd.
+    pub systemd_socket: bool,
+}
+
+/// One flag of the command line. [`FLAGS`] lists them all: the parser accepts nothing else,
+/// and a test checks that `--help` shows every one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flag {
+    /// The long name, dashes included: `--watch-file`.
+    pub long: &'static str,
+    /// The one-letter name, dash included: `-f`.
+    pub short: Option<&'static str>,
+    /// The placeholder of its value in `--help` (`PATH`, `DUR`); `None` for a switch.
+    pub value: Option<&'static str>,
+    /// Every value given counts; otherwise the last one given wins.
+    pub repeatable: bool,
+    /// `healthcheck` takes it too.
+    pub healthcheck: bool,
+}
+
+const fn switch(long: &'static str) -> Flag {
+    Flag {
+        long,
+        short: None,
+        value: None,
+        repeatable: false,
+        healthcheck: false,
+    }
+}
+
+const fn valued(long: &'static str, value: &'static str) -> Flag {
+    Flag {
+        long,
+        short: None,
+        value: Some(value),
+        repeatable: false,
+        healthcheck: false,
+    }
+}
+
+impl Flag {
+    const fn short(self, short: &'static str) -> Flag {
+        Flag {
+            short: Some(short),
+            ..self
+        }
+    }
+
+    const fn repeatable(self) -> Flag {
+        Flag {
+            repeatable: true,
+            ..self
+        }
+    }
+
+    const fn healthcheck(self) -> Flag {
+        Flag {
+            healthcheck: true,
+            ..self
+        }
+    }
+}
+
+/// Every flag, in the order of `--help`.
+pub const FLAGS: &[Flag] = &[
+    valued("--watch-file", "PATH").short("-f").repeatable(),
+    valued("--watch-dir", "PATH").short("-d").repeatable(),
+    valued("--watch-kubeconf", "PATH").short("-k").repeatable(),
+    switch("--skip-symlinks"),
+    valued("--refresh-interval", "DUR"),
+    switch("--watch-kube-secrets"),
+    valued("--kubeconfig", "FILE"),
+    valued("--secret-type", "TYPE:KEYREGEX")
+        .short("-s")
+        .repeatable(),
+    valued("--configmap-keys", "KEYS").short("-c").repeatable(),
+    valued("--include-namespace", "NAME").repeatable(),
+    valued("--exclude-namespace", "NAME").repeatable(),
+    valued("--include-namespace-label", "KEY[=VALUE]").repeatable(),
+    valued("--exclude-namespace-label", "KEY[=VALUE]").repeatable(),
+    valued("--include-label", "KEY[=VALUE]").repeatable(),
+    valued("--exclude-label", "KEY[=VALUE]").repeatable(),
+    valued("--expose-secret-label", "KEY").repeatable(),
+    valued("--max-cache-duration", "DUR"),
+    valued("--kube-api-rate-limit-qps", "QPS"),
+    valued("--kube-api-rate-limit-burst", "N"),
+    valued("--kube-page-size", "N"),
+    valued("--expose-labels", "LIST").short("-l").repeatable(),
+    switch("--expose-relative-metrics"),
+    switch("--expose-per-cert-error-metrics"),
+    valued("--trim-path-components", "N"),
+    valued("--listen-address", "ADDR").short("-b").healthcheck(),
+    valued("--web.config.file", "FILE").healthcheck(),
+    switch("--web.systemd-socket").healthcheck(),
+    switch("--debug"),
+    switch("--profile"),
+    switch("--version").short("-v"),
+    switch("--help").short("-h"),
+];
+
+/// The `--help` text: every flag of [`FLAGS`], one line each, with its default.
 pub const HELP: &str = "\
 x509-certificate-exporter: a Prometheus exporter for X.509 certificate expiry
 
 Usage: x509-certificate-exporter [FLAGS]
-       x509-certificate-exporter healthcheck [--listen-address=ADDR] [--web.config.file=FILE]
+       x509-certificate-exporter healthcheck [-b ADDR] [--web.config.file=FILE] [--web.systemd-socket]
 
-Sources (repeatable; globs take *, ?, [..] and **):
-  -f, --watch-file=PATH          certificate file or glob of files
-  -d, --watch-dir=PATH           directory or glob of directories, not recursive
-  -k, --watch-kubeconf=PATH      kubeconfig whose embedded or referenced certificates are watched
-      --skip-symlinks            ignore symlinks among watched files and directory entries
-      --refresh-interval=DUR     how often sources are re-checked (default 30s)
+Files (repeatable; globs take *, ?, [..] and **):
+  -f, --watch-file=PATH            certificate file or glob of files
+  -d, --watch-dir=PATH             directory or glob of directories, not recursive
+  -k, --watch-kubeconf=PATH        kubeconfig whose embedded or referenced certificates are read
+      --skip-symlinks              ignore symlinks among watched files and directory entries
+      --refresh-interval=DUR       how often sources are re-checked (default 30s)
+
+Kubernetes (the rest need --watch-kube-secrets; -s, -c, the filters and labels repeat):
+      --watch-kube-secrets         read certificates from Secrets (and ConfigMaps, with -c)
+      --kubeconfig=FILE            API access (default $KUBECONFIG, in-cluster, ~/.kube/config)
+  -s, --secret-type=TYPE:KEYREGEX  Secret type, whole-key regex (default kubernetes.io/tls:tls.crt)
+  -c, --configmap-keys=KEYS        ConfigMap data keys, comma-separated (default none)
+      --include-namespace=NAME     only these namespaces (default all)
+      --exclude-namespace=NAME     not these namespaces (default none)
+      --include-namespace-label=KEY[=VALUE]  only namespaces with this label (all must match)
+      --exclude-namespace-label=KEY[=VALUE]  not namespaces with this label (any excludes)
+      --include-label=KEY[=VALUE]  only Secrets with this label (all must match)
+      --exclude-label=KEY[=VALUE]  not Secrets with this label (any excludes)
+      --expose-secret-label=KEY    copy this Secret label onto series as secret_label_KEY
+      --max-cache-duration=DUR     re-list after half to all of it (default 0: every refresh)
+      --kube-api-rate-limit-qps=QPS   client-side requests a second (default 0: no limit)
+      --kube-api-rate-limit-burst=N   requests at once under that limit (default 0: no limit)
+      --kube-page-size=N           objects per list request (default 100)
 
 Metrics:
-  -l, --expose-labels=LIST       comma-separated label names kept on x509_cert_* series
-                                 (default: all; -l \"\" keeps none)
-      --expose-relative-metrics  add x509_cert_expires_in_seconds and x509_cert_valid_since_seconds
-      --expose-per-cert-error-metrics
-                                 add x509_cert_error per file or Secret key
-      --trim-path-components=N   drop N leading components from the filepath label (default 0)
+  -l, --expose-labels=LIST         label names kept on x509_cert_* series (default all; \"\": none)
+      --expose-relative-metrics    add x509_cert_expires_in_seconds, x509_cert_valid_since_seconds
+      --expose-per-cert-error-metrics  add x509_cert_error per file or Secret key
+      --trim-path-components=N     drop N leading components from the filepath label (default 0)
 
 Server and logging:
-  -b, --listen-address=ADDR      address to listen on (default :9793)
-      --web.config.file=FILE     TLS and basic auth for the listener, in the Prometheus
-                                 exporter-toolkit format (tls_server_config, basic_auth_users)
-      --web.systemd-socket       serve on the socket systemd passes (socket activation)
-                                 instead of binding --listen-address
-      --debug                    debug logging (RUST_LOG overrides the level)
-      --profile                  accepted for compatibility; profiling is not available
-  -v, --version                  print the version and exit
-  -h, --help                     print this help and exit
+  -b, --listen-address=ADDR        address to listen on (default :9793)
+      --web.config.file=FILE       TLS and basic auth, exporter-toolkit format (default none)
+      --web.systemd-socket         serve on the socket systemd passes, not --listen-address
+      --debug                      debug logging (RUST_LOG overrides the level)
+      --profile                    accepted for compatibility; profiling is not available
+  -v, --version                    print the version and exit
+  -h, --help                       print this help and exit
 
-Durations use Go syntax: 30s, 5m, 1h30m, 250ms.
-Endpoints: /metrics, /healthz, /readyz. `healthcheck` probes /healthz of a running
-exporter (for container health checks) and exits 0 when it answers 200, else 1; given the
-exporter's --web.config.file it speaks TLS, and takes 401 as alive under basic auth.
+Durations use Go syntax: 30s, 5m, 1h30m, 250ms. The rate limit applies when QPS and burst
+are both above 0.
+Endpoints: /metrics, /healthz, /readyz. `healthcheck` probes /healthz of a running exporter
+(for container health checks) and exits 0 when it answers 200, else 1. The flags it is not
+given come from the exporter's own command line when that exporter is PID 1 (in its
+container), else from the defaults. With a web config it speaks TLS (without checking the
+certificate) and takes 401 as alive under basic auth; with --web.systemd-socket it needs -b.
 ";
 
 /// Parses the arguments after the program name.
 pub fn parse(mut args: Vec<OsString>) -> Result<Command, String> {
     if args.first().is_some_and(|a| a == "healthcheck") {
         args.remove(0);
-        let mut args = pico_args::Arguments::from_vec(args);
-        let address =
-            value(&mut args, &["-b", "--listen-address"])?.unwrap_or_else(|| ":9793".to_string());
-        check_listen_address(&address)?;
-        let web_config = value(&mut args, &["--web.config.file"])?.map(Into::into);
-        if let Some(extra) = args.finish().first() {
-            return Err(format!(
-                "healthcheck: unexpected argument: {}",
-                extra.to_string_lossy()
-            ));
+        let given = Given::split(args, true).map_err(|why| format!("healthcheck: {why}"))?;
+        let flags = HealthcheckFlags {
+            listen_address: given.last("--listen-address"),
+            web_config_file: given.last("--web.config.file").map(Into::into),
+            systemd_socket: given.has("--web.systemd-socket"),
+        };
+        if let Some(address) = &flags.listen_address {
+            check_listen_address(address).map_err(|why| format!("healthcheck: {why}"))?;
         }
-        return Ok(Command::Healthcheck {
-            address,
-            web_config,
-        });
+        given
+            .all_read()
+            .map_err(|why| format!("healthcheck: {why}"))?;
+        return Ok(Command::Healthcheck(flags));
     }
-    let mut args = pico_args::Arguments::from_vec(args);
-    if args.contains(["-h", "--help"]) {
+    // Anywhere on the line, even among bad flags, as v3.
+    if args.iter().any(|a| a == "-h" || a == "--help") {
         return Ok(Command::Help);
     }
-    if args.contains(["-v", "--version"]) {
+    if args.iter().any(|a| a == "-v" || a == "--version") {
         return Ok(Command::Version);
     }
+    let given = Given::split(args, false)?;
     let config = Config {
-        listen_address: value(&mut args, &["-b", "--listen-address"])?
+        listen_address: given
+            .last("--listen-address")
             .unwrap_or_else(|| ":9793".to_string()),
-        watch_files: patterns(&mut args, &["-f", "--watch-file"])?,
-        watch_dirs: patterns(&mut args, &["-d", "--watch-dir"])?,
-        watch_kubeconfs: patterns(&mut args, &["-k", "--watch-kubeconf"])?,
-        expose_labels: expose_labels(&mut args)?,
-        expose_relative_metrics: args.contains("--expose-relative-metrics"),
-        expose_per_cert_error_metrics: args.contains("--expose-per-cert-error-metrics"),
-        trim_path_components: match value(&mut args, &["--trim-path-components"])? {
+        watch_files: patterns(&given, "--watch-file")?,
+        watch_dirs: patterns(&given, "--watch-dir")?,
+        watch_kubeconfs: patterns(&given, "--watch-kubeconf")?,
+        expose_labels: expose_labels(&given)?,
+        expose_relative_metrics: given.has("--expose-relative-metrics"),
+        expose_per_cert_error_metrics: given.has("--expose-per-cert-error-metrics"),
+        trim_path_components: match given.last("--trim-path-components") {
             None => 0,
             Some(n) => n.parse().map_err(|_| {
                 format!("--trim-path-components: not a non-negative integer: {n:?}")
             })?,
         },
-        skip_symlinks: args.contains("--skip-symlinks"),
-        refresh_interval: match value(&mut args, &["--refresh-interval"])? {
+        skip_symlinks: given.has("--skip-symlinks"),
+        refresh_interval: match given.last("--refresh-interval") {
             None => Duration::from_secs(30),
             Some(text) => match parse_duration(&text) {
                 Ok(d) if !d.is_zero() => d,
@@ -222,59 +341,125 @@ pub fn parse(mut args: Vec<OsString>) -> Result<Command, String> {
                 Err(why) => return Err(format!("--refresh-interval: {why}")),
             },
         },
-        kube: kube_flags(&mut args)?,
-        web_config_file: value(&mut args, &["--web.config.file"])?.map(Into::into),
-        systemd_socket: args.contains("--web.systemd-socket"),
-        profile: args.contains("--profile"),
-        debug: args.contains("--debug"),
+        kube: kube_flags(&given)?,
+        web_config_file: given.last("--web.config.file").map(Into::into),
+        systemd_socket: given.has("--web.systemd-socket"),
+        profile: given.has("--profile"),
+        debug: given.has("--debug"),
     };
     check_listen_address(&config.listen_address)?;
-    let rest = args.finish();
-    if let Some(first) = rest.first() {
-        let first = first.to_string_lossy();
-        return Err(if first.starts_with('-') {
-            format!("unknown flag: {first}")
-        } else {
-            format!("unexpected argument: {first}")
-        });
-    }
+    given.all_read()?;
     Ok(Command::Run(Box::new(config)))
 }
 
-/// The flag's names, short first: `["-f", "--watch-file"]` or `["--trim-path-components"]`.
-type Names = &'static [&'static str];
+/// The command line split by [`FLAGS`]: each flag given with its value (empty for a
+/// switch), in command-line order, and whether the parser has looked at it.
+struct Given {
+    found: Vec<(&'static Flag, String, std::cell::Cell<bool>)>,
+}
 
-fn keys(names: Names) -> pico_args::Keys {
-    match names {
-        [short, long] => [*short, *long].into(),
-        _ => names[0].into(),
+impl Given {
+    /// Splits `args` into flags and values: `--flag=value`, `--flag value`, `-f value` and
+    /// `-f=value`. Anything else is an error naming it; `healthcheck` takes only its flags.
+    fn split(args: Vec<OsString>, healthcheck: bool) -> Result<Self, String> {
+        let mut found = Vec::new();
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            let text = arg.to_string_lossy();
+            if !text.starts_with('-') {
+                return Err(format!("unexpected argument: {text}"));
+            }
+            let (name, inline) = match text.split_once('=') {
+                Some((name, value)) => (name, Some(value)),
+                None => (text.as_ref(), None),
+            };
+            let flag = FLAGS
+                .iter()
+                .filter(|f| f.healthcheck || !healthcheck)
+                .find(|f| f.long == name || f.short == Some(name))
+                .ok_or_else(|| format!("unknown flag: {text}"))?;
+            let long = flag.long;
+            let value = match (flag.value, inline) {
+                (None, None) => String::new(),
+                (None, Some(_)) => return Err(format!("{long}: takes no value: {text}")),
+                (Some(_), Some(inline)) => {
+                    if arg.to_str().is_none() {
+                        return Err(format!("{long}: the value is not valid UTF-8"));
+                    }
+                    unquote(inline).ok_or_else(|| format!("{long}: a value is required"))?
+                }
+                (Some(_), None) => args
+                    .next()
+                    .ok_or_else(|| format!("{long}: a value is required"))?
+                    .into_string()
+                    .map_err(|_| format!("{long}: the value is not valid UTF-8"))?,
+            };
+            found.push((flag, value, std::cell::Cell::new(false)));
+        }
+        Ok(Self { found })
+    }
+
+    /// Every value given to the flag named `long`, in order.
+    fn all(&self, long: &str) -> Vec<String> {
+        // A name missing from FLAGS would be a flag nobody can give: the unit test
+        // `every_flag_is_read` catches it, and debug builds stop here.
+        debug_assert!(
+            FLAGS.iter().any(|f| f.long == long),
+            "{long} is not in FLAGS"
+        );
+        self.found
+            .iter()
+            .filter(|(flag, _, _)| flag.long == long)
+            .map(|(_, value, read)| {
+                read.set(true);
+                value.clone()
+            })
+            .collect()
+    }
+
+    /// The last value given to a single-valued flag.
+    fn last(&self, long: &str) -> Option<String> {
+        self.all(long).pop()
+    }
+
+    /// Whether the switch was given (once or more).
+    fn has(&self, long: &str) -> bool {
+        !self.all(long).is_empty()
+    }
+
+    /// Fails on a flag the parser accepted but never looked at: a flag in [`FLAGS`] with no
+    /// meaning must not be taken silently.
+    fn all_read(&self) -> Result<(), String> {
+        match self.found.iter().find(|(_, _, read)| !read.get()) {
+            Some((flag, _, _)) => Err(format!("{}: not supported here", flag.long)),
+            None => Ok(()),
+        }
     }
 }
 
-fn all_values(args: &mut pico_args::Arguments, names: Names) -> Result<Vec<String>, String> {
-    let name = names[names.len() - 1];
-    args.values_from_str(keys(names)).map_err(|err| match err {
-        pico_args::Error::OptionWithoutAValue(_) => format!("{name}: a value is required"),
-        pico_args::Error::NonUtf8Argument => format!("{name}: the value is not valid UTF-8"),
-        other => format!("{name}: {other}"),
-    })
+/// A `--flag=value` value: one pair of matching quotes around it is dropped (a quoted value
+/// in an exec-form command line, where no shell removes them); `None` when it is empty or a
+/// quote is not closed.
+fn unquote(value: &str) -> Option<String> {
+    let value = match value.as_bytes().first() {
+        Some(&q) if q == b'"' || q == b'\'' => value
+            .strip_prefix(q as char)
+            .and_then(|v| v.strip_suffix(q as char))?,
+        _ => value,
+    };
+    (!value.is_empty()).then(|| value.to_string())
 }
 
-/// The last value of a single-valued flag.
-fn value(args: &mut pico_args::Arguments, names: Names) -> Result<Option<String>, String> {
-    Ok(all_values(args, names)?.pop())
-}
-
-fn patterns(args: &mut pico_args::Arguments, names: Names) -> Result<Vec<Pattern>, String> {
-    let name = names[names.len() - 1];
-    all_values(args, names)?
+fn patterns(given: &Given, long: &str) -> Result<Vec<Pattern>, String> {
+    given
+        .all(long)
         .iter()
-        .map(|v| Pattern::new(v).map_err(|why| format!("{name}: {v:?}: {why}")))
+        .map(|v| Pattern::new(v).map_err(|why| format!("{long}: {v:?}: {why}")))
         .collect()
 }
 
-fn expose_labels(args: &mut pico_args::Arguments) -> Result<Option<Vec<String>>, String> {
-    let values = all_values(args, &["-l", "--expose-labels"])?;
+fn expose_labels(given: &Given) -> Result<Option<Vec<String>>, String> {
+    let values = given.all("--expose-labels");
     if values.is_empty() {
         return Ok(None);
     }
@@ -295,10 +480,10 @@ fn expose_labels(args: &mut pico_args::Arguments) -> Result<Option<Vec<String>>,
     Ok(Some(names))
 }
 
-fn kube_flags(args: &mut pico_args::Arguments) -> Result<Option<KubeFlags>, String> {
-    let watch = args.contains("--watch-kube-secrets");
+fn kube_flags(given: &Given) -> Result<Option<KubeFlags>, String> {
+    let watch = given.has("--watch-kube-secrets");
     let mut secret_types = Vec::new();
-    for text in all_values(args, &["-s", "--secret-type"])? {
+    for text in given.all("--secret-type") {
         let (kind, pattern) = text
             .split_once(':')
             .ok_or_else(|| format!("--secret-type: expected TYPE:KEYREGEX, got {text:?}"))?;
@@ -317,46 +502,46 @@ fn kube_flags(args: &mut pico_args::Arguments) -> Result<Option<KubeFlags>, Stri
             regex: regex_lite::Regex::new(r"^(?:tls\.crt)$").map_err(|e| e.to_string())?,
         });
     }
-    let filters =
-        |args: &mut pico_args::Arguments, names: Names| -> Result<Vec<LabelFilter>, String> {
-            let name = names[names.len() - 1];
-            all_values(args, names)?
-                .into_iter()
-                .map(|text| {
-                    let (key, value) = match text.split_once('=') {
-                        Some((k, v)) => (k.to_string(), Some(v.to_string())),
-                        None => (text.clone(), None),
-                    };
-                    if key.is_empty() {
-                        return Err(format!("{name}: expected KEY or KEY=VALUE, got {text:?}"));
-                    }
-                    Ok(LabelFilter { key, value })
-                })
-                .collect()
-        };
+    let filters = |long: &str| -> Result<Vec<LabelFilter>, String> {
+        given
+            .all(long)
+            .into_iter()
+            .map(|text| {
+                let (key, value) = match text.split_once('=') {
+                    Some((k, v)) => (k.to_string(), Some(v.to_string())),
+                    None => (text.clone(), None),
+                };
+                if key.is_empty() {
+                    return Err(format!("{long}: expected KEY or KEY=VALUE, got {text:?}"));
+                }
+                Ok(LabelFilter { key, value })
+            })
+            .collect()
+    };
     let flags = KubeFlags {
-        kubeconfig: value(args, &["--kubeconfig"])?,
+        kubeconfig: given.last("--kubeconfig"),
         secret_types,
-        configmap_keys: all_values(args, &["-c", "--configmap-keys"])?
+        configmap_keys: given
+            .all("--configmap-keys")
             .iter()
             .flat_map(|v| v.split(','))
             .filter(|k| !k.is_empty())
             .map(str::to_string)
             .collect(),
-        include_namespaces: all_values(args, &["--include-namespace"])?,
-        exclude_namespaces: all_values(args, &["--exclude-namespace"])?,
-        include_namespace_labels: filters(args, &["--include-namespace-label"])?,
-        exclude_namespace_labels: filters(args, &["--exclude-namespace-label"])?,
-        include_labels: filters(args, &["--include-label"])?,
-        exclude_labels: filters(args, &["--exclude-label"])?,
-        expose_secret_labels: all_values(args, &["--expose-secret-label"])?,
-        max_cache_duration: match value(args, &["--max-cache-duration"])? {
+        include_namespaces: given.all("--include-namespace"),
+        exclude_namespaces: given.all("--exclude-namespace"),
+        include_namespace_labels: filters("--include-namespace-label")?,
+        exclude_namespace_labels: filters("--exclude-namespace-label")?,
+        include_labels: filters("--include-label")?,
+        exclude_labels: filters("--exclude-label")?,
+        expose_secret_labels: given.all("--expose-secret-label"),
+        max_cache_duration: match given.last("--max-cache-duration") {
             None => Duration::ZERO,
             Some(text) => {
                 parse_duration(&text).map_err(|why| format!("--max-cache-duration: {why}"))?
             }
         },
-        rate_limit_qps: match value(args, &["--kube-api-rate-limit-qps"])? {
+        rate_limit_qps: match given.last("--kube-api-rate-limit-qps") {
             None => 0.0,
             Some(n) => n
                 .parse::<f64>()
@@ -366,13 +551,13 @@ fn kube_flags(args: &mut pico_args::Arguments) -> Result<Option<KubeFlags>, Stri
                     format!("--kube-api-rate-limit-qps: not a non-negative number: {n:?}")
                 })?,
         },
-        rate_limit_burst: match value(args, &["--kube-api-rate-limit-burst"])? {
+        rate_limit_burst: match given.last("--kube-api-rate-limit-burst") {
             None => 0,
             Some(n) => n.parse().map_err(|_| {
                 format!("--kube-api-rate-limit-burst: not a non-negative integer: {n:?}")
             })?,
         },
-        page_size: match value(args, &["--kube-page-size"])? {
+        page_size: match given.last("--kube-page-size") {
             None => 100,
             Some(n) => n
                 .parse()
@@ -381,7 +566,7 @@ fn kube_flags(args: &mut pico_args::Arguments) -> Result<Option<KubeFlags>, Stri
                 .ok_or_else(|| format!("--kube-page-size: not a positive integer: {n:?}"))?,
         },
     };
-    let given = flags.kubeconfig.is_some()
+    let given_any = flags.kubeconfig.is_some()
         || !flags.configmap_keys.is_empty()
         || !flags.include_namespaces.is_empty()
         || !flags.exclude_namespaces.is_empty()
@@ -390,7 +575,7 @@ fn kube_flags(args: &mut pico_args::Arguments) -> Result<Option<KubeFlags>, Stri
         || !flags.include_labels.is_empty()
         || !flags.exclude_labels.is_empty()
         || !flags.expose_secret_labels.is_empty();
-    if !watch && given {
+    if !watch && given_any {
         return Err("Kubernetes flags given without --watch-kube-secrets".to_string());
     }
     Ok(watch.then_some(flags))
@@ -538,42 +723,179 @@ mod tests {
             .starts_with("--watch-file"));
     }
 
-    #[test]
-    fn help_lists_every_flag() {
-        for flag in [
-            "--watch-file",
-            "--watch-dir",
-            "--watch-kubeconf",
-            "--skip-symlinks",
-            "--refresh-interval",
-            "--expose-labels",
-            "--expose-relative-metrics",
-            "--expose-per-cert-error-metrics",
-            "--trim-path-components",
-            "--listen-address",
-            "--debug",
-            "--profile",
-            "--version",
-            "--help",
-        ] {
-            assert!(HELP.contains(flag), "{flag} missing from --help");
+    /// A valid value for each placeholder of [`FLAGS`].
+    fn sample(placeholder: &str) -> &'static str {
+        match placeholder {
+            "PATH" => "/certs/a.pem",
+            "DUR" => "1m",
+            "FILE" => "/etc/x509/web.yml",
+            "TYPE:KEYREGEX" => "kubernetes.io/tls:tls\\.crt",
+            "KEYS" => "ca.crt",
+            "NAME" => "team-a",
+            "KEY[=VALUE]" => "app=web",
+            "KEY" => "app",
+            "QPS" => "5",
+            "N" => "3",
+            "LIST" => "subject_CN",
+            "ADDR" => "127.0.0.1:9793",
+            other => panic!("no sample value for {other}: add one here"),
         }
+    }
+
+    #[test]
+    fn every_flag_is_read() {
+        // Every flag of the table given at once, each with a valid value: nothing is
+        // refused, so no flag of the table is left without a meaning.
+        let mut args = Vec::new();
+        for flag in FLAGS
+            .iter()
+            .filter(|f| !["--help", "--version"].contains(&f.long))
+        {
+            match flag.value {
+                None => args.push(flag.long.to_string()),
+                Some(placeholder) => args.push(format!("{}={}", flag.long, sample(placeholder))),
+            }
+        }
+        let config = run(&args.iter().map(String::as_str).collect::<Vec<_>>()).unwrap();
+        let kube = config.kube.unwrap();
+        assert_eq!(kube.page_size, 3);
+        assert_eq!(kube.expose_secret_labels, ["app"]);
+        assert!(config.systemd_socket && config.debug && config.profile);
+        // And each short name stands for its long one.
+        for flag in FLAGS
+            .iter()
+            .filter(|f| f.short.is_some() && f.value.is_some())
+        {
+            let short = flag.short.unwrap();
+            let value = sample(flag.value.unwrap());
+            let mut base = vec!["--watch-kube-secrets"];
+            let by_short = [base.clone(), vec![short, value]].concat();
+            base.extend([flag.long, value]);
+            assert_eq!(run(&by_short), run(&base), "{short}");
+        }
+    }
+
+    #[test]
+    fn the_flag_table_is_consistent() {
+        let mut names = std::collections::HashSet::new();
+        for flag in FLAGS {
+            assert!(
+                flag.long.starts_with("--") && flag.long.len() > 3,
+                "{flag:?}"
+            );
+            assert!(names.insert(flag.long), "{} twice", flag.long);
+            if let Some(short) = flag.short {
+                assert!(short.len() == 2 && short.starts_with('-'), "{flag:?}");
+                assert!(names.insert(short), "{short} twice");
+            }
+            assert!(!flag.repeatable || flag.value.is_some(), "{flag:?}");
+        }
+    }
+
+    #[test]
+    fn last_value_wins_and_switches_may_repeat() {
+        let c = run(&[
+            "--listen-address=:1",
+            "-b",
+            ":2",
+            "--refresh-interval",
+            "1s",
+        ])
+        .unwrap();
+        assert_eq!(c.listen_address, ":2");
+        let c = run(&["-b", ":2", "--listen-address=:1", "--debug", "--debug"]).unwrap();
+        assert_eq!(c.listen_address, ":1");
+        assert!(c.debug);
+    }
+
+    #[test]
+    fn values_and_their_errors() {
+        // A value may start with a dash when it is the next argument.
+        let c = run(&["-l", "", "--trim-path-components", "2"]).unwrap();
+        assert_eq!((c.expose_labels, c.trim_path_components), (Some(vec![]), 2));
+        let c = run(&["--watch-file=\"/a b.pem\"", "-f='/c.pem'"]).unwrap();
+        let files: Vec<_> = c.watch_files.iter().map(|p| p.as_str()).collect();
+        assert_eq!(files, ["/a b.pem", "/c.pem"]);
+        for (args, error) in [
+            (&["--debug=yes"][..], "--debug: takes no value: --debug=yes"),
+            (&["--watch-file="], "--watch-file: a value is required"),
+            (&["--watch-file=\"/a"], "--watch-file: a value is required"),
+            (&["-b"], "--listen-address: a value is required"),
+            (&["--nope=1"], "unknown flag: --nope=1"),
+            (&["-x"], "unknown flag: -x"),
+            (&["-"], "unknown flag: -"),
+            (&["--"], "unknown flag: --"),
+            (&["-fvalue"], "unknown flag: -fvalue"),
+            (&["/a.pem"], "unexpected argument: /a.pem"),
+        ] {
+            assert_eq!(run(args).unwrap_err(), error, "{args:?}");
+        }
+        use std::os::unix::ffi::OsStringExt;
+        let bad = OsString::from_vec(b"/a\xff.pem".to_vec());
+        for args in [
+            vec!["-f".into(), bad.clone()],
+            vec![OsString::from_vec(b"--watch-file=/a\xff".to_vec())],
+        ] {
+            assert_eq!(
+                parse(args).unwrap_err(),
+                "--watch-file: the value is not valid UTF-8"
+            );
+        }
+    }
+
+    #[test]
+    fn help_and_version_anywhere() {
         assert_eq!(parse(vec!["-h".into()]), Ok(Command::Help));
         assert_eq!(
-            parse(vec!["healthcheck".into(), "--listen-address=:8080".into()]),
-            Ok(Command::Healthcheck {
-                address: ":8080".into(),
-                web_config: None
-            })
+            parse(vec!["--nope".into(), "--help".into()]),
+            Ok(Command::Help)
+        );
+        assert_eq!(parse(vec!["--version".into()]), Ok(Command::Version));
+        assert_eq!(parse(vec!["-f".into(), "-v".into()]), Ok(Command::Version));
+    }
+
+    fn healthcheck(args: &[&str]) -> Result<Command, String> {
+        let mut all = vec![OsString::from("healthcheck")];
+        all.extend(args.iter().map(OsString::from));
+        parse(all)
+    }
+
+    #[test]
+    fn healthcheck_takes_three_flags_and_no_default() {
+        assert_eq!(
+            healthcheck(&[]),
+            Ok(Command::Healthcheck(HealthcheckFlags::default()))
         );
         assert_eq!(
-            parse(vec!["healthcheck".into()]),
-            Ok(Command::Healthcheck {
-                address: ":9793".into(),
-                web_config: None
-            })
+            healthcheck(&["--listen-address=:8080", "--web.config.file", "w.yml"]),
+            Ok(Command::Healthcheck(HealthcheckFlags {
+                listen_address: Some(":8080".into()),
+                web_config_file: Some("w.yml".into()),
+                systemd_socket: false,
+            }))
         );
-        assert!(parse(vec!["healthcheck".into(), "x".into()]).is_err());
-        assert_eq!(parse(vec!["--version".into()]), Ok(Command::Version));
+        assert_eq!(
+            healthcheck(&["-b", "127.0.0.1:1", "--web.systemd-socket"]),
+            Ok(Command::Healthcheck(HealthcheckFlags {
+                listen_address: Some("127.0.0.1:1".into()),
+                web_config_file: None,
+                systemd_socket: true,
+            }))
+        );
+        for (args, error) in [
+            (&["x"][..], "healthcheck: unexpected argument: x"),
+            (&["--debug"], "healthcheck: unknown flag: --debug"),
+            (&["-f", "/a"], "healthcheck: unknown flag: -f"),
+            (
+                &["-b", "8080"],
+                "healthcheck: --listen-address: expected HOST:PORT or :PORT, got \"8080\"",
+            ),
+            (
+                &["--web.config.file"],
+                "healthcheck: --web.config.file: a value is required",
+            ),
+        ] {
+            assert_eq!(healthcheck(args).unwrap_err(), error, "{args:?}");
+        }
     }
 }

@@ -30,11 +30,15 @@ fn main() -> ExitCode {
             );
             return ExitCode::SUCCESS;
         }
-        Ok(Command::Healthcheck {
-            address,
-            web_config,
-        }) => {
-            return match healthcheck::probe(&address, web_config.as_deref()) {
+        Ok(Command::Healthcheck(flags)) => {
+            let target = healthcheck::target(&flags, std::fs::read(healthcheck::PID1_CMDLINE));
+            let result = target.and_then(|target| {
+                if let Some(note) = &target.note {
+                    eprintln!("{note}");
+                }
+                healthcheck::probe(&target.address, target.web_config.as_deref())
+            });
+            return match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(message) => {
                     eprintln!("{message}");

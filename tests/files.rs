@@ -182,11 +182,7 @@ fn a_corrupted_block_hides_none_of_its_neighbours() {
         m.one("x509_cert_error", &[("filename", "fine.pem")]).value,
         0.0
     );
-    let log = exporter.log_lines().join("\n");
-    assert!(
-        log.contains(&format!("read {}: PEM block 2", path.display())),
-        "{log}"
-    );
+    exporter.wait_log(format!("read {}: PEM block 2", path.display()), LOG_WAIT);
 }
 
 #[test]
@@ -257,10 +253,9 @@ fn symlinks_dangling_links_and_skip_symlinks() {
     );
     assert_eq!(m.count("x509_cert_not_after"), 3, "link, hostlink, beside");
     assert_eq!(m.value("x509_read_errors"), 1.0, "broken.pem only");
-    let log = exporter.log_lines().join("\n");
-    assert!(
-        log.contains("broken.pem: dangling symlink to /nonexistent/gone.pem"),
-        "{log}"
+    exporter.wait_log(
+        "broken.pem: dangling symlink to /nonexistent/gone.pem",
+        LOG_WAIT,
     );
     drop(exporter);
 
@@ -313,12 +308,8 @@ fn missing_file_directory_and_kubeconfig_each_count_one_read_error() {
         m.value("x509_read_errors_total") >= 18.0
     });
     // And each is logged once, not on every refresh.
-    let log = exporter.log_lines();
-    let a = log
-        .iter()
-        .filter(|l| l.contains("WARN") && l.contains("/nonexistent/a.pem"))
-        .count();
-    assert_eq!(a, 1, "{log:?}");
+    let warnings = exporter.wait_log_all(["WARN", "/nonexistent/a.pem"], LOG_WAIT);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
     drop(dir);
 }
 

@@ -48,19 +48,13 @@ fn special_files_are_never_opened() {
     good_is_exported(&m);
     // Named like certificates: errors; the unnamed device is skipped silently.
     assert_eq!(m.value("x509_read_errors"), 3.0, "{}", m.body);
-    let log = exporter.log_lines().join("\n");
-    assert!(
-        log.contains("fifo.pem: is a FIFO, not a regular file"),
-        "{log}"
-    );
-    assert!(
-        log.contains("socket.crt: is a socket, not a regular file"),
-        "{log}"
-    );
-    assert!(
-        log.contains("zero.pem: is a device, not a regular file"),
-        "{log}"
-    );
+    for line in [
+        "fifo.pem: is a FIFO, not a regular file",
+        "socket.crt: is a socket, not a regular file",
+        "zero.pem: is a device, not a regular file",
+    ] {
+        exporter.wait_log(line, LOG_WAIT);
+    }
 }
 
 #[test]
@@ -74,10 +68,10 @@ fn a_huge_sparse_file_is_refused_without_being_read() {
     assert!(started.elapsed() < Duration::from_secs(10));
     good_is_exported(&m);
     assert_eq!(m.value("x509_read_errors"), 1.0);
-    assert!(exporter
-        .log_lines()
-        .join("\n")
-        .contains("huge.pem: 5368709120 bytes, larger than the 4 MiB limit"));
+    exporter.wait_log(
+        "huge.pem: 5368709120 bytes, larger than the 4 MiB limit",
+        LOG_WAIT,
+    );
 }
 
 #[test]
@@ -139,10 +133,7 @@ fn files_without_read_permission_as_a_non_root_user() {
         1.0,
         "secret.pem only: private.key is skipped silently"
     );
-    assert!(exporter
-        .log_lines()
-        .join("\n")
-        .contains("read /certs/secret.pem: permission denied"));
+    exporter.wait_log("read /certs/secret.pem: permission denied", LOG_WAIT);
 }
 
 #[test]
@@ -231,14 +222,13 @@ fn a_bundle_of_100k_certificates_is_refused_by_size_and_hides_nothing() {
         1,
         "one certificate repeated is one series"
     );
-    let log = exporter.log_lines().join("\n");
-    assert!(
-        log.contains(&format!(
+    exporter.wait_log(
+        format!(
             "read {}: {} bytes, larger than the 4 MiB limit",
             dir.str("bundle.pem"),
             bundle.len()
-        )),
-        "{log}"
+        ),
+        LOG_WAIT,
     );
 }
 

@@ -141,11 +141,7 @@ fn no_source_serves_own_metrics_and_warns() {
     assert_eq!(m.count("x509_cert_not_after"), 0);
     assert_eq!(m.value("x509_read_errors"), 0.0);
     assert_eq!(m.value("x509_exporter_build_info"), 1.0);
-    let log = exporter.log_lines().join("\n");
-    assert!(
-        log.contains("WARN") && log.contains("no source given"),
-        "{log}"
-    );
+    exporter.wait_log(["WARN", "no source given"], LOG_WAIT);
 }
 
 #[test]
@@ -225,10 +221,7 @@ fn help_and_version() {
 fn profile_is_accepted_and_says_so() {
     let exporter = Exporter::start(&["--profile"]);
     exporter.wait_ready();
-    assert!(exporter
-        .log_lines()
-        .join("\n")
-        .contains("--profile: profiling is not available"));
+    exporter.wait_log("--profile: profiling is not available", LOG_WAIT);
 }
 
 #[test]

@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::process::Stdio;
 
 use common::*;
@@ -83,10 +84,7 @@ fn the_image_serves_a_read_only_certificate_directory_as_uid_65532() {
     );
     // As a non-root user, a root-only file is a read error, not a crash.
     assert_eq!(m.value("x509_read_errors"), 1.0);
-    assert!(exporter
-        .log_lines()
-        .join("\n")
-        .contains("read /certs/root-only.pem: permission denied"));
+    exporter.wait_log("read /certs/root-only.pem: permission denied", LOG_WAIT);
     promtool_accepts(&m.body);
 
     // The image's health check: no shell, no curl, the binary probes itself.
@@ -102,4 +100,99 @@ fn the_image_serves_a_read_only_certificate_directory_as_uid_65532() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The namespace PIDs of a process, host first (`NSpid:` of /proc/PID/status).
+fn ns_pids(pid: u32) -> Vec<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("NSpid:")).unwrap();
+    line.split_whitespace()
+        .skip(1)
+        .map(str::to_string)
+        .collect()
+}
+
+/// Stops the exporter and checks that nothing of its container is left: no process, and no
+/// mount under its root in this mount namespace.
+fn stop_and_check_cleanup(exporter: Exporter, root: TempDir) {
+    let pid1 = exporter.container_pid1();
+    drop(exporter);
+    assert!(
+        !Path::new(&format!("/proc/{pid1}")).exists(),
+        "PID {pid1} is still running"
+    );
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(root.0.to_str().unwrap()), "{mounts}");
+    let dir = root.0.clone();
+    drop(root);
+    assert!(!dir.exists(), "{} left behind", dir.display());
+}
+
+fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "status {:?}, stdout {:?}, stderr {:?}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn the_health_check_probes_the_port_the_exporter_listens_on() {
+    // The image's HEALTHCHECK is `healthcheck` with no flags, run in the container where the
+    // exporter is PID 1, started here with another port than the default.
+    let containerfile =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Containerfile"))
+            .unwrap();
+    assert!(
+        containerfile
+            .contains("CMD [\"/usr/local/bin/x509-certificate-exporter\", \"healthcheck\"]\n"),
+        "{containerfile}"
+    );
+    let (cmd, root) = in_container(&["--listen-address=:8080"], &[]);
+    let exporter = Exporter::spawn(cmd);
+    assert_eq!(exporter.addr.port(), 8080);
+    let pid1 = exporter.container_pid1();
+    assert_eq!(ns_pids(pid1).last().unwrap(), "1", "the exporter is PID 1");
+
+    let out = exporter.exec_in_container(&["healthcheck"]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert!(out.stderr.is_empty(), "{}", output_text(&out));
+    // A flag given to healthcheck wins over the exporter's: nothing listens on 9793 here.
+    let out = exporter.exec_in_container(&["healthcheck", "--listen-address=:9793"]);
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).starts_with("healthcheck 127.0.0.1:9793: "),
+        "{}",
+        output_text(&out)
+    );
+    stop_and_check_cleanup(exporter, root);
+}
+
+#[test]
+fn the_health_check_speaks_tls_when_the_exporter_does() {
+    let web = TempDir::new("image-web");
+    write_tls_files(&web, "exporter");
+    web.write(
+        "web.yml",
+        "tls_server_config:\n  cert_file: server.pem\n  key_file: server-key.pem\n",
+    );
+    let (cmd, root) = in_container(
+        &[
+            "--listen-address=127.0.0.1:9443",
+            "--web.config.file=/etc/x509/web.yml",
+        ],
+        &[(&web.0, "/etc/x509")],
+    );
+    let exporter = Exporter::spawn(cmd);
+    assert_eq!(exporter.addr.to_string(), "127.0.0.1:9443");
+    exporter.wait_log("listening on https://127.0.0.1:9443", LOG_WAIT);
+
+    let out = exporter.exec_in_container(&["healthcheck"]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert!(out.stderr.is_empty(), "{}", output_text(&out));
+    // The address given, the web config still the exporter's.
+    let out = exporter.exec_in_container(&["healthcheck", "-b", "127.0.0.1:9443"]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    stop_and_check_cleanup(exporter, root);
 }

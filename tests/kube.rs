@@ -194,11 +194,7 @@ fn a_namespace_scoped_token_works_with_include_namespace_only() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     assert_eq!(exporter.get("/readyz").status, 503);
-    let log = exporter.log_lines().join("\n");
-    assert!(
-        log.contains("list secrets in all namespaces: 403 Forbidden"),
-        "{log}"
-    );
+    exporter.wait_log("list secrets in all namespaces: 403 Forbidden", LOG_WAIT);
 }
 
 #[test]
@@ -288,10 +284,7 @@ fn in_cluster_service_account_in_a_private_mount_namespace() {
         m.one("x509_cert_not_after", &[]).labels["secret_namespace"],
         "team-a"
     );
-    assert!(exporter
-        .log_lines()
-        .join("\n")
-        .contains("in-cluster service account"));
+    exporter.wait_log("in-cluster service account", LOG_WAIT);
     // The token file is read before each request: a replaced token is used at once (here a
     // token without rights, then a good one again).
     swap("..v2", c.var("NOPERM_TOKEN"));

@@ -68,11 +68,8 @@ fn the_api_server_stopped_mid_list_and_started_again() {
         m.value("x509_read_errors_total") >= 1.0,
         "the outage was counted"
     );
-    let log = exporter.log_lines().join("\n");
-    assert!(
-        log.contains(&format!("namespace {ns}")) && log.contains("connect"),
-        "the failure names the namespace and the cause:\n{log}"
-    );
+    // The failure names the namespace and the cause.
+    exporter.wait_log([format!("namespace {ns}").as_str(), "connect"], LOG_WAIT);
 }
 
 #[test]
@@ -97,9 +94,5 @@ fn etcd_compacted_under_a_paginated_list_restarts_it() {
         "the restarted list sees the Secret written meanwhile"
     );
     assert_eq!(m.value("x509_read_errors"), 0.0);
-    let log = exporter.log_lines().join("\n");
-    assert!(
-        log.contains("continue token expired, restarting the list"),
-        "{log}"
-    );
+    exporter.wait_log("continue token expired, restarting the list", LOG_WAIT);
 }

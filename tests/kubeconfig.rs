@@ -133,10 +133,9 @@ fn one_bad_entry_hides_none_of_the_others() {
             .value,
         1.0
     );
-    let log = exporter.log_lines().join("\n");
-    assert!(
-        log.contains("cluster \"my-cluster\": certificate-authority-data: invalid base64"),
-        "{log}"
+    exporter.wait_log(
+        "cluster \"my-cluster\": certificate-authority-data: invalid base64",
+        LOG_WAIT,
     );
     drop(exporter);
 
@@ -149,10 +148,7 @@ fn one_bad_entry_hides_none_of_the_others() {
     let m = exporter.metrics();
     assert_eq!(m.count("x509_cert_not_after"), 1);
     assert_eq!(m.value("x509_read_errors"), 1.0);
-    assert!(exporter
-        .log_lines()
-        .join("\n")
-        .contains("nope.crt: no such file or directory"));
+    exporter.wait_log("nope.crt: no such file or directory", LOG_WAIT);
     drop(exporter);
 
     // Not YAML at all, and YAML that is not a kubeconfig: one error each.

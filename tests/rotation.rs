@@ -104,8 +104,9 @@ fn an_error_is_logged_when_it_appears_and_when_it_clears() {
     std::fs::rename(tmp, &path).unwrap();
     let m = exporter.metrics_until("recovery", |m| m.value("x509_read_errors") == 0.0);
     assert_eq!(m.label_values("subject_CN"), ["c"]);
-    let log = exporter.log_lines();
     let failure = format!("read {}: no certificate found", path.display());
+    exporter.wait_log(["resolved", failure.as_str()], LOG_WAIT);
+    let log = exporter.log_lines();
     let warned = log
         .iter()
         .filter(|l| l.contains("WARN") && l.contains(&failure))

@@ -72,10 +72,7 @@ fn tls_with_the_right_ca_and_nothing_in_plain_text() {
         &dir,
         "tls_server_config:\n  cert_file: server.pem\n  key_file: server-key.pem\n",
     );
-    assert!(exporter
-        .log_lines()
-        .iter()
-        .any(|l| l.contains("listening on https://127.0.0.1:")));
+    exporter.wait_log("listening on https://127.0.0.1:", LOG_WAIT);
     let ca = dir.str("ca.pem");
 
     let (code, status, body) = curl(&["--cacert", &ca], &url(&exporter, "/metrics"));

@@ -424,6 +424,62 @@ pub fn dechunk(mut data: &[u8]) -> Vec<u8> {
     }
 }
 
+/// How long a test waits for a line of the exporter's log.
+pub const LOG_WAIT: Duration = Duration::from_secs(20);
+
+/// What a line of the log must hold: a substring, or several (all on the same line).
+pub trait LogPattern {
+    /// Whether `line` matches.
+    fn is_in(&self, line: &str) -> bool;
+    /// The pattern, for a failure message.
+    fn describe(&self) -> String;
+}
+
+impl LogPattern for &str {
+    fn is_in(&self, line: &str) -> bool {
+        line.contains(*self)
+    }
+    fn describe(&self) -> String {
+        format!("{self:?}")
+    }
+}
+
+impl LogPattern for String {
+    fn is_in(&self, line: &str) -> bool {
+        line.contains(self.as_str())
+    }
+    fn describe(&self) -> String {
+        format!("{self:?}")
+    }
+}
+
+impl LogPattern for &String {
+    fn is_in(&self, line: &str) -> bool {
+        line.contains(self.as_str())
+    }
+    fn describe(&self) -> String {
+        format!("{self:?}")
+    }
+}
+
+impl LogPattern for &[&str] {
+    fn is_in(&self, line: &str) -> bool {
+        self.iter().all(|part| line.contains(part))
+    }
+    fn describe(&self) -> String {
+        format!("all of {self:?}")
+    }
+}
+
+impl<const N: usize> LogPattern for [&str; N] {
+    fn is_in(&self, line: &str) -> bool {
+        self.iter().all(|part| line.contains(part))
+    }
+    fn describe(&self) -> String {
+        format!("all of {self:?}")
+    }
+}
+
 /// A running exporter, killed when dropped.
 pub struct Exporter {
     pub child: Child,
@@ -447,8 +503,8 @@ impl Exporter {
         Self::spawn(cmd)
     }
 
-    /// Starts a prepared command (which must pass `--listen-address=127.0.0.1:0` to the
-    /// binary) and waits for it to listen.
+    /// Starts a prepared command (usually passing `--listen-address=127.0.0.1:0` to the
+    /// binary) and waits for it to log the address it listens on.
     pub fn spawn(mut cmd: Command) -> Self {
         cmd.env("RUST_LOG", "debug")
             .stdout(Stdio::null())
@@ -480,9 +536,12 @@ impl Exporter {
         let addr = match rx.recv_timeout(Duration::from_secs(20)) {
             Ok(addr) => addr.parse().unwrap(),
             Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                std::thread::sleep(Duration::from_millis(100));
+                kill_tree(&mut child);
+                // The log's reader ends at the pipe's end, once the process is gone.
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while Arc::strong_count(&log) > 1 && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
                 panic!("exporter did not start: {:?}", log.lock().unwrap());
             }
         };
@@ -569,20 +628,45 @@ impl Exporter {
         self.log.lock().unwrap().clone()
     }
 
-    /// Waits until a log line contains `pattern` and returns it; panics with the whole log
-    /// after `limit`.
-    pub fn wait_log(&self, pattern: &str, limit: Duration) -> String {
+    /// Waits until a log line matches `pattern` and returns the first such line; panics with
+    /// the whole log after `limit`, or as soon as the log has ended without one.
+    pub fn wait_log(&self, pattern: impl LogPattern, limit: Duration) -> String {
+        self.wait_log_all(pattern, limit).swap_remove(0)
+    }
+
+    /// [`Exporter::wait_log`] returning every line that matches, in order.
+    pub fn wait_log_all(&self, pattern: impl LogPattern, limit: Duration) -> Vec<String> {
+        match self.try_wait_log(&pattern, limit) {
+            Some(lines) => lines,
+            None => panic!(
+                "no log line with {} within {limit:?}; the log:\n{}",
+                pattern.describe(),
+                self.log_lines().join("\n")
+            ),
+        }
+    }
+
+    /// [`Exporter::wait_log`] that answers `None` instead of panicking.
+    pub fn try_wait_log(&self, pattern: &impl LogPattern, limit: Duration) -> Option<Vec<String>> {
         let deadline = Instant::now() + limit;
         loop {
-            if let Some(line) = self.log_lines().into_iter().find(|l| l.contains(pattern)) {
-                return line;
+            // Read before looking: a line written just before the end is still seen.
+            let ended = Arc::strong_count(&self.log) == 1;
+            let lines: Vec<String> = self
+                .log
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|line| pattern.is_in(line))
+                .cloned()
+                .collect();
+            if !lines.is_empty() {
+                return Some(lines);
             }
-            assert!(
-                Instant::now() < deadline,
-                "no log line with {pattern:?} within {limit:?}:\n{}",
-                self.log_lines().join("\n")
-            );
-            std::thread::sleep(Duration::from_millis(20));
+            if ended || Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
@@ -636,9 +720,57 @@ pub fn socket_activated(args: &[&str]) -> (Exporter, String) {
 
 impl Drop for Exporter {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        kill_tree(&mut self.child);
     }
+}
+
+/// The processes whose parent is `pid`, from /proc.
+pub fn children(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(child) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        // "PID (COMM) STATE PPID ...": COMM may hold spaces and parentheses.
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|ppid| ppid.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            found.push(child);
+        }
+    }
+    found
+}
+
+/// Kills `child`, and when it is `unshare` every process under it (the exporter under
+/// `unshare --fork` outlives a killed `unshare`), then reaps `child`. The processes an
+/// exporter starts itself (exec credential plugins) are left to it: tests check that it
+/// cleans up after them.
+fn kill_tree(child: &mut Child) {
+    let comm = std::fs::read_to_string(format!("/proc/{}/comm", child.id())).unwrap_or_default();
+    let mut tree = Vec::new();
+    let mut stack = match comm.trim() {
+        "unshare" => vec![child.id()],
+        _ => Vec::new(),
+    };
+    while let Some(pid) = stack.pop() {
+        let under = children(pid);
+        tree.extend(&under);
+        stack.extend(under);
+    }
+    if !tree.is_empty() {
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .args(tree.iter().map(u32::to_string))
+            .stderr(Stdio::null())
+            .status();
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// The runtime image's filesystem, as `make rootfs` lays it out (`make test` builds it first).
@@ -657,6 +789,36 @@ pub fn rootfs() -> PathBuf {
 /// rootfs, as UID and GID 65532, in a private mount namespace where each (host directory,
 /// path in the image) pair is bind-mounted read-only. Keep the returned directory alive.
 pub fn in_image(args: &[&str], mounts: &[(&Path, &str)]) -> (Command, TempDir) {
+    let root = image_copy();
+    let script = image_script(&root, mounts, "");
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-m", "sh", "-c", &script, "sh"])
+        .args(args)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+    (cmd, root)
+}
+
+/// [`in_image`] as a container engine runs it: the binary is PID 1 of its own PID
+/// namespace, whose /proc is mounted in the image, and has a network namespace of its own
+/// with only loopback (so a fixed port such as 8080 is free, and unreachable from the
+/// tests but through [`Exporter::exec_in_container`]). Keep the returned directory alive.
+pub fn in_container(args: &[&str], mounts: &[(&Path, &str)]) -> (Command, TempDir) {
+    let root = image_copy();
+    std::fs::create_dir_all(root.path("proc")).unwrap();
+    let script = image_script(&root, mounts, "ip link set lo up\n");
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--net", "--pid", "--fork"])
+        .arg(format!("--mount-proc={}", root.str("proc")))
+        .args(["sh", "-c", &script, "sh"])
+        .args(args)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+    (cmd, root)
+}
+
+/// A copy of the rootfs, which the tests may add mount points to.
+fn image_copy() -> TempDir {
     let root = TempDir::new("image");
     let status = Command::new("cp")
         .arg("-a")
@@ -665,6 +827,11 @@ pub fn in_image(args: &[&str], mounts: &[(&Path, &str)]) -> (Command, TempDir) {
         .status()
         .unwrap();
     assert!(status.success());
+    root
+}
+
+/// The shell script that mounts, runs `setup`, and execs the binary chrooted as 65532.
+fn image_script(root: &TempDir, mounts: &[(&Path, &str)], setup: &str) -> String {
     let mut script = String::from("set -e\n");
     for (host, inside) in mounts {
         let target = root.0.join(inside.trim_start_matches('/'));
@@ -676,16 +843,40 @@ pub fn in_image(args: &[&str], mounts: &[(&Path, &str)]) -> (Command, TempDir) {
             target.display()
         ));
     }
+    script.push_str(setup);
     script.push_str(&format!(
         "exec chroot --userspec=65532:65532 '{}' /usr/local/bin/x509-certificate-exporter \"$@\"\n",
         root.0.display()
     ));
-    let mut cmd = Command::new("unshare");
-    cmd.args(["-m", "sh", "-c", &script, "sh"])
-        .args(args)
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
-    (cmd, root)
+    script
+}
+
+impl Exporter {
+    /// The exporter's own process when it runs under [`in_container`]: the one process
+    /// `unshare` forked, PID 1 of the namespace.
+    pub fn container_pid1(&self) -> u32 {
+        let children = children(self.child.id());
+        assert_eq!(children.len(), 1, "unshare's children: {children:?}");
+        children[0]
+    }
+
+    /// Runs the image's binary with `args` in the container of an exporter started by
+    /// [`in_container`], as `docker exec` (and a `HEALTHCHECK`) does: in its PID, mount and
+    /// network namespaces, chrooted in its root, in its working directory, as 65532.
+    pub fn exec_in_container(&self, args: &[&str]) -> std::process::Output {
+        let pid = self.container_pid1().to_string();
+        Command::new("nsenter")
+            .args([
+                "--target", &pid, "--pid", "--mount", "--net", "--root", "--wd",
+            ])
+            .args(["--setuid", "65532", "--setgid", "65532"])
+            .arg("/usr/local/bin/x509-certificate-exporter")
+            .args(args)
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .output()
+            .unwrap()
+    }
 }
 
 /// Runs the binary to completion (for flag errors, --help, --version).
