@@ -149,7 +149,13 @@ pub fn probe(listen_address: &str, web_config: Option<&Path>) -> Result<(), Stri
         None => exchange(&mut stream, &request),
         Some(_) => {
             let mut tls = tls_client(addr)?;
-            exchange(&mut rustls::Stream::new(&mut tls, &mut stream), &request)
+            let answer = exchange(&mut rustls::Stream::new(&mut tls, &mut stream), &request);
+            // The probe has no client certificate: a server that requires one and says so
+            // in its alert is up, as a 401 shows it is.
+            if web.client_cert_required && answer.as_ref().is_err_and(refused_without_cert) {
+                return Ok(());
+            }
+            answer
         }
     }
     .map_err(|e| fail(crate::files::why(&e)))?;
@@ -161,6 +167,20 @@ pub fn probe(listen_address: &str, web_config: Option<&Path>) -> Result<(), Stri
         "" => Err(fail("no HTTP answer".to_string())),
         other => Err(fail(format!("status {other}"))),
     }
+}
+
+/// Whether a TLS error is the server's alert refusing a client without a certificate.
+fn refused_without_cert(error: &std::io::Error) -> bool {
+    use rustls::AlertDescription::{BadCertificate, CertificateRequired, HandshakeFailure};
+    let alert = error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    matches!(
+        alert,
+        Some(rustls::Error::AlertReceived(
+            CertificateRequired | HandshakeFailure | BadCertificate
+        ))
+    )
 }
 
 /// Sends the request; returns the start of the answer.

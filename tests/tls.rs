@@ -179,6 +179,26 @@ fn client_certificates_required_and_verified() {
 }
 
 #[test]
+fn the_health_check_takes_a_client_certificate_refusal_as_alive() {
+    for auth in ["RequireAndVerifyClientCert", "RequireAnyClientCert"] {
+        let dir = TempDir::new("mtls-health");
+        let exporter = mtls_exporter(&dir, auth);
+        let listen = format!("--listen-address={}", exporter.addr);
+        let web = format!("--web.config.file={}", dir.str("web.yml"));
+        let out = run(&["healthcheck", &listen, &web]);
+        assert!(
+            out.status.success(),
+            "{auth}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Nothing listening: still a failure.
+        drop(exporter);
+        let out = run(&["healthcheck", &listen, &web]);
+        assert_eq!(out.status.code(), Some(1), "{auth}");
+    }
+}
+
+#[test]
 fn client_certificates_verified_if_given() {
     let dir = TempDir::new("mtls-optional");
     let exporter = mtls_exporter(&dir, "VerifyClientCertIfGiven");

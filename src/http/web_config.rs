@@ -25,6 +25,9 @@ pub struct WebConfig {
     pub tls: Option<Arc<ServerConfig>>,
     /// Basic auth: user → bcrypt hash. Empty: no authentication.
     pub users: HashMap<String, String>,
+    /// Whether a TLS client must present a certificate (`RequireAnyClientCert`,
+    /// `RequireAndVerifyClientCert`).
+    pub client_cert_required: bool,
     /// The config file, then every file it names, each with its stamp when it was read.
     watched: Vec<(PathBuf, Option<Stamp>)>,
 }
@@ -131,13 +134,17 @@ fn read_config(
     for key in TLS_SWITCHES {
         enabled |= string(section, key).map_err(fail)?.is_some();
     }
-    let tls = match enabled {
-        true => Some(tls(section, dir, watched).map_err(fail)?),
-        false => None,
+    let (tls, client_cert_required) = match enabled {
+        true => {
+            let (config, required) = tls(section, dir, watched).map_err(fail)?;
+            (Some(config), required)
+        }
+        false => (None, false),
     };
     Ok(WebConfig {
         tls,
         users,
+        client_cert_required,
         watched: Vec::new(),
     })
 }
@@ -248,12 +255,13 @@ fn material(
     }
 }
 
-/// The TLS settings; the files they name are added to `watched` with their stamps.
+/// The TLS settings, and whether a client certificate is required; the files they name
+/// are added to `watched` with their stamps.
 fn tls(
     section: &Yaml,
     dir: &Path,
     watched: &mut Vec<(PathBuf, Option<Stamp>)>,
-) -> Result<Arc<ServerConfig>, String> {
+) -> Result<(Arc<ServerConfig>, bool), String> {
     for ignored in [
         "cipher_suites",
         "curve_preferences",
@@ -335,7 +343,11 @@ fn tls(
     let pair = load_pair(&cert, &key, &provider, watched)?;
     let mut config = builder.with_cert_resolver(Arc::new(SingleCertAndKey::from(pair)));
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    let required = matches!(
+        auth,
+        ClientAuth::RequireAnyClientCert | ClientAuth::RequireAndVerifyClientCert
+    );
+    Ok((Arc::new(config), required))
 }
 
 fn versions(
