@@ -1352,23 +1352,13 @@ fn an_exec_credential_plugin_is_run_once_and_its_token_cached_until_expiry() {
     let secrets = vec![tls_secret("ns", "s", "1", &cert)];
     let api = FakeApi::start("kf-exec", move |req, _| page("SecretList", &secrets, req));
     let calls = api.dir.path("calls");
-    let plugin = api.dir.write(
-        "plugin.sh",
-        format!(
-            "#!/bin/sh\necho \"$KUBERNETES_EXEC_INFO\" >> {calls}\nexp=$(date -u -d '+1 hour' +%Y-%m-%dT%H:%M:%SZ)\nprintf '{{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"ExecCredential\",\"status\":{{\"token\":\"exec-token\",\"expirationTimestamp\":\"%s\"}}}}' \"$exp\"\n",
+    use_exec_plugin(
+        &api,
+        &format!(
+            "echo \"$KUBERNETES_EXEC_INFO\" >> {calls}\nexp=$(date -u -d '+1 hour' +%Y-%m-%dT%H:%M:%SZ)\nprintf '{{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"ExecCredential\",\"status\":{{\"token\":\"exec-token\",\"expirationTimestamp\":\"%s\"}}}}' \"$exp\"\n",
             calls = calls.display()
         ),
     );
-    std::process::Command::new("chmod")
-        .arg("+x")
-        .arg(&plugin)
-        .status()
-        .unwrap();
-    let kubeconfig = std::fs::read_to_string(api.kubeconfig()).unwrap().replace(
-        "    tokenFile: token\n",
-        "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: ./plugin.sh\n      args: []\n",
-    );
-    std::fs::write(api.kubeconfig(), kubeconfig).unwrap();
     let exporter = start(&api, &["--refresh-interval=100ms"]);
     assert_eq!(exporter.metrics().count("x509_cert_not_after"), 1);
     let reqs = api.wait_requests(5);

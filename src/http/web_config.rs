@@ -127,7 +127,8 @@ fn read_config(
         );
     }
     let section = &doc["tls_server_config"];
-    check_keys(section, "tls_server_config.", TLS_KEYS).map_err(fail)?;
+    let known = [TLS_SWITCHES, TLS_OTHERS].concat();
+    check_keys(section, "tls_server_config.", &known).map_err(fail)?;
     // As exporter-toolkit: TLS is on when any of these is set; `tls_server_config: {}`, or
     // one with only versions or suites, leaves it off.
     let mut enabled = false;
@@ -149,23 +150,6 @@ fn read_config(
     })
 }
 
-/// The settings of `tls_server_config`.
-const TLS_KEYS: &[&str] = &[
-    "cert_file",
-    "key_file",
-    "cert",
-    "key",
-    "client_auth_type",
-    "client_ca_file",
-    "client_ca",
-    "client_allowed_sans",
-    "min_version",
-    "max_version",
-    "cipher_suites",
-    "curve_preferences",
-    "prefer_server_cipher_suites",
-];
-
 /// The settings of `tls_server_config` any of which turns TLS on.
 const TLS_SWITCHES: &[&str] = &[
     "cert_file",
@@ -175,6 +159,16 @@ const TLS_SWITCHES: &[&str] = &[
     "client_auth_type",
     "client_ca_file",
     "client_ca",
+];
+
+/// Its other settings.
+const TLS_OTHERS: &[&str] = &[
+    "client_allowed_sans",
+    "min_version",
+    "max_version",
+    "cipher_suites",
+    "curve_preferences",
+    "prefer_server_cipher_suites",
 ];
 
 /// Refuses keys the format does not have: a typo must not turn security off.
