@@ -445,3 +445,33 @@ fn a_churning_connection_flood_resets_no_scrape() {
     );
     assert!(ok.len() >= 14, "{} of 15 scrapes: {failed:?}", ok.len());
 }
+
+#[test]
+fn out_of_file_descriptors_the_silent_make_room_without_a_spin() {
+    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = TempDir::new("no-fds");
+    certs(&dir);
+    // 48 open files: fewer than the smallest connection limit (64), so accepting fails with
+    // EMFILE before the limit is reached.
+    let exporter = exporter_with_open_files(48, &dir);
+    let silent: Vec<TcpStream> = (0..80)
+        .filter_map(|_| TcpStream::connect_timeout(&exporter.addr, Duration::from_secs(2)).ok())
+        .collect();
+    exporter.wait_log(
+        "closing the connections that sent least",
+        Duration::from_secs(10),
+    );
+    let pid = exporter.child.id();
+    let (cpu_start, start) = (cpu_seconds(pid), Instant::now());
+    for _ in 0..5 {
+        let took = try_scrape(exporter.addr, None).expect("a scrape while out of descriptors");
+        assert!(took < Duration::from_secs(3), "{took:?}");
+    }
+    thread::sleep(Duration::from_secs(1));
+    let cpu = (cpu_seconds(pid) - cpu_start) / start.elapsed().as_secs_f64();
+    eprintln!(
+        "out of descriptors: {} silent connections held, exporter CPU {cpu:.2} cores",
+        silent.len()
+    );
+    assert!(cpu < 0.5, "spinning: {cpu:.2} cores");
+}

@@ -134,7 +134,8 @@ pub fn serve(
     let mut accept_pending = false;
     let mut swept = now;
     loop {
-        let busy = accept_pending || !server.more.is_empty();
+        // Out of file descriptors, accepting is retried at the next tick, not in a spin.
+        let busy = (accept_pending && !server.accept_failing) || !server.more.is_empty();
         let timeout = if busy { Duration::ZERO } else { TICK };
         if let Err(e) = poll.poll(&mut events, Some(timeout)) {
             if e.kind() != io::ErrorKind::Interrupted {
@@ -143,7 +144,7 @@ pub fn serve(
         }
         let now = Instant::now();
         // This turn drives the connections that yielded last turn, those with events, and
-        // those a worker's answer or an accept moved.
+        // those that a worker's answer, an accept or a deadline moved.
         let mut due = std::mem::take(&mut server.more);
         for event in events.iter() {
             match event.token() {
@@ -168,15 +169,15 @@ pub fn serve(
             }
         }
         server.first_pass_over(now, &mut due);
+        if now.duration_since(swept) >= TICK {
+            swept = now;
+            server.sweep(now, &mut due);
+            server.reload_web_config();
+        }
         due.sort_unstable();
         due.dedup();
         for token in due {
             server.drive(token, now);
-        }
-        if now.duration_since(swept) >= TICK {
-            swept = now;
-            server.sweep(now);
-            server.reload_web_config();
         }
         if let Some(deadline) = server.draining {
             if server.conns.is_empty() {
@@ -434,9 +435,10 @@ impl Server {
         true
     }
 
-    /// Drops connections past their deadline, and answers the requests held until then:
-    /// scrapes that have waited long enough for the first pass, throttled logins.
-    fn sweep(&mut self, now: Instant) {
+    /// Drops connections past their deadline, and answers the requests held until then
+    /// (scrapes that have waited long enough for the first pass, throttled logins), adding
+    /// those to `due`.
+    fn sweep(&mut self, now: Instant, due: &mut Vec<Token>) {
         let mut answer = Vec::new();
         self.conns.retain(|token, conn| {
             let (deadline, expiry) = conn.deadline();
@@ -468,7 +470,7 @@ impl Server {
                 }
                 _ => self.route(token, head, now, false),
             }
-            self.drive(token, now);
+            due.push(token);
         }
     }
 
