@@ -117,10 +117,24 @@ fn ns_pids(pid: u32) -> Vec<String> {
 fn stop_and_check_cleanup(exporter: Exporter, root: TempDir) {
     let pid1 = exporter.container_pid1();
     drop(exporter);
-    assert!(
-        !Path::new(&format!("/proc/{pid1}")).exists(),
-        "PID {pid1} is still running"
-    );
+    // Killed, it may stay a zombie for a moment until whoever inherited it reaps it.
+    let running = || {
+        std::fs::read_to_string(format!("/proc/{pid1}/stat"))
+            .ok()
+            .and_then(|stat| {
+                let state = stat.rsplit_once(')')?.1.split_whitespace().next()?;
+                Some(state != "Z" && state != "X")
+            })
+            .unwrap_or(false)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while running() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "PID {pid1} is still running"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(root.0.to_str().unwrap()), "{mounts}");
     let dir = root.0.clone();
