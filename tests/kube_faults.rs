@@ -1088,16 +1088,22 @@ fn an_unchanged_resource_version_is_not_decoded_again() {
 
     state.lock().unwrap().1 = pem("v2-same-rv", now, now + 2000);
     let changed_at = api.count();
-    // Two whole passes served the new data (a third request means both finished).
-    api.wait_requests(changed_at + 3);
-    std::thread::sleep(Duration::from_millis(100));
-    let m = exporter.metrics();
-    assert_eq!(
-        m.label_values("subject_CN"),
-        ["v1"],
-        "re-decoded although resourceVersion is unchanged"
-    );
-    assert_eq!(m.value("x509_read_errors"), 0.0);
+    // Scraped throughout several passes over the new data (a fifth request means four
+    // finished and reported), the old certificate stays.
+    loop {
+        let done = api.count() >= changed_at + 5;
+        let m = exporter.metrics();
+        assert_eq!(
+            m.label_values("subject_CN"),
+            ["v1"],
+            "re-decoded although resourceVersion is unchanged"
+        );
+        assert_eq!(m.value("x509_read_errors"), 0.0);
+        if done {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 
     state.lock().unwrap().0 = "2".to_string();
     let m = exporter.metrics_until("the new resourceVersion", |m| {
@@ -1352,28 +1358,95 @@ fn an_exec_credential_plugin_is_run_once_and_its_token_cached_until_expiry() {
     let secrets = vec![tls_secret("ns", "s", "1", &cert)];
     let api = FakeApi::start("kf-exec", move |req, _| page("SecretList", &secrets, req));
     let calls = api.dir.path("calls");
+    // Run N emits `exec-token-N`, valid 13 s: the client asks again 10 s before the expiry,
+    // so each token is used for about 3 s, then the plugin runs again.
     use_exec_plugin(
         &api,
         &format!(
-            "echo \"$KUBERNETES_EXEC_INFO\" >> {calls}\nexp=$(date -u -d '+1 hour' +%Y-%m-%dT%H:%M:%SZ)\nprintf '{{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"ExecCredential\",\"status\":{{\"token\":\"exec-token\",\"expirationTimestamp\":\"%s\"}}}}' \"$exp\"\n",
+            "echo \"$KUBERNETES_EXEC_INFO\" >> {calls}\nn=$(wc -l < {calls})\nexp=$(date -u -d '+13 seconds' +%Y-%m-%dT%H:%M:%SZ)\nprintf '{{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"ExecCredential\",\"status\":{{\"token\":\"exec-token-%s\",\"expirationTimestamp\":\"%s\"}}}}' \"$n\" \"$exp\"\n",
             calls = calls.display()
         ),
     );
     let exporter = start(&api, &["--refresh-interval=100ms"]);
     assert_eq!(exporter.metrics().count("x509_cert_not_after"), 1);
-    let reqs = api.wait_requests(5);
-    assert!(
-        reqs.iter()
-            .all(|r| r.auth.as_deref() == Some("Bearer exec-token")),
-        "{reqs:#?}"
-    );
+    // Wait for the first request carrying the second token.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let reqs = loop {
+        let reqs = api.requests();
+        if reqs
+            .iter()
+            .any(|r| r.auth.as_deref() == Some("Bearer exec-token-2"))
+        {
+            break reqs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the plugin was not run again before its token expired: {reqs:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
     let invocations = std::fs::read_to_string(&calls).unwrap();
     assert_eq!(
         invocations.lines().count(),
-        1,
-        "the token is cached: {invocations}"
+        2,
+        "once per token: {invocations}"
     );
     assert!(invocations.contains("\"kind\":\"ExecCredential\""));
+    let first_new = reqs
+        .iter()
+        .position(|r| r.auth.as_deref() == Some("Bearer exec-token-2"))
+        .unwrap();
+    assert!(
+        reqs[..first_new]
+            .iter()
+            .all(|r| r.auth.as_deref() == Some("Bearer exec-token-1")),
+        "{reqs:#?}"
+    );
+    // The first token was cached: several passes (one every 100 ms) used it, for about the
+    // 3 s it had left before the 10 s margin.
+    assert!(first_new >= 5, "the first token was not reused: {reqs:#?}");
+    let used_for = reqs[first_new].at - reqs[0].at;
+    assert!(
+        used_for >= Duration::from_millis(1500),
+        "the first token was replaced after {used_for:?}"
+    );
+    // Later requests carry the new token, not the old one.
+    let later = api.wait_requests(first_new + 3);
+    assert!(
+        later[first_new..]
+            .iter()
+            .all(|r| r.auth.as_deref() == Some("Bearer exec-token-2")),
+        "{later:#?}"
+    );
+}
+
+#[test]
+fn an_exec_plugin_of_api_version_v1beta1_is_asked_in_v1beta1() {
+    let api = FakeApi::start("kf-exec-beta", one_secret("beta"));
+    let calls = api.dir.path("calls");
+    use_exec_plugin_version(
+        &api,
+        "client.authentication.k8s.io/v1beta1",
+        &format!(
+            "echo \"$KUBERNETES_EXEC_INFO\" >> {calls}\nprintf '{{\"apiVersion\":\"client.authentication.k8s.io/v1beta1\",\"kind\":\"ExecCredential\",\"status\":{{\"token\":\"beta-token\"}}}}'\n",
+            calls = calls.display()
+        ),
+    );
+    let exporter = start(&api, &[]);
+    let m = exporter.metrics();
+    assert_eq!(m.label_values("secret_name"), ["beta"]);
+    assert_eq!(m.value("x509_read_errors"), 0.0);
+    let reqs = api.requests();
+    assert_eq!(
+        reqs[0].auth.as_deref(),
+        Some("Bearer beta-token"),
+        "{reqs:#?}"
+    );
+    let info = std::fs::read_to_string(&calls).unwrap();
+    assert!(
+        info.contains("\"apiVersion\":\"client.authentication.k8s.io/v1beta1\""),
+        "{info}"
+    );
 }
 
 #[test]
@@ -1390,7 +1463,7 @@ fn a_response_that_never_comes_times_out_and_the_next_pass_recovers() {
     });
     let exporter = start(&api, &[]);
     // The listener answers while the API call hangs.
-    std::thread::sleep(Duration::from_secs(1));
+    api.wait_requests(1);
     assert_eq!(exporter.get("/healthz").status, 200);
     assert_eq!(exporter.get("/readyz").status, 503);
     let m = exporter.scrape_within(Duration::from_secs(45), "the timeout", |m| {
@@ -1417,14 +1490,16 @@ fn max_cache_duration_relists_between_half_and_all_of_it() {
         &["--refresh-interval=100ms", "--max-cache-duration=2s"],
     );
     exporter.wait_ready();
-    std::thread::sleep(Duration::from_millis(800));
-    assert_eq!(api.count(), 1, "no re-list before half the cache duration");
+    // The second list is timed by the fake itself: no re-list before half the cache
+    // duration (1 s), none later than all of it (with some slack for a loaded machine), and
+    // none in between (the 100 ms refresh passes serve the cache).
     let reqs = api.wait_requests(2);
     let gap = reqs[1].at - reqs[0].at;
     assert!(
         gap >= Duration::from_millis(950) && gap <= Duration::from_millis(2300),
         "{gap:?}"
     );
+    assert_eq!(reqs.len(), 2, "{reqs:#?}");
     // Between lists the data and the error count stay as they were.
     assert_eq!(exporter.metrics().count("x509_cert_not_after"), 1);
 }
@@ -1978,10 +2053,32 @@ fn a_kubeconfig_proxy_url_wins_over_the_environment() {
         "{targets:?}"
     );
     assert_eq!(env.targets(), Vec::<String>::new());
+    drop(exporter);
+
+    // Alone, with no proxy variable at all, proxy-url is used too: the name api.kube.test
+    // resolves nowhere, so the answer can only have come through the proxy.
+    let before = configured.targets().len();
+    let exporter = start_with_env(&kubeconfig, &[], &[]);
+    assert_eq!(
+        exporter.metrics().label_values("secret_name"),
+        ["via-kubeconfig"]
+    );
+    let targets = configured.targets();
+    assert!(
+        targets.len() > before
+            && targets[before].starts_with(&format!("CONNECT api.kube.test:{port} ")),
+        "{targets:?}"
+    );
+    assert_eq!(env.targets(), Vec::<String>::new());
 }
 
 /// Points the fake's kubeconfig at an exec plugin `plugin.sh` with this shell `body`.
 fn use_exec_plugin(api: &FakeApi, body: &str) {
+    use_exec_plugin_version(api, "client.authentication.k8s.io/v1", body);
+}
+
+/// [`use_exec_plugin`] with the kubeconfig's `apiVersion` for the plugin.
+fn use_exec_plugin_version(api: &FakeApi, version: &str, body: &str) {
     let plugin = api.dir.write("plugin.sh", format!("#!/bin/sh\n{body}"));
     std::process::Command::new("chmod")
         .arg("+x")
@@ -1990,7 +2087,7 @@ fn use_exec_plugin(api: &FakeApi, body: &str) {
         .unwrap();
     let kubeconfig = std::fs::read_to_string(api.kubeconfig()).unwrap().replace(
         "    tokenFile: token\n",
-        "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: ./plugin.sh\n",
+        &format!("    exec:\n      apiVersion: {version}\n      command: ./plugin.sh\n"),
     );
     std::fs::write(api.kubeconfig(), kubeconfig).unwrap();
 }
@@ -2138,4 +2235,79 @@ fn an_exec_plugin_whose_child_holds_its_output_open_is_stopped() {
         &format!("sleep 1000 &\necho $! > PIDS\necho '{EXEC_CREDENTIAL}'\nexit 0\n"),
         "exited, but a process it started kept its output open for 30s; killed its process group",
     );
+}
+
+/// A fake answering every request with this `Status` failure; returns the exporter after
+/// two failed passes, with the number of requests the fake had answered by then.
+fn failing_with(name: &str, code: u16, reason: &str, extra: &[&str]) -> (FakeApi, Exporter) {
+    let reason = reason.to_string();
+    let api = FakeApi::start(name, move |_, _| {
+        Reply::status(code, &reason, "the fake says no")
+    });
+    let mut args = vec!["--refresh-interval=200ms"];
+    args.extend_from_slice(extra);
+    let exporter = start(&api, &args);
+    exporter.scrape_until("two failed passes", |m| {
+        m.value("x509_read_errors_total") >= 2.0
+    });
+    (api, exporter)
+}
+
+#[test]
+fn unauthorized_and_not_found_each_count_one_read_error() {
+    for (code, reason, extra, scope) in [
+        (
+            401,
+            "Unauthorized",
+            &[][..],
+            "list secrets in all namespaces",
+        ),
+        (
+            404,
+            "NotFound",
+            &["--include-namespace=gone"][..],
+            "list secrets in namespace gone",
+        ),
+    ] {
+        let (api, exporter) = failing_with(&format!("kf-{code}"), code, reason, extra);
+        let m = exporter.scrape();
+        assert_eq!(m.value("x509_read_errors"), 1.0, "{code}: {}", m.body);
+        assert_eq!(m.count("x509_cert_not_after"), 0, "{code}");
+        assert_eq!(exporter.get("/readyz").status, 503, "{code}");
+        // One error per failed request, no more: the fake's count is read after the
+        // scrape, and a pass may have started (and failed) in between.
+        let total = m.value("x509_read_errors_total");
+        assert!(
+            total >= 2.0 && total <= api.count() as f64,
+            "{code}: {total} errors for {} requests",
+            api.count()
+        );
+        exporter.wait_log(
+            [
+                "WARN",
+                &format!("{scope}: {code} {reason}: the fake says no")[..],
+            ],
+            LOG_WAIT,
+        );
+    }
+}
+
+#[test]
+fn without_flag_variable_or_pod_the_kubeconfig_in_home_is_used() {
+    let api = FakeApi::start("kf-home", one_secret("from-home"));
+    let home = TempDir::new("kf-home-dir");
+    home.write(".kube/token", "token-1\n");
+    custom_kubeconfig(&home, ".kube/config", &format!("http://{}", api.addr), "");
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args(["--listen-address=127.0.0.1:0", "--watch-kube-secrets"])
+        .env("HOME", &home.0)
+        .env_remove("KUBECONFIG")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("KUBERNETES_SERVICE_PORT");
+    let exporter = Exporter::spawn(cmd);
+    let m = exporter.metrics();
+    assert_eq!(m.label_values("secret_name"), ["from-home"]);
+    assert_eq!(m.value("x509_read_errors"), 0.0);
+    let reqs = api.requests();
+    assert_eq!(reqs[0].auth.as_deref(), Some("Bearer token-1"), "{reqs:#?}");
 }
