@@ -1,6 +1,7 @@
 //! A real kube-apiserver and etcd for the tests (../shared/tools/kube-apiserver.sh): one per
 //! test binary, stopped by a watchdog when the binary exits; admin calls to set up objects;
-//! and, for fault tests, the API server stopped and started again and etcd compacted.
+//! and, for fault tests, the API server stopped and started again, etcd compacted, and the
+//! server's count of list requests.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -114,12 +115,12 @@ impl Cluster {
         Cluster { env, agent }
     }
 
-    /// Stops the API server (etcd keeps running), waits `down`, starts it again with the
-    /// same command line and waits until it is ready.
-    pub fn restart_apiserver(&self, down: Duration) {
+    /// Sends the API server `signal` (etcd keeps running), waits until it is gone and
+    /// returns its command line, for [`Cluster::start_apiserver`], and when the signal
+    /// was sent.
+    pub fn stop_apiserver(&self, signal: &str) -> (Vec<String>, Instant) {
         let dir = PathBuf::from(self.var("KAS_DIR"));
-        let pid_file = dir.join("kube-apiserver.pid");
-        let pid = std::fs::read_to_string(&pid_file)
+        let pid = std::fs::read_to_string(dir.join("kube-apiserver.pid"))
             .unwrap()
             .trim()
             .to_string();
@@ -129,11 +130,25 @@ impl Cluster {
             .filter(|a| !a.is_empty())
             .map(|a| String::from_utf8_lossy(a).to_string())
             .collect();
-        Command::new("kill").arg(&pid).status().unwrap();
-        while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap();
+        let sent = Instant::now();
+        // A zombie waiting for whoever adopted it to reap it is gone too.
+        while std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|stat| !stat.rsplit(") ").next().unwrap_or("").starts_with('Z'))
+        {
             std::thread::sleep(Duration::from_millis(50));
         }
-        std::thread::sleep(down);
+        (argv, sent)
+    }
+
+    /// Starts the API server stopped by [`Cluster::stop_apiserver`] again and waits until
+    /// it is ready.
+    pub fn start_apiserver(&self, argv: &[String]) {
+        let dir = PathBuf::from(self.var("KAS_DIR"));
+        let pid_file = dir.join("kube-apiserver.pid");
         let log = std::fs::OpenOptions::new()
             .append(true)
             .open(dir.join("kube-apiserver.log"))
@@ -185,6 +200,39 @@ impl Cluster {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    /// How many LIST requests of `resource` this API server process has answered (its
+    /// `apiserver_request_total` counter, every code and scope), to count the pages of a
+    /// list. Only sound where nothing else lists `resource` meanwhile (tests/kube_flaky.rs,
+    /// whose server is its own and whose tests take turns).
+    pub fn list_requests(&self, resource: &str) -> u64 {
+        let text = self
+            .agent
+            .get(format!("{}/metrics", self.var("KUBE_URL")))
+            .header(
+                "Authorization",
+                format!("Bearer {}", self.var("ADMIN_TOKEN")),
+            )
+            .call()
+            .unwrap()
+            .body_mut()
+            .with_config()
+            .limit(64 << 20)
+            .read_to_string()
+            .unwrap();
+        let wanted = format!("resource=\"{resource}\"");
+        text.lines()
+            .filter(|l| {
+                l.starts_with("apiserver_request_total{")
+                    && l.contains(&wanted)
+                    && l.contains("verb=\"LIST\"")
+            })
+            .map(|l| {
+                let value = l.rsplit(' ').next().unwrap();
+                value.parse::<f64>().unwrap() as u64
+            })
+            .sum()
+    }
+
     pub fn var(&self, key: &str) -> &str {
         &self.env[key]
     }
