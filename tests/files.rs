@@ -209,7 +209,11 @@ fn different_certificates_with_the_same_labels_get_a_discriminator() {
     dir.write("b.pem", b.pem());
     let exporter = Exporter::start(&["-d", &dir.str(""), "-l", "serial_number,subject_CN"]);
     let m = exporter.metrics();
-    assert_eq!(m.find("x509_cert_not_after", &[("subject_CN", "same")]).len(), 2);
+    assert_eq!(
+        m.find("x509_cert_not_after", &[("subject_CN", "same")])
+            .len(),
+        2
+    );
     // What the README documents: the first 8 hex digits of the SHA-256 of the DER, computed
     // here from the DER rcgen wrote, and tied to each certificate by its not_after.
     for (cert, not_after) in [(&a, now + 100), (&b, now + 200)] {

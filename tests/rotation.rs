@@ -147,7 +147,10 @@ fn expired_flips_at_scrape_time_without_a_refresh() {
     // Wait on the wall clock (the event itself), with a deadline, then scrape once.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while now() <= not_after + 1 {
-        assert!(std::time::Instant::now() < deadline, "the clock stood still");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the clock stood still"
+        );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     let after = exporter.scrape();
