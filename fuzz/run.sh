@@ -23,8 +23,16 @@ cargo build --locked --release --bins --target "$triple"
 for target in "${targets[@]}"; do
   bin=$CARGO_TARGET_DIR/$triple/release/$target
   if compgen -G "regressions/$target/*" >/dev/null; then
-    echo "== $target: replaying $(ls "regressions/$target" | wc -l) regression inputs"
-    "$bin" -runs=1 regressions/"$target"/* 2>&1 | tail -n 1
+    inputs=(regressions/"$target"/*)
+    replay=0
+    out=$("$bin" -runs=1 "${inputs[@]}" 2>&1) || replay=$?
+    ran=$(grep -c '^Executed ' <<<"$out" || true)
+    if [ "$replay" -ne 0 ] || [ "$ran" -ne ${#inputs[@]} ]; then
+      tail -n 40 <<<"$out" >&2
+      echo "$target: libFuzzer exit $replay, $ran of ${#inputs[@]} regression inputs ran" >&2
+      exit 1
+    fi
+    echo "== $target: replayed ${#inputs[@]} regression inputs"
   fi
   [ "$seconds" -gt 0 ] || continue
   work=$cache/corpus/$target

@@ -46,6 +46,18 @@ pub fn parse_certificates(data: &[u8]) -> Parsed {
     parse_block_by_block(data)
 }
 
+/// For the fuzz target (`fuzz/fuzz_targets/pem.rs`), not for callers: when the one-pass
+/// reader would answer for `data`, its answer and the block-by-block one, so that the two
+/// can be compared; `None` when [`parse_certificates`] would go block by block anyway.
+#[doc(hidden)]
+pub fn both_paths(data: &[u8]) -> Option<(Parsed, Parsed)> {
+    if well_formed(data) != Some(true) {
+        return None;
+    }
+    let straight = parse_straight(data)?;
+    Some((straight, parse_block_by_block(data)))
+}
+
 /// The common case in one pass of rustls-pki-types' reader: every block closed, no label
 /// it does not know, nothing that fails. Anything else is left to
 /// [`parse_block_by_block`], which can say which block failed.

@@ -412,6 +412,100 @@ mod tests {
         );
     }
 
+    /// Three certificates in two files and one file that fails, labelled by the real label
+    /// code (escaping, omitted empty values, negative serial), every option on.
+    fn hand_checked_view() -> Arc<View> {
+        use crate::labels::LabelConfig;
+        use crate::model::{CertInfo, Name, Report};
+        let config = LabelConfig::default();
+        let name = |c: &str, st: &str, l: &str, o: &str, ou: &str, cn: &str| Name {
+            c: c.into(),
+            st: st.into(),
+            l: l.into(),
+            o: o.into(),
+            ou: ou.into(),
+            cn: cn.into(),
+        };
+        let ca = name("", "", "", "Acme", "", "Acme CA");
+        let odd = name("", "", "", "", "", "back\\slash\nline");
+        let cert = |serial: &str, subject: &Name, issuer: &Name, dates: (i64, i64)| {
+            config.series(
+                &[],
+                &CertInfo {
+                    serial: serial.into(),
+                    subject: subject.clone(),
+                    issuer: issuer.clone(),
+                    not_before: dates.0,
+                    not_after: dates.1,
+                    fingerprint: 0x1234_5678,
+                },
+            )
+        };
+        let leaf = name(
+            "FR",
+            "Ile-de-France",
+            "Paris",
+            "Acme \"Web\"",
+            "Ops",
+            "www.example.com",
+        );
+        let item = |path: &str, series: Vec<Series>, errors: Vec<String>| {
+            Arc::new(Item {
+                labels: config.origin(&config.file_pairs(path)),
+                series: series.into(),
+                errors: errors.into(),
+            })
+        };
+        let mut store = Store::new(1);
+        store.apply(Report {
+            source: 0,
+            items: vec![
+                item(
+                    "/etc/ssl/web/bundle.pem",
+                    vec![
+                        cert("4096", &leaf, &ca, (1_700_000_000, 1_800_000_000)),
+                        cert("-5", &ca, &ca, (1_600_000_000, 1_750_000_000)),
+                    ],
+                    vec![],
+                ),
+                item(
+                    "/etc/ssl/odd/name.pem",
+                    vec![cert("1", &odd, &odd, (1_750_000_000, 1_900_000_000))],
+                    vec![],
+                ),
+                item(
+                    "/etc/ssl/broken.pem",
+                    vec![],
+                    vec!["read /etc/ssl/broken.pem: no certificate found".into()],
+                ),
+            ],
+            errors: vec![],
+            changed: true,
+            ready: true,
+        });
+        store.view()
+    }
+
+    /// Unlike the goldens above, this file was written and checked by hand against the v3
+    /// format (fixtures/README.md says what was checked); `UPDATE_GOLDEN` never rewrites it.
+    #[test]
+    fn golden_checked_by_hand_against_v3() {
+        let path = format!(
+            "{}/fixtures/golden/v3_checked_by_hand.prom",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let options = Options {
+            relative: true,
+            per_cert_error: true,
+        };
+        let body = render(hand_checked_view(), 1_760_000_000, options, &TEST_BUILD);
+        let golden = std::fs::read_to_string(&path).unwrap();
+        for (n, (got, want)) in body.lines().zip(golden.lines()).enumerate() {
+            assert_eq!(got, want, "{path}:{}", n + 1);
+        }
+        assert_eq!(body, golden, "{path}");
+    }
+
     #[test]
     fn empty_store_prints_only_the_exporter_families() {
         let body = render(

@@ -267,3 +267,87 @@ fn the_compose_scenario_from_the_image_fires_the_expiration_alerts() {
         prometheus.query_until(&expr, |_| true);
     }
 }
+
+/// Runs `promtool test rules` on `tests`; panics with its report when a case fails.
+fn promtool_test_rules(tests: &std::path::Path) {
+    let out = Command::new("promtool")
+        .args(["test", "rules"])
+        .arg(tests)
+        .output()
+        .expect("promtool (Debian package prometheus) is needed by the tests");
+    assert!(
+        out.status.success(),
+        "promtool test rules {}:\n{}{}",
+        tests.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn every_shipped_alert_fires_and_stays_quiet_under_promtool() {
+    use yaml_rust2::YamlLoader;
+    let root = env!("CARGO_MANIFEST_DIR");
+    let cases_path = format!("{root}/fixtures/prometheus/alerts.test.yml");
+    let cases_text = std::fs::read_to_string(&cases_path).unwrap();
+    let rules_text = std::fs::read_to_string(format!(
+        "{root}/manifests/prometheus/x509-certificate-exporter.rules.yml"
+    ))
+    .unwrap();
+
+    // Every alert shipped has a case where it fires and one where it does not.
+    let rules = &YamlLoader::load_from_str(&rules_text).unwrap()[0];
+    let alerts: Vec<&str> = rules["groups"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_vec().unwrap())
+        .filter_map(|r| r["alert"].as_str())
+        .collect();
+    assert_eq!(alerts.len(), 6, "{alerts:?}");
+    let cases = &YamlLoader::load_from_str(&cases_text).unwrap()[0];
+    let checks: Vec<(&str, bool)> = cases["tests"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .flat_map(|t| t["alert_rule_test"].as_vec().unwrap())
+        .map(|c| {
+            let fired = !c["exp_alerts"].as_vec().unwrap().is_empty();
+            (c["alertname"].as_str().unwrap(), fired)
+        })
+        .collect();
+    for alert in &alerts {
+        for fired in [true, false] {
+            assert!(
+                checks.contains(&(alert, fired)),
+                "{cases_path} has no case where {alert} {}",
+                if fired { "fires" } else { "stays quiet" }
+            );
+        }
+    }
+    promtool_test_rules(std::path::Path::new(&cases_path));
+
+    // The same cases against the PrometheusRule's groups, as the Operator would load them.
+    let operator =
+        std::fs::read_to_string(format!("{root}/manifests/kubernetes/prometheusrule.yaml"))
+            .unwrap();
+    let spec = operator
+        .split_once("\nspec:\n")
+        .expect("prometheusrule.yaml has a spec")
+        .1;
+    let groups: String = spec
+        .lines()
+        .map(|l| format!("{}\n", l.strip_prefix("  ").unwrap_or(l)))
+        .collect();
+    let dir = TempDir::new("operator-rules");
+    dir.write("operator.rules.yml", groups);
+    let pointed = cases_text.replace(
+        "../../manifests/prometheus/x509-certificate-exporter.rules.yml",
+        "operator.rules.yml",
+    );
+    assert_ne!(
+        pointed, cases_text,
+        "the cases no longer name the rules file"
+    );
+    promtool_test_rules(&dir.write("alerts.test.yml", pointed));
+}

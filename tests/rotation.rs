@@ -117,3 +117,46 @@ fn an_error_is_logged_when_it_appears_and_when_it_clears() {
         .count();
     assert_eq!((warned, cleared), (1, 1), "{log:#?}");
 }
+
+#[test]
+fn expired_flips_at_scrape_time_without_a_refresh() {
+    // What X509CertificateExpired relies on: the flag and the time left are computed when
+    // /metrics is served, so a certificate that runs out between two refreshes (an hour
+    // apart here) is reported expired by the next scrape, not the next refresh.
+    let dir = TempDir::new("expires-now");
+    let start = now();
+    let not_after = start + 8;
+    dir.write("short.pem", pem("short-lived", start - 60, not_after));
+    let exporter = Exporter::start(&["-d", &dir.str(""), "--refresh-interval=1h"]);
+    let before = exporter.metrics();
+    let scraped = now();
+    assert!(
+        scraped < not_after,
+        "the first scrape ended at {scraped}, after not_after {not_after}: too slow to test"
+    );
+    assert_eq!(before.value("x509_cert_expired"), 0.0, "{}", before.body);
+    // The harness runs at debug level, where each refresh logs "refreshed N items".
+    let refreshes = |e: &Exporter| {
+        e.log_lines()
+            .iter()
+            .filter(|l| l.contains("refreshed 1 items"))
+            .count()
+    };
+    assert_eq!(refreshes(&exporter), 1, "{:?}", exporter.log_lines());
+
+    // Wait on the wall clock (the event itself), with a deadline, then scrape once.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while now() <= not_after + 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the clock stood still"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let after = exporter.scrape();
+    assert_eq!(after.value("x509_cert_expired"), 1.0, "{}", after.body);
+    assert_eq!(after.value("x509_cert_not_after"), not_after as f64);
+    assert_eq!(after.value("x509_read_errors"), 0.0);
+    // Nothing was read again in between.
+    assert_eq!(refreshes(&exporter), 1, "{:?}", exporter.log_lines());
+}
