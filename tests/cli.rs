@@ -113,27 +113,6 @@ fn sample(placeholder: &str) -> &'static str {
     }
 }
 
-/// Runs the binary with `args`; its output once it exits, or `None` if it is still running
-/// after 10 s (then it is killed): a flag it should have refused was taken.
-fn run_briefly(args: &[&str]) -> Option<std::process::Output> {
-    let mut child = std::process::Command::new(BIN)
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    Some(child.wait_with_output().unwrap())
-}
-
 #[test]
 fn kubernetes_flags_without_watch_kube_secrets_exit_two_naming_the_flag() {
     let kube_only: Vec<_> = FLAGS.iter().filter(|f| f.kube_only).collect();

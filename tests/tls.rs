@@ -552,10 +552,11 @@ fn bad_web_configs_exit_two_naming_the_file_and_the_setting() {
     ];
     for (text, why) in cases {
         let config = dir.write("web.yml", text);
-        let out = run(&[
+        let out = run_briefly(&[
             "--listen-address=127.0.0.1:0",
             &format!("--web.config.file={}", config.display()),
-        ]);
+        ])
+        .unwrap_or_else(|| panic!("{text}: accepted"));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{text}: {stderr}");
         assert!(

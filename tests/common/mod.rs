@@ -940,3 +940,24 @@ pub fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> Result<Vec<
         }
     }
 }
+
+/// Runs the binary with `args` to completion, as [`run`] does, but for at most 10 s: `None`
+/// if it is still running then (it is killed), as it is when it took what it should refuse.
+pub fn run_briefly(args: &[&str]) -> Option<std::process::Output> {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some(child.wait_with_output().unwrap())
+}
