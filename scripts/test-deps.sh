@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure the real components the tests use are on this machine: Debian's prometheus
 # (server and promtool), openssl and Python's cryptography (the oracles of
-# tests/strict_parsing.rs), curl, ca-certificates, systemd's socket activator, a C++
+# tests/strict_parsing.rs), curl, ca-certificates, htpasswd (apache2-utils: the committed
+# bcrypt fixture), systemd's socket activator and systemd-analyze, a C++
 # compiler for libFuzzer (make fuzz), iproute2 (the image tests bring up loopback in a
 # network namespace), and a real kube-apiserver with etcd built by
 # ../shared/tools/kube-apiserver.sh (about 12 minutes once, cached under ~/.cache).
@@ -14,11 +15,12 @@ command -v openssl >/dev/null || missing+=(openssl)
 [ -s /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
 command -v mkfifo >/dev/null || missing+=(coreutils)
 command -v curl >/dev/null || missing+=(curl)
+command -v htpasswd >/dev/null || missing+=(apache2-utils)
 command -v unshare >/dev/null && command -v setsid >/dev/null && command -v nsenter >/dev/null \
   || missing+=(util-linux)
 command -v ip >/dev/null || missing+=(iproute2)
 command -v rsync >/dev/null || missing+=(rsync)
-command -v systemd-socket-activate >/dev/null || missing+=(systemd)
+command -v systemd-socket-activate >/dev/null && command -v systemd-analyze >/dev/null || missing+=(systemd)
 command -v c++ >/dev/null || missing+=(g++)
 command -v python3 >/dev/null || missing+=(python3)
 python3 -c 'import cryptography' 2>/dev/null || missing+=(python3-cryptography)

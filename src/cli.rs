@@ -153,6 +153,8 @@ pub struct Flag {
     pub repeatable: bool,
     /// `healthcheck` takes it too.
     pub healthcheck: bool,
+    /// It configures the Kubernetes source, and is refused without `--watch-kube-secrets`.
+    pub kube_only: bool,
 }
 
 const fn switch(long: &'static str) -> Flag {
@@ -162,6 +164,7 @@ const fn switch(long: &'static str) -> Flag {
         value: None,
         repeatable: false,
         healthcheck: false,
+        kube_only: false,
     }
 }
 
@@ -172,6 +175,7 @@ const fn valued(long: &'static str, value: &'static str) -> Flag {
         value: Some(value),
         repeatable: false,
         healthcheck: false,
+        kube_only: false,
     }
 }
 
@@ -196,6 +200,13 @@ impl Flag {
             ..self
         }
     }
+
+    const fn kube_only(self) -> Flag {
+        Flag {
+            kube_only: true,
+            ..self
+        }
+    }
 }
 
 /// Every flag, in the order of `--help`.
@@ -206,22 +217,40 @@ pub const FLAGS: &[Flag] = &[
     switch("--skip-symlinks"),
     valued("--refresh-interval", "DUR"),
     switch("--watch-kube-secrets"),
-    valued("--kubeconfig", "FILE"),
+    valued("--kubeconfig", "FILE").kube_only(),
     valued("--secret-type", "TYPE:KEYREGEX")
         .short("-s")
-        .repeatable(),
-    valued("--configmap-keys", "KEYS").short("-c").repeatable(),
-    valued("--include-namespace", "NAME").repeatable(),
-    valued("--exclude-namespace", "NAME").repeatable(),
-    valued("--include-namespace-label", "KEY[=VALUE]").repeatable(),
-    valued("--exclude-namespace-label", "KEY[=VALUE]").repeatable(),
-    valued("--include-label", "KEY[=VALUE]").repeatable(),
-    valued("--exclude-label", "KEY[=VALUE]").repeatable(),
-    valued("--expose-secret-label", "KEY").repeatable(),
-    valued("--max-cache-duration", "DUR"),
-    valued("--kube-api-rate-limit-qps", "QPS"),
-    valued("--kube-api-rate-limit-burst", "N"),
-    valued("--kube-page-size", "N"),
+        .repeatable()
+        .kube_only(),
+    valued("--configmap-keys", "KEYS")
+        .short("-c")
+        .repeatable()
+        .kube_only(),
+    valued("--include-namespace", "NAME")
+        .repeatable()
+        .kube_only(),
+    valued("--exclude-namespace", "NAME")
+        .repeatable()
+        .kube_only(),
+    valued("--include-namespace-label", "KEY[=VALUE]")
+        .repeatable()
+        .kube_only(),
+    valued("--exclude-namespace-label", "KEY[=VALUE]")
+        .repeatable()
+        .kube_only(),
+    valued("--include-label", "KEY[=VALUE]")
+        .repeatable()
+        .kube_only(),
+    valued("--exclude-label", "KEY[=VALUE]")
+        .repeatable()
+        .kube_only(),
+    valued("--expose-secret-label", "KEY")
+        .repeatable()
+        .kube_only(),
+    valued("--max-cache-duration", "DUR").kube_only(),
+    valued("--kube-api-rate-limit-qps", "QPS").kube_only(),
+    valued("--kube-api-rate-limit-burst", "N").kube_only(),
+    valued("--kube-page-size", "N").kube_only(),
     valued("--expose-labels", "LIST").short("-l").repeatable(),
     switch("--expose-relative-metrics"),
     switch("--expose-per-cert-error-metrics"),
@@ -427,6 +456,14 @@ impl Given {
         !self.all(long).is_empty()
     }
 
+    /// The first flag given that only the Kubernetes source takes.
+    fn first_kube_only(&self) -> Option<&'static Flag> {
+        self.found
+            .iter()
+            .map(|(flag, _, _)| *flag)
+            .find(|flag| flag.kube_only)
+    }
+
     /// Fails on a flag the parser accepted but never looked at: a flag in [`FLAGS`] with no
     /// meaning must not be taken silently.
     fn all_read(&self) -> Result<(), String> {
@@ -482,6 +519,14 @@ fn expose_labels(given: &Given) -> Result<Option<Vec<String>>, String> {
 
 fn kube_flags(given: &Given) -> Result<Option<KubeFlags>, String> {
     let watch = given.has("--watch-kube-secrets");
+    if !watch {
+        if let Some(flag) = given.first_kube_only() {
+            return Err(format!(
+                "{}: only meaningful with --watch-kube-secrets, which is not given",
+                flag.long
+            ));
+        }
+    }
     let mut secret_types = Vec::new();
     for text in given.all("--secret-type") {
         let (kind, pattern) = text
@@ -566,18 +611,6 @@ fn kube_flags(given: &Given) -> Result<Option<KubeFlags>, String> {
                 .ok_or_else(|| format!("--kube-page-size: not a positive integer: {n:?}"))?,
         },
     };
-    let given_any = flags.kubeconfig.is_some()
-        || !flags.configmap_keys.is_empty()
-        || !flags.include_namespaces.is_empty()
-        || !flags.exclude_namespaces.is_empty()
-        || !flags.include_namespace_labels.is_empty()
-        || !flags.exclude_namespace_labels.is_empty()
-        || !flags.include_labels.is_empty()
-        || !flags.exclude_labels.is_empty()
-        || !flags.expose_secret_labels.is_empty();
-    if !watch && given_any {
-        return Err("Kubernetes flags given without --watch-kube-secrets".to_string());
-    }
     Ok(watch.then_some(flags))
 }
 
@@ -773,6 +806,30 @@ mod tests {
             base.extend([flag.long, value]);
             assert_eq!(run(&by_short), run(&base), "{short}");
         }
+    }
+
+    #[test]
+    fn kubernetes_flags_need_watch_kube_secrets() {
+        for flag in FLAGS.iter().filter(|f| f.kube_only) {
+            let value = flag.value.map(sample).unwrap_or_default();
+            let arg = format!("{}={value}", flag.long);
+            let err = run(&[&arg]).unwrap_err();
+            assert!(
+                err.starts_with(&format!("{}: ", flag.long))
+                    && err.contains("--watch-kube-secrets"),
+                "{arg}: {err}"
+            );
+            assert!(run(&["--watch-kube-secrets", &arg]).is_ok(), "{arg}");
+        }
+        // The Kubernetes section of the table, and nothing else.
+        let kube: Vec<_> = FLAGS
+            .iter()
+            .filter(|f| f.kube_only)
+            .map(|f| f.long)
+            .collect();
+        assert_eq!(kube.first(), Some(&"--kubeconfig"));
+        assert_eq!(kube.last(), Some(&"--kube-page-size"));
+        assert_eq!(kube.len(), 14);
     }
 
     #[test]

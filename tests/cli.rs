@@ -95,3 +95,124 @@ fn every_flag_of_the_table_is_taken_by_the_binary() {
         }
     }
 }
+
+/// A valid value for each placeholder the Kubernetes flags take (valid, so that only the
+/// missing `--watch-kube-secrets` can be refused).
+fn sample(placeholder: &str) -> &'static str {
+    match placeholder {
+        "FILE" => "/nonexistent/kubeconfig",
+        "TYPE:KEYREGEX" => "kubernetes.io/tls:tls\\.crt",
+        "KEYS" => "ca.crt",
+        "NAME" => "team-a",
+        "KEY[=VALUE]" => "app=web",
+        "KEY" => "app",
+        "DUR" => "1m",
+        "QPS" => "5",
+        "N" => "3",
+        other => panic!("no sample value for {other}: add one here"),
+    }
+}
+
+#[test]
+fn kubernetes_flags_without_watch_kube_secrets_exit_two_naming_the_flag() {
+    let kube_only: Vec<_> = FLAGS.iter().filter(|f| f.kube_only).collect();
+    assert!(kube_only.len() >= 14, "{kube_only:?}");
+    for flag in kube_only {
+        let value = sample(flag.value.expect("every Kubernetes flag takes a value"));
+        for name in [Some(flag.long), flag.short].into_iter().flatten() {
+            let args = ["--listen-address=127.0.0.1:0", name, value];
+            let out = run_briefly(&args)
+                .unwrap_or_else(|| panic!("{args:?}: taken without --watch-kube-secrets"));
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+            assert_eq!(err.lines().count(), 1, "{args:?}: one line: {err}");
+            assert!(
+                err.contains(flag.long) && err.contains("--watch-kube-secrets"),
+                "{args:?}: {err}"
+            );
+        }
+    }
+}
+
+#[test]
+fn listen_address_port_only_serves_ipv4_and_ipv6_loopback() {
+    // A port free a moment ago on both families (or IPv4 alone where there is no IPv6).
+    let v6 = std::net::TcpListener::bind("[::1]:0").is_ok();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = TempDir::new("listen-port");
+    let now = now();
+    dir.write("a.pem", pem("anywhere", now - 60, now + 86_400));
+    let exporter = Exporter::start(&[&format!("--listen-address=:{port}"), "-d", &dir.str("")]);
+    let listening = exporter.wait_log("listening on http://", LOG_WAIT);
+    let wildcard = if v6 { "[::]" } else { "0.0.0.0" };
+    assert!(
+        listening.contains(&format!("http://{wildcard}:{port}")),
+        "{listening}"
+    );
+    let mut addrs = vec![format!("127.0.0.1:{port}")];
+    if v6 {
+        addrs.push(format!("[::1]:{port}"));
+    }
+    for addr in addrs {
+        let addr: std::net::SocketAddr = addr.parse().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let response = request(addr, "GET", "/metrics", &[]);
+            assert_eq!(response.status, 200, "{addr}");
+            if response.text().contains("subject_CN=\"anywhere\"") {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{addr}: not served");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+/// Starts the binary through `env` with `env_args` (which set or unset RUST_LOG over what the
+/// harness sets) and `args`, watching one certificate directory.
+fn with_log_env(env_args: &[&str], args: &[&str]) -> (Exporter, TempDir) {
+    let dir = TempDir::new("log-level");
+    let now = now();
+    dir.write("a.pem", pem("logged", now - 60, now + 86_400));
+    let mut cmd = std::process::Command::new("env");
+    cmd.args(env_args)
+        .arg(BIN)
+        .args(["--listen-address=127.0.0.1:0", "-d", &dir.str("")])
+        .args(args);
+    (Exporter::spawn(cmd), dir)
+}
+
+#[test]
+fn debug_gives_debug_lines_and_rust_log_overrides_it() {
+    // Each source's refresh is logged at debug level, before its first pass is (at info).
+    let refreshed = "refreshed 1 items in";
+    let first_pass = "1 certificates from 1 items";
+    let (exporter, _dir) = with_log_env(&["-u", "RUST_LOG"], &["--debug"]);
+    let line = exporter.wait_log(refreshed, LOG_WAIT);
+    assert!(line.contains("DEBUG"), "{line}");
+    drop(exporter);
+    for (env_args, args, why) in [
+        (&["-u", "RUST_LOG"][..], &[][..], "without --debug"),
+        (
+            &["RUST_LOG=info"],
+            &["--debug"],
+            "RUST_LOG=info over --debug",
+        ),
+    ] {
+        let (exporter, _dir) = with_log_env(env_args, args);
+        exporter.wait_log(first_pass, LOG_WAIT);
+        let log = exporter.log_lines();
+        assert!(
+            !log.iter().any(|l| l.contains("DEBUG")),
+            "{why}: debug lines logged:\n{}",
+            log.join("\n")
+        );
+    }
+    // And RUST_LOG=debug without the flag gives them too.
+    let (exporter, _dir) = with_log_env(&["RUST_LOG=debug"], &[]);
+    exporter.wait_log(refreshed, LOG_WAIT);
+}

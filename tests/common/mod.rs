@@ -908,3 +908,56 @@ pub fn promtool_accepts(body: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Reads `stream` until the peer closes it (the end of the stream, or a reset), for at most
+/// `limit`; what the peer sent before closing, or why the connection is not known closed
+/// (still open at the limit, or another error). A read timeout is never taken for a close.
+pub fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> Result<Vec<u8>, String> {
+    let deadline = Instant::now() + limit;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(format!(
+                "still open after {limit:?} ({} bytes read)",
+                got.len()
+            ));
+        }
+        stream.set_read_timeout(Some(left)).unwrap();
+        match stream.read(&mut buf) {
+            Ok(0) => return Ok(got),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(got),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => return Err(format!("read: {e}")),
+        }
+    }
+}
+
+/// Runs the binary with `args` to completion, as [`run`] does, but for at most 10 s: `None`
+/// if it is still running then (it is killed), as it is when it took what it should refuse.
+pub fn run_briefly(args: &[&str]) -> Option<std::process::Output> {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some(child.wait_with_output().unwrap())
+}
