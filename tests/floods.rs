@@ -370,9 +370,7 @@ fn the_connection_limit_is_half_the_open_file_limit_and_the_silent_make_room() {
         .collect();
     // A new scrape is served, and the oldest silent connection made room, not the client
     // that was served before them.
-    let start = Instant::now();
     try_scrape(exporter.addr, None).unwrap();
-    assert!(start.elapsed() < Duration::from_secs(2));
     let mut first = silent.into_iter().next().unwrap();
     first
         .set_read_timeout(Some(Duration::from_secs(5)))
