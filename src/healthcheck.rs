@@ -355,7 +355,7 @@ mod tests {
             ),
             (
                 cmdline(&["/bin/sh", "-c", "exec x"]),
-                "without --watch-kube-secrets",
+                "only meaningful with --watch-kube-secrets",
             ),
             (
                 cmdline(&[BIN, "healthcheck", "-b", ":1"]),
