@@ -603,7 +603,7 @@ pub fn parse_rfc3339(text: &str) -> Option<i64> {
         "Z" | "z" => 0,
         _ if rest.len() == 6
             && (rest.starts_with('+') || rest.starts_with('-'))
-            && &rest[3..4] == ":" =>
+            && rest.as_bytes()[3] == b':' =>
         {
             let sign = if rest.starts_with('-') { -1 } else { 1 };
             sign * (num(text.len() - 5, 2)? * 3600 + num(text.len() - 2, 2)? * 60)
@@ -678,6 +678,9 @@ mod tests {
             "2030-13-01T00:00:00Z",
             "2030-12-31T23:59:59",
             "x030-12-31T23:59:59Z",
+            // An offset of six bytes that are not six characters: no slicing inside one.
+            "2030-12-31T23:59:59+\u{e9}\u{e9}0",
+            "2030-12-31T23:59:59.\u{e9}",
         ] {
             assert_eq!(parse_rfc3339(bad), None, "{bad}");
         }
