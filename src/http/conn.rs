@@ -105,8 +105,8 @@ pub const LINGER: Duration = Duration::from_secs(2);
 pub enum Expiry {
     /// It is dropped, for this reason.
     Drop(&'static str),
-    /// Its held request is answered with what there is.
-    Answer,
+    /// Its request, held waiting for this, is answered with what there is.
+    Answer(Awaiting),
 }
 
 /// What a connection's turn came to.
@@ -192,8 +192,6 @@ pub struct Conn {
     sent: Instant,
     /// Requests completed on this connection.
     pub served: u32,
-    /// Bytes received from the socket (TLS records included).
-    received: u64,
 }
 
 impl Conn {
@@ -222,7 +220,6 @@ impl Conn {
             head_started: None,
             sent: now,
             served: 0,
-            received: 0,
         }
     }
 
@@ -258,10 +255,10 @@ impl Conn {
                 ),
             },
             Phase::Waiting(held) if held.on == Awaiting::FirstPass => {
-                (self.since + FIRST_PASS_WAIT, Expiry::Answer)
+                (self.since + FIRST_PASS_WAIT, Expiry::Answer(held.on))
             }
             Phase::Waiting(held) if held.on == Awaiting::Throttled => {
-                (self.since + THROTTLE_DELAY, Expiry::Answer)
+                (self.since + THROTTLE_DELAY, Expiry::Answer(held.on))
             }
             Phase::Waiting(_) => (
                 self.since + WORKER_TIMEOUT,
@@ -295,18 +292,16 @@ impl Conn {
 
     /// Reads what has arrived into `input`, up to its limit. True at the end of the stream.
     pub fn read(&mut self, now: Instant) -> io::Result<bool> {
-        let (before, received) = (self.input.len(), self.received);
-        let eof = self.read_input();
-        if self.received > received {
-            self.heard = now;
-        }
+        let before = self.input.len();
+        let eof = self.read_input(now);
         if before == 0 && !self.input.is_empty() && self.head_started.is_none() {
             self.head_started = Some(now);
         }
         eof
     }
 
-    fn read_input(&mut self) -> io::Result<bool> {
+    /// Reads into `input`; any byte from the socket (a TLS record too) moves `heard`.
+    fn read_input(&mut self, now: Instant) -> io::Result<bool> {
         let mut buf = [0u8; 16 * 1024];
         match self.tls.as_deref_mut() {
             None => loop {
@@ -318,7 +313,7 @@ impl Conn {
                 match self.stream.read(&mut buf[..want]) {
                     Ok(0) => return Ok(true),
                     Ok(n) => {
-                        self.received += n as u64;
+                        self.heard = now;
                         self.input.extend_from_slice(&buf[..n]);
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
@@ -327,13 +322,17 @@ impl Conn {
                 }
             },
             Some(tls) => {
+                let mut records = false;
                 let eof = read_tls(
                     tls,
                     &mut self.stream,
                     &mut self.input,
                     &mut buf,
-                    &mut self.received,
+                    &mut records,
                 )?;
+                if records {
+                    self.heard = now;
+                }
                 flush_tls(tls, &mut self.stream)?;
                 Ok(eof)
             }
@@ -416,13 +415,14 @@ impl Conn {
 }
 
 /// Reads TLS records and decrypts them into `input`, up to its limit; handshake messages are
-/// processed on the way. True at the end of the stream (close_notify or a bare close).
+/// processed on the way; `records` is set when any arrived. True at the end of the stream
+/// (close_notify or a bare close).
 fn read_tls(
     tls: &mut rustls::ServerConnection,
     stream: &mut TcpStream,
     input: &mut Vec<u8>,
     buf: &mut [u8],
-    received: &mut u64,
+    records: &mut bool,
 ) -> io::Result<bool> {
     loop {
         loop {
@@ -441,7 +441,7 @@ fn read_tls(
         }
         match tls.read_tls(stream) {
             Ok(n) => {
-                *received += n as u64;
+                *records |= n > 0;
                 if let Err(e) = tls.process_new_packets() {
                     // Send the alert that says why, then give up on the connection.
                     let _ = tls.write_tls(stream);

@@ -445,13 +445,12 @@ impl Server {
             if deadline > now {
                 return true;
             }
-            match (expiry, &conn.phase) {
-                (Expiry::Answer, Phase::Waiting(held)) => {
-                    answer.push((*token, held.on));
+            match expiry {
+                Expiry::Answer(on) => {
+                    answer.push((*token, on));
                     true
                 }
-                (Expiry::Answer, _) => true,
-                (Expiry::Drop(why), _) => {
+                Expiry::Drop(why) => {
                     log::debug!("connection from {} closed: {why}", conn.peer);
                     false
                 }
@@ -480,19 +479,18 @@ impl Server {
         self.draining = Some(now + DRAIN);
         self.conns
             .retain(|_, c| !matches!(c.phase, Phase::Reading) || !c.input.is_empty());
-        for token in std::mem::take(&mut self.first_pass) {
-            if let Some(head) = self.release(token, Awaiting::FirstPass) {
-                self.route(token, head, now, false);
-                due.push(token);
-            }
-        }
+        self.answer_first_pass_waiters(now, due);
     }
 
     /// Once every source has finished its first pass, answers the scrapes waiting for it.
     fn first_pass_over(&mut self, now: Instant, due: &mut Vec<Token>) {
-        if self.first_pass.is_empty() || !lock(&self.published).first_pass_done {
-            return;
+        if !self.first_pass.is_empty() && lock(&self.published).first_pass_done {
+            self.answer_first_pass_waiters(now, due);
         }
+    }
+
+    /// Answers, with what there is, every scrape still waiting for the first pass.
+    fn answer_first_pass_waiters(&mut self, now: Instant, due: &mut Vec<Token>) {
         for token in std::mem::take(&mut self.first_pass) {
             if let Some(head) = self.release(token, Awaiting::FirstPass) {
                 self.route(token, head, now, false);
