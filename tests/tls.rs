@@ -498,6 +498,60 @@ fn tls_stays_as_started_whatever_the_web_config_becomes() {
 }
 
 #[test]
+fn a_reload_never_turns_basic_auth_or_required_client_certificates_off() {
+    let _shared = shared();
+    let hash = bcrypt::hash("pw", 4).unwrap();
+    let users = format!("basic_auth_users:\n  alice: '{hash}'\n");
+    let dir = TempDir::new("web-weaker");
+    write_tls_files(&dir, "exporter");
+    let exporter = exporter(&dir, &format!("{MTLS}{users}"));
+    let https = url(&exporter, "/metrics");
+    let with_cert = client_args(&dir.str("ca.pem"), Some(&dir));
+    let mut with_both = with_cert.clone();
+    with_both.extend(["-u".to_string(), "alice:pw".to_string()]);
+    let replace = |text: &str| {
+        let tmp = dir.write("web.yml.tmp", text);
+        std::fs::rename(tmp, dir.path("web.yml")).unwrap();
+    };
+    // A file caught half-written: valid YAML, but the users are gone.
+    replace(MTLS);
+    let refused = exporter.wait_log("would turn basic auth off", Duration::from_secs(5));
+    assert!(refused.contains(&dir.str("web.yml")), "{refused}");
+    assert_eq!(curl(&with_cert, &https).1, 401, "basic auth still on");
+    assert_eq!(curl(&with_both, &https).1, 200);
+    // Client certificates no longer required: refused too.
+    replace(&format!(
+        "{}{users}",
+        MTLS.replace("RequireAndVerifyClientCert", "VerifyClientCertIfGiven")
+    ));
+    exporter.wait_log(
+        "would stop requiring client certificates",
+        Duration::from_secs(5),
+    );
+    let without_cert = [
+        "--cacert".to_string(),
+        dir.str("ca.pem"),
+        "-u".to_string(),
+        "alice:pw".to_string(),
+    ];
+    refused_then_served(
+        &without_cert,
+        &with_both,
+        &https,
+        56,
+        "certificate required",
+    );
+    // A change that weakens nothing still takes over: a new password.
+    let second = bcrypt::hash("second", 4).unwrap();
+    replace(&format!("{MTLS}basic_auth_users:\n  alice: '{second}'\n"));
+    exporter.wait_log("web config reloaded", Duration::from_secs(5));
+    let mut new_password = with_cert.clone();
+    new_password.extend(["-u".to_string(), "alice:second".to_string()]);
+    assert_eq!(curl(&new_password, &https).1, 200);
+    assert_eq!(curl(&with_both, &https).1, 401);
+}
+
+#[test]
 fn an_empty_tls_server_config_serves_plain_http_as_exporter_toolkit_does() {
     let _shared = shared();
     let dir = TempDir::new("tls-empty");

@@ -36,8 +36,8 @@ impl WebConfig {
     /// Loads the config again when the file or any file it names (certificate, key, client
     /// CA) has changed since it was read, as exporter-toolkit re-reads them: `None` when
     /// nothing changed; else whether the new settings took over. Settings that do not load,
-    /// or that would turn TLS on or off (fixed at start, as in exporter-toolkit), leave the
-    /// current ones in force; they are not tried again until a file changes once more.
+    /// or that [`WebConfig::refusal`] refuses, leave the current ones in force; they are not
+    /// tried again until a file changes once more.
     pub fn reload(&mut self) -> Option<Result<(), String>> {
         let (path, _) = self.watched.first()?;
         let path = path.clone();
@@ -64,19 +64,42 @@ impl WebConfig {
                 return Some(Err(e));
             }
         };
-        if new.tls.is_some() != self.tls.is_some() {
-            let (was, would) = if self.tls.is_some() {
-                ("on", "off")
-            } else {
-                ("off", "on")
-            };
+        if let Some(why) = self.refusal(&new) {
             return Some(Err(format!(
-                "web config {}: would turn TLS {would}, which is {was} since start; restart the exporter to change it",
+                "web config {}: {why}; restart the exporter to change it",
                 path.display()
             )));
         }
         *self = WebConfig { watched, ..new };
         Some(Ok(()))
+    }
+
+    /// Why settings loaded anew may not replace these, if they may not. Whether the port
+    /// speaks TLS is fixed at start, as in exporter-toolkit; and a reload never turns basic
+    /// auth or a required client certificate off, so that a file caught half-written (a
+    /// valid YAML prefix that lost `basic_auth_users`) cannot leave the port open.
+    fn refusal(&self, new: &WebConfig) -> Option<&'static str> {
+        let (tls, auth) = (self.tls.is_some(), !self.users.is_empty());
+        [
+            (
+                tls && new.tls.is_none(),
+                "would turn TLS off, which is on since start",
+            ),
+            (
+                !tls && new.tls.is_some(),
+                "would turn TLS on, which is off since start",
+            ),
+            (
+                auth && new.users.is_empty(),
+                "would turn basic auth off (no basic_auth_users left)",
+            ),
+            (
+                self.client_cert_required && !new.client_cert_required,
+                "would stop requiring client certificates",
+            ),
+        ]
+        .into_iter()
+        .find_map(|(refused, why)| refused.then_some(why))
     }
 }
 
