@@ -372,16 +372,9 @@ fn the_connection_limit_is_half_the_open_file_limit_and_the_silent_make_room() {
     // that was served before them.
     try_scrape(exporter.addr, None).unwrap();
     let mut first = silent.into_iter().next().unwrap();
-    first
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let mut buf = [0u8; 16];
-    let closed = match first.read(&mut buf) {
-        Ok(0) => true,
-        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
-        Ok(_) => false,
-    };
-    assert!(closed, "the oldest silent connection is still open");
+    let sent = read_until_closed(&mut first, Duration::from_secs(5))
+        .unwrap_or_else(|why| panic!("the oldest silent connection: {why}"));
+    assert!(sent.is_empty(), "closed without an answer");
     assert_eq!(
         exchange(&mut served, get).unwrap().0,
         200,
