@@ -483,6 +483,7 @@ mod tests {
             changed: true,
             ready: true,
         });
+        store.publish();
         store.view()
     }
 

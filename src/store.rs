@@ -67,6 +67,12 @@ pub struct Store {
     reports: Vec<Option<Report>>,
     /// Whether each source has sent a ready report once.
     settled: Vec<bool>,
+    /// Read failures since start, published or not.
+    errors_total: u64,
+    /// Reports applied since the last publication.
+    pending: bool,
+    /// Some applied report changed the items since the last publication.
+    dirty: bool,
     view: Arc<View>,
 }
 
@@ -76,21 +82,34 @@ impl Store {
         Self {
             reports: (0..sources).map(|_| None).collect(),
             settled: vec![false; sources],
+            errors_total: 0,
+            pending: false,
+            dirty: false,
             view: Arc::default(),
         }
     }
 
-    /// Takes a source's report (it replaces the previous one whole) and publishes a new view.
+    /// Takes a source's report (it replaces the previous one whole). Nothing is published
+    /// until [`Store::publish`], so that many reports arriving together publish once.
     pub fn apply(&mut self, report: Report) {
         let index = report.source;
         if index >= self.reports.len() {
             return;
         }
-        let errors = error_count(&report) as u64;
-        let changed = report.changed || self.reports[index].is_none();
+        self.errors_total += error_count(&report) as u64;
+        self.dirty |= report.changed || self.reports[index].is_none();
         self.settled[index] |= report.ready;
         self.reports[index] = Some(report);
-        let rows = match changed {
+        self.pending = true;
+    }
+
+    /// Publishes a view of every report applied so far; returns whether anything was
+    /// applied since the last publication.
+    pub fn publish(&mut self) -> bool {
+        if !std::mem::take(&mut self.pending) {
+            return false;
+        }
+        let rows = match std::mem::take(&mut self.dirty) {
             true => Arc::new(self.rows()),
             false => Arc::clone(&self.view.rows),
         };
@@ -103,8 +122,9 @@ impl Store {
                 .flatten()
                 .map(|r| error_count(r) as u64)
                 .sum(),
-            read_errors_total: self.view.read_errors_total + errors,
+            read_errors_total: self.errors_total,
         });
+        true
     }
 
     /// True once every source has finished a first pass that reached everything.
@@ -119,7 +139,7 @@ impl Store {
         self.reports.iter().all(Option::is_some)
     }
 
-    /// The current view.
+    /// The view last published.
     pub fn view(&self) -> Arc<View> {
         Arc::clone(&self.view)
     }
@@ -248,6 +268,7 @@ pub fn view_of(item: Item) -> Arc<View> {
         changed: true,
         ready: true,
     });
+    store.publish();
     store.view()
 }
 
@@ -293,6 +314,7 @@ mod tests {
         let mut failed = report(0, vec![], 1);
         failed.ready = false;
         store.apply(failed);
+        store.publish();
         assert!(store.first_pass_done());
         assert!(!store.ready());
     }
@@ -310,6 +332,7 @@ mod tests {
             )],
             1,
         ));
+        store.publish();
         assert!(!store.ready() && !store.first_pass_done());
         store.apply(report(
             1,
@@ -319,6 +342,7 @@ mod tests {
             ],
             0,
         ));
+        store.publish();
         assert!(store.ready());
         let view = store.view();
         let certs: Vec<_> = view
@@ -340,6 +364,7 @@ mod tests {
         );
         assert_eq!((view.read_errors, view.read_errors_total), (2, 2));
         store.apply(report(1, vec![], 0));
+        store.publish();
         let after = store.view();
         assert_eq!(
             (after.read_errors, after.read_errors_total),
@@ -363,6 +388,7 @@ mod tests {
             ],
             0,
         ));
+        store.publish();
         let view = store.view();
         let certs: Vec<_> = view.certs().map(|(i, _, d)| (i, d)).collect();
         assert_eq!(certs, [("f=\"a\"", false), ("f=\"b\"", false)]);
@@ -380,11 +406,13 @@ mod tests {
             vec![item("f=\"a\"", vec![series("x=\"1\"", 7)], 1)],
             0,
         ));
+        store.publish();
         let first = store.view();
         let mut again = report(0, vec![], 0);
         again.changed = false;
         again.items = vec![item("f=\"a\"", vec![series("x=\"1\"", 7)], 1)];
         store.apply(again);
+        store.publish();
         let second = store.view();
         assert!(Arc::ptr_eq(&first.rows, &second.rows));
         assert_eq!(second.read_errors_total, 2);

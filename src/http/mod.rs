@@ -231,7 +231,12 @@ fn spawn_store(
     thread::Builder::new().name("store".into()).spawn(move || {
         let mut was_done = store.first_pass_done();
         for report in reports.iter() {
+            // Whatever else has arrived is applied too, and published once.
             store.apply(report);
+            for report in reports.try_iter() {
+                store.apply(report);
+            }
+            store.publish();
             let next = Published::of(&store);
             let done = next.first_pass_done;
             *lock(&shared) = next;
