@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::labels::escape_into;
 use crate::model::Series;
-use crate::store::View;
+use crate::store::{Cursor, View};
 
 /// Which optional families to print.
 #[derive(Debug, Clone, Copy, Default)]
@@ -85,7 +85,8 @@ pub struct Body {
     options: Options,
     build: BuildInfo,
     stage: usize,
-    row: usize,
+    /// Where the current certificate family stands; `None` before its header.
+    cursor: Option<Cursor>,
     buf: Vec<u8>,
     pos: usize,
     piece: usize,
@@ -100,7 +101,7 @@ impl Body {
             options,
             build,
             stage: 0,
-            row: 0,
+            cursor: None,
             buf: Vec::new(),
             pos: 0,
             piece: CHUNK,
@@ -133,11 +134,14 @@ impl Body {
         if !enabled || self.view.cert_count() == 0 {
             return self.next_stage();
         }
-        if self.row == 0 {
+        let cursor = self.cursor.get_or_insert_with(|| {
             header(&mut self.buf, name, help, "gauge");
-        }
-        while self.row < self.view.cert_count() && self.buf.len() < self.piece {
-            let (item, series, discriminate) = self.view.cert(self.row);
+            Cursor::default()
+        });
+        while self.buf.len() < self.piece {
+            let Some((item, series, discriminate)) = self.view.next_cert(cursor) else {
+                return self.next_stage();
+            };
             self.buf.extend_from_slice(name.as_bytes());
             let parts = [item, &*series.labels, &*series.issuer];
             labels(
@@ -148,10 +152,6 @@ impl Body {
             self.buf.push(b' ');
             push_int(&mut self.buf, value(series, self.now));
             self.buf.push(b'\n');
-            self.row += 1;
-        }
-        if self.row == self.view.cert_count() {
-            self.next_stage();
         }
     }
 
@@ -224,7 +224,7 @@ impl Body {
 
     fn next_stage(&mut self) {
         self.stage += 1;
-        self.row = 0;
+        self.cursor = None;
     }
 }
 

@@ -1,8 +1,13 @@
-//! The state the store thread owns: the latest report of every source and the error counter,
-//! published after every report as an immutable [`View`] that scrapes render from.
-//! De-duplication happens here, only when a report changes something.
+//! The state the store thread owns: what every source last reported and the error counter,
+//! published as an immutable [`View`] that scrapes render from.
+//!
+//! A report costs what it carries: each source's rows are de-duplicated on their own when its
+//! report changes, and a view is the list of every source's rows. Label sets that several
+//! sources hold (a path watched twice, or `-l` dropping the labels that told two items
+//! apart) are the exception: their items are merged into one more set of rows, rebuilt only
+//! when a source holding one of them changes, and left out of each source's rows at render.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::model::{Item, Report, Series};
@@ -11,68 +16,131 @@ use crate::model::{Item, Report, Series};
 /// published.
 #[derive(Default)]
 pub struct View {
-    /// Changes with every report.
+    /// Changes with every publication.
     pub generation: u64,
-    rows: Arc<Rows>,
+    /// Each source's rows, in source order.
+    sources: Arc<[Arc<Rows>]>,
+    /// The rows of label sets held by several sources, rendered after every source's.
+    shared: Arc<Shared>,
+    /// Certificate series in the view.
+    cert_count: usize,
     /// Read failures in the latest refresh of every source.
     pub read_errors: u64,
     /// Read failures since start.
     pub read_errors_total: u64,
 }
 
-/// The de-duplicated series, rebuilt only when some source's items change.
+/// De-duplicated rows of some items: one source's, or the merge of those that several
+/// sources share.
 #[derive(Default)]
 struct Rows {
     items: Vec<Arc<Item>>,
-    /// (item, series, needs a discriminator), in source order.
+    /// A digest of each item's labels.
+    digests: Vec<u64>,
+    /// (item, series, needs a discriminator), in item order.
     certs: Vec<(u32, u32, bool)>,
-    /// (item, has a failure), one per distinct label set, in source order.
+    /// (item, has a failure), one per distinct label set, in item order.
     errors: Vec<(u32, bool)>,
 }
 
-impl View {
-    /// Every certificate series once: its item's labels, the series, and whether it needs a
-    /// `discriminator` label.
-    #[cfg(test)]
-    pub fn certs(&self) -> impl Iterator<Item = (&str, &Series, bool)> + '_ {
-        self.rows.certs.iter().map(|&(item, series, disc)| {
-            let item = &self.rows.items[item as usize];
-            (&*item.labels, &item.series[series as usize], disc)
-        })
-    }
+/// Label sets held by more than one source, and their merged rows.
+#[derive(Default)]
+struct Shared {
+    /// The label digests whose items are rendered here rather than with their source.
+    digests: HashSet<u64>,
+    rows: Rows,
+}
 
+/// Where a rendering stands in a view's certificate series (see [`View::next_cert`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    /// A source's index, or the source count for the shared rows.
+    segment: usize,
+    row: usize,
+}
+
+impl View {
     /// Number of certificate series.
     pub fn cert_count(&self) -> usize {
-        self.rows.certs.len()
+        self.cert_count
     }
 
-    /// The certificate series at `index` (in [`View::certs`] order).
-    pub fn cert(&self, index: usize) -> (&str, &Series, bool) {
-        let (item, series, disc) = self.rows.certs[index];
-        let item = &self.rows.items[item as usize];
-        (&*item.labels, &item.series[series as usize], disc)
+    /// The certificate series at `at`, moving `at` past it: its item's labels, the series,
+    /// and whether it needs a `discriminator` label. `None` once every series was given.
+    pub fn next_cert(&self, at: &mut Cursor) -> Option<(&str, &Series, bool)> {
+        loop {
+            let (rows, hide) = self.segment(at.segment)?;
+            let Some(&(item, series, disc)) = rows.certs.get(at.row) else {
+                *at = Cursor {
+                    segment: at.segment + 1,
+                    row: 0,
+                };
+                continue;
+            };
+            at.row += 1;
+            if hide && self.shared.digests.contains(&rows.digests[item as usize]) {
+                continue;
+            }
+            let item = &rows.items[item as usize];
+            return Some((&*item.labels, &item.series[series as usize], disc));
+        }
+    }
+
+    /// Every certificate series once, in rendering order (see [`View::next_cert`]).
+    pub fn certs(&self) -> impl Iterator<Item = (&str, &Series, bool)> + '_ {
+        let mut at = Cursor::default();
+        std::iter::from_fn(move || self.next_cert(&mut at))
     }
 
     /// Every `x509_cert_error` series once: its labels and whether it had a failure.
     pub fn error_series(&self) -> impl Iterator<Item = (&str, bool)> + '_ {
-        self.rows
-            .errors
-            .iter()
-            .map(|&(item, failing)| (&*self.rows.items[item as usize].labels, failing))
+        (0..=self.sources.len())
+            .filter_map(|segment| self.segment(segment))
+            .flat_map(move |(rows, hide)| {
+                rows.errors.iter().filter_map(move |&(item, failing)| {
+                    let hidden = hide && self.shared.digests.contains(&rows.digests[item as usize]);
+                    (!hidden).then(|| (&*rows.items[item as usize].labels, failing))
+                })
+            })
+    }
+
+    /// The rows of segment `index` (a source's, then the shared ones) and whether the
+    /// shared label sets must be left out of them.
+    fn segment(&self, index: usize) -> Option<(&Rows, bool)> {
+        match self.sources.get(index) {
+            Some(rows) => Some((rows, !self.shared.digests.is_empty())),
+            None if index == self.sources.len() => Some((&self.shared.rows, false)),
+            None => None,
+        }
     }
 }
 
-/// Latest reports, counters, and the published view.
+/// What the store keeps of one source.
+#[derive(Default)]
+struct Slot {
+    rows: Arc<Rows>,
+    /// Read failures in its latest report.
+    errors: u64,
+    /// It has reported once.
+    reported: bool,
+    /// It has sent a ready report once.
+    settled: bool,
+}
+
+/// Every source's latest rows, counters, and the published view.
 pub struct Store {
-    reports: Vec<Option<Report>>,
-    /// Whether each source has sent a ready report once.
-    settled: Vec<bool>,
+    slots: Vec<Slot>,
+    /// Label digest → (a source holding it, how many sources hold it).
+    holders: HashMap<u64, (u32, u32)>,
+    /// Every source holding each label digest that more than one source holds, ascending.
+    shared: HashMap<u64, Vec<u32>>,
+    /// The shared rows must be rebuilt before the next publication.
+    shared_dirty: bool,
+    shared_rows: Arc<Shared>,
     /// Read failures since start, published or not.
     errors_total: u64,
     /// Reports applied since the last publication.
     pending: bool,
-    /// Some applied report changed the items since the last publication.
-    dirty: bool,
     view: Arc<View>,
 }
 
@@ -80,48 +148,70 @@ impl Store {
     /// An empty store for `sources` sources; not ready until each has reported once.
     pub fn new(sources: usize) -> Self {
         Self {
-            reports: (0..sources).map(|_| None).collect(),
-            settled: vec![false; sources],
+            slots: (0..sources).map(|_| Slot::default()).collect(),
+            holders: HashMap::new(),
+            shared: HashMap::new(),
+            shared_dirty: false,
+            shared_rows: Arc::default(),
             errors_total: 0,
             pending: false,
-            dirty: false,
             view: Arc::default(),
         }
     }
 
-    /// Takes a source's report (it replaces the previous one whole). Nothing is published
-    /// until [`Store::publish`], so that many reports arriving together publish once.
+    /// Takes a source's report (it replaces the previous one whole), at a cost in
+    /// proportion to what it carries. Nothing is published until [`Store::publish`], so
+    /// that many reports arriving together publish once.
     pub fn apply(&mut self, report: Report) {
         let index = report.source;
-        if index >= self.reports.len() {
+        let Some(slot) = self.slots.get_mut(index) else {
+            return;
+        };
+        let errors = error_count(&report) as u64;
+        self.errors_total += errors;
+        slot.errors = errors;
+        slot.settled |= report.ready;
+        self.pending = true;
+        if slot.reported && !report.changed {
             return;
         }
-        self.errors_total += error_count(&report) as u64;
-        self.dirty |= report.changed || self.reports[index].is_none();
-        self.settled[index] |= report.ready;
-        self.reports[index] = Some(report);
-        self.pending = true;
+        slot.reported = true;
+        let rows = Arc::new(rows_of(report.items));
+        let old = std::mem::replace(&mut slot.rows, Arc::clone(&rows));
+        if self.slots.len() > 1 {
+            self.track_holders(index as u32, &old.digests, &rows.digests);
+        }
     }
 
     /// Publishes a view of every report applied so far; returns whether anything was
-    /// applied since the last publication.
+    /// applied since the last publication. Costs in proportion to the number of sources
+    /// (and to the items of the sources that share label sets, when one of them changed).
     pub fn publish(&mut self) -> bool {
         if !std::mem::take(&mut self.pending) {
             return false;
         }
-        let rows = match std::mem::take(&mut self.dirty) {
-            true => Arc::new(self.rows()),
-            false => Arc::clone(&self.view.rows),
-        };
+        if std::mem::take(&mut self.shared_dirty) {
+            self.shared_rows = Arc::new(self.shared_rows());
+        }
+        let sources: Arc<[Arc<Rows>]> = self.slots.iter().map(|s| Arc::clone(&s.rows)).collect();
+        let mut cert_count: usize = sources.iter().map(|r| r.certs.len()).sum();
+        if !self.shared.is_empty() {
+            cert_count += self.shared_rows.rows.certs.len();
+            for &source in self.shared.values().flatten().collect::<HashSet<_>>() {
+                let rows = &sources[source as usize];
+                cert_count -= rows
+                    .certs
+                    .iter()
+                    .filter(|(item, _, _)| self.shared.contains_key(&rows.digests[*item as usize]))
+                    .count();
+            }
+        }
         self.view = Arc::new(View {
             generation: self.view.generation + 1,
-            rows,
-            read_errors: self
-                .reports
-                .iter()
-                .flatten()
-                .map(|r| error_count(r) as u64)
-                .sum(),
+            sources,
+            shared: Arc::clone(&self.shared_rows),
+            cert_count,
+            read_errors: self.slots.iter().map(|s| s.errors).sum(),
             read_errors_total: self.errors_total,
         });
         true
@@ -129,14 +219,14 @@ impl Store {
 
     /// True once every source has finished a first pass that reached everything.
     pub fn ready(&self) -> bool {
-        self.settled.iter().all(|s| *s)
+        self.slots.iter().all(|s| s.settled)
     }
 
     /// True once every source has finished a first pass, whether it reached everything or
     /// failed somewhere (an API that did not answer): a scrape then has the whole truth,
     /// read errors included.
     pub fn first_pass_done(&self) -> bool {
-        self.reports.iter().all(Option::is_some)
+        self.slots.iter().all(|s| s.reported)
     }
 
     /// The view last published.
@@ -144,34 +234,87 @@ impl Store {
         Arc::clone(&self.view)
     }
 
-    /// The de-duplicated rows, in source order: identical label sets of the same certificate
-    /// are one series; of different certificates, each gets a discriminator. Hashing, not
-    /// sorting: this runs on the store thread whenever a source changes.
-    fn rows(&self) -> Rows {
-        let items: Vec<Arc<Item>> = self
-            .reports
-            .iter()
-            .flatten()
-            .flat_map(|r| r.items.iter().cloned())
-            .collect();
-        let mut certs: Vec<(u32, u32, bool)> =
-            Vec::with_capacity(items.iter().map(|i| i.series.len()).sum());
-        // Series can only share a label set within items that share theirs: nearly always a
-        // single item (a file, a Secret key); several when a path is watched twice or `-l`
-        // drops the labels that told them apart. So no map of every series is needed.
-        let mut groups: HashMap<&str, Vec<u32>> = HashMap::new();
-        // Keyed by a digest of the labels (12 bytes an item, not 24); a digest shared by
-        // different labels only costs a comparison.
+    /// Moves `source` from the label digests it held to those it holds now, noting when
+    /// the shared rows must be rebuilt.
+    fn track_holders(&mut self, source: u32, old: &[u64], new: &[u64]) {
+        let old: HashSet<u64> = old.iter().copied().collect();
+        let new: HashSet<u64> = new.iter().copied().collect();
+        for digest in old.difference(&new) {
+            let Some(entry) = self.holders.get_mut(digest) else {
+                continue;
+            };
+            entry.1 -= 1;
+            if entry.1 == 0 {
+                self.holders.remove(digest);
+                continue;
+            }
+            let Some(holders) = self.shared.get_mut(digest) else {
+                continue;
+            };
+            holders.retain(|s| *s != source);
+            entry.0 = holders[0];
+            if holders.len() == 1 {
+                self.shared.remove(digest);
+            }
+            self.shared_dirty = true;
+        }
+        for digest in new.difference(&old) {
+            match self.holders.get_mut(digest) {
+                None => {
+                    self.holders.insert(*digest, (source, 1));
+                }
+                Some(entry) => {
+                    entry.1 += 1;
+                    let holders = self.shared.entry(*digest).or_insert_with(|| vec![entry.0]);
+                    let at = holders.partition_point(|s| *s < source);
+                    holders.insert(at, source);
+                    self.shared_dirty = true;
+                }
+            }
+        }
+        // A source holding shared label sets changed: the merge must see its new items.
+        if new.intersection(&old).any(|d| self.shared.contains_key(d)) {
+            self.shared_dirty = true;
+        }
+    }
+
+    /// The merged rows of the label sets several sources hold: their items in source order.
+    fn shared_rows(&self) -> Shared {
+        let mut sources: Vec<u32> = self.shared.values().flatten().copied().collect();
+        sources.sort_unstable();
+        sources.dedup();
+        let mut items = Vec::new();
+        for source in sources {
+            let rows = &self.slots[source as usize].rows;
+            for (item, digest) in rows.items.iter().zip(&rows.digests) {
+                if self.shared.contains_key(digest) {
+                    items.push(Arc::clone(item));
+                }
+            }
+        }
+        Shared {
+            digests: self.shared.keys().copied().collect(),
+            rows: rows_of(items),
+        }
+    }
+}
+
+/// The de-duplicated rows of `items`: identical label sets of the same certificate are one
+/// series; of different certificates, each gets a discriminator. Hashing, not sorting.
+fn rows_of(items: Vec<Arc<Item>>) -> Rows {
+    let digests: Vec<u64> = items.iter().map(|item| digest(&item.labels)).collect();
+    let mut certs: Vec<(u32, u32, bool)> =
+        Vec::with_capacity(items.iter().map(|i| i.series.len()).sum());
+    // Series can only share a label set within items that share theirs: nearly always a
+    // single item (a file, a Secret key); several when `-l` drops the labels that told them
+    // apart. So no map of every series is needed.
+    let mut groups: HashMap<&str, Vec<u32>> = HashMap::new();
+    {
         let mut first_with: HashMap<u64, u32> = HashMap::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
-            let digest = {
-                let mut h = std::hash::DefaultHasher::new();
-                std::hash::Hash::hash(&*item.labels, &mut h);
-                std::hash::Hasher::finish(&h)
-            };
-            match first_with.get(&digest) {
+            match first_with.get(&digests[i]) {
                 None => {
-                    first_with.insert(digest, i as u32);
+                    first_with.insert(digests[i], i as u32);
                 }
                 Some(&first) if items[first as usize].labels == item.labels => groups
                     .entry(&item.labels)
@@ -182,59 +325,67 @@ impl Store {
                 Some(_) => groups.entry(&item.labels).or_default().push(i as u32),
             }
         }
-        drop(first_with);
-        // (series labels, issuer labels) -> (fingerprint, row) of each distinct certificate.
-        let mut seen: HashMap<(&str, &str), Vec<(u32, usize)>> = HashMap::new();
-        let mut add = |certs: &mut Vec<(u32, u32, bool)>, members: &[u32]| {
-            seen.clear();
-            for &i in members {
-                for (s, series) in items[i as usize].series.iter().enumerate() {
-                    let rows = seen.entry((&series.labels, &series.issuer)).or_default();
-                    if rows.iter().any(|(fp, _)| *fp == series.fingerprint) {
-                        continue; // the same certificate again: one series
-                    }
-                    let collision = !rows.is_empty();
-                    for (_, row) in rows.iter() {
-                        certs[*row].2 = true;
-                    }
-                    rows.push((series.fingerprint, certs.len()));
-                    certs.push((i, s as u32, collision));
+    }
+    // (series labels, issuer labels) -> (fingerprint, row) of each distinct certificate.
+    let mut seen: HashMap<(&str, &str), Vec<(u32, usize)>> = HashMap::new();
+    let mut add = |certs: &mut Vec<(u32, u32, bool)>, members: &[u32]| {
+        seen.clear();
+        for &i in members {
+            for (s, series) in items[i as usize].series.iter().enumerate() {
+                let rows = seen.entry((&series.labels, &series.issuer)).or_default();
+                if rows.iter().any(|(fp, _)| *fp == series.fingerprint) {
+                    continue; // the same certificate again: one series
                 }
-            }
-        };
-        for (i, item) in items.iter().enumerate() {
-            match groups.get(&*item.labels) {
-                None => add(&mut certs, &[i as u32]),
-                // A group is added whole, at its first member.
-                Some(members) if members[0] == i as u32 => add(&mut certs, members),
-                Some(_) => {}
+                let collision = !rows.is_empty();
+                for (_, row) in rows.iter() {
+                    certs[*row].2 = true;
+                }
+                rows.push((series.fingerprint, certs.len()));
+                certs.push((i, s as u32, collision));
             }
         }
-        drop(groups);
-
-        // x509_cert_error: one series per label set, failing if any item behind it failed.
-        let mut errors: Vec<(u32, bool)> = Vec::new();
-        let mut by_labels: HashMap<&str, usize> = HashMap::new();
-        for (i, item) in items.iter().enumerate() {
-            if item.series.is_empty() && item.errors.is_empty() {
-                continue;
-            }
-            let failing = !item.errors.is_empty();
-            match by_labels.get(&*item.labels) {
-                Some(&at) => errors[at].1 |= failing,
-                None => {
-                    by_labels.insert(&item.labels, errors.len());
-                    errors.push((i as u32, failing));
-                }
-            }
-        }
-        drop(by_labels);
-        Rows {
-            items,
-            certs,
-            errors,
+    };
+    for (i, item) in items.iter().enumerate() {
+        match groups.get(&*item.labels) {
+            None => add(&mut certs, &[i as u32]),
+            // A group is added whole, at its first member.
+            Some(members) if members[0] == i as u32 => add(&mut certs, members),
+            Some(_) => {}
         }
     }
+    drop(seen);
+    drop(groups);
+
+    // x509_cert_error: one series per label set, failing if any item behind it failed.
+    let mut errors: Vec<(u32, bool)> = Vec::new();
+    let mut by_labels: HashMap<&str, usize> = HashMap::new();
+    for (i, item) in items.iter().enumerate() {
+        if item.series.is_empty() && item.errors.is_empty() {
+            continue;
+        }
+        let failing = !item.errors.is_empty();
+        match by_labels.get(&*item.labels) {
+            Some(&at) => errors[at].1 |= failing,
+            None => {
+                by_labels.insert(&item.labels, errors.len());
+                errors.push((i as u32, failing));
+            }
+        }
+    }
+    drop(by_labels);
+    Rows {
+        items,
+        digests,
+        certs,
+        errors,
+    }
+}
+
+/// A digest of an item's labels.
+fn digest(labels: &str) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    std::hash::Hash::hash(labels, &mut h);
+    std::hash::Hasher::finish(&h)
 }
 
 /// A view of one item, `big.pem`, holding `n` series with serials 0.. and dates from
@@ -372,7 +523,7 @@ mod tests {
             "the empty pass added none"
         );
         assert_eq!(after.cert_count(), 1);
-        assert!(!after.cert(0).2, "no collision left");
+        assert!(!after.certs().next().unwrap().2, "no collision left");
         assert!(after.generation > view.generation);
         assert_eq!(view.cert_count(), 3, "a published view never changes");
     }
@@ -414,7 +565,197 @@ mod tests {
         store.apply(again);
         store.publish();
         let second = store.view();
-        assert!(Arc::ptr_eq(&first.rows, &second.rows));
+        assert!(Arc::ptr_eq(&first.sources[0], &second.sources[0]));
         assert_eq!(second.read_errors_total, 2);
+    }
+
+    #[test]
+    fn a_report_rebuilds_only_its_own_sources_rows_and_reports_together_publish_once() {
+        let mut store = Store::new(3);
+        for source in 0..3 {
+            let labels = format!("f=\"{source}\"");
+            store.apply(report(
+                source,
+                vec![item(&labels, vec![series("x=\"1\"", 7)], 0)],
+                0,
+            ));
+        }
+        assert!(store.publish());
+        assert!(!store.publish(), "nothing new to publish");
+        let before = store.view();
+        assert_eq!(before.generation, 1, "three reports, one publication");
+        store.apply(report(
+            1,
+            vec![item("f=\"1\"", vec![series("x=\"2\"", 8)], 0)],
+            0,
+        ));
+        store.publish();
+        let after = store.view();
+        assert!(Arc::ptr_eq(&before.sources[0], &after.sources[0]));
+        assert!(Arc::ptr_eq(&before.sources[2], &after.sources[2]));
+        assert!(!Arc::ptr_eq(&before.sources[1], &after.sources[1]));
+        assert_eq!(after.certs().count(), 3);
+    }
+
+    #[test]
+    fn a_label_set_that_two_sources_hold_is_one_set_of_series() {
+        let mut store = Store::new(3);
+        let shared = |fp| item("f=\"same\"", vec![series("x=\"1\"", fp)], 0);
+        store.apply(report(0, vec![shared(7), item("f=\"a\"", vec![], 1)], 0));
+        store.apply(report(
+            1,
+            vec![item("f=\"b\"", vec![series("x=\"1\"", 7)], 0)],
+            0,
+        ));
+        store.apply(report(2, vec![shared(7)], 0));
+        store.publish();
+        let view = store.view();
+        let certs: Vec<_> = view
+            .certs()
+            .map(|(i, s, d)| (i, s.fingerprint, d))
+            .collect();
+        assert_eq!(
+            certs,
+            [("f=\"b\"", 7, false), ("f=\"same\"", 7, false)],
+            "the same certificate under the same labels twice is one series, after the rest"
+        );
+        assert_eq!(view.cert_count(), 2);
+        // The second source now sees another certificate under the shared labels.
+        store.apply(report(2, vec![shared(9)], 0));
+        store.publish();
+        let view = store.view();
+        let certs: Vec<_> = view
+            .certs()
+            .map(|(i, s, d)| (i, s.fingerprint, d))
+            .collect();
+        assert_eq!(
+            certs,
+            [
+                ("f=\"b\"", 7, false),
+                ("f=\"same\"", 7, true),
+                ("f=\"same\"", 9, true)
+            ]
+        );
+        // And lets go of it: the first source's item is its own again.
+        store.apply(report(2, vec![], 0));
+        store.publish();
+        let view = store.view();
+        let certs: Vec<_> = view
+            .certs()
+            .map(|(i, s, d)| (i, s.fingerprint, d))
+            .collect();
+        assert_eq!(certs, [("f=\"same\"", 7, false), ("f=\"b\"", 7, false)]);
+        assert_eq!(view.cert_count(), 2);
+        assert_eq!(
+            view.error_series().collect::<Vec<_>>(),
+            [("f=\"same\"", false), ("f=\"a\"", true), ("f=\"b\"", false)]
+        );
+    }
+
+    /// What a view must hold, computed the slow and obvious way from every source's latest
+    /// items: (item labels, series labels, issuer, fingerprint, discriminated), sorted.
+    type Expected = (
+        Vec<(String, String, String, u32, bool)>,
+        Vec<(String, bool)>,
+    );
+
+    fn expected(latest: &[Vec<Arc<Item>>]) -> Expected {
+        use std::collections::{BTreeMap, BTreeSet};
+        let mut certs: BTreeMap<(String, String, String), BTreeSet<u32>> = BTreeMap::new();
+        let mut errors: BTreeMap<String, bool> = BTreeMap::new();
+        for item in latest.iter().flatten() {
+            for s in item.series.iter() {
+                let key = (
+                    item.labels.to_string(),
+                    s.labels.to_string(),
+                    s.issuer.to_string(),
+                );
+                certs.entry(key).or_default().insert(s.fingerprint);
+            }
+            if !item.series.is_empty() || !item.errors.is_empty() {
+                *errors.entry(item.labels.to_string()).or_default() |= !item.errors.is_empty();
+            }
+        }
+        let mut rows: Vec<_> = certs
+            .into_iter()
+            .flat_map(|((i, l, s), fps)| {
+                let disc = fps.len() > 1;
+                fps.into_iter()
+                    .map(move |fp| (i.clone(), l.clone(), s.clone(), fp, disc))
+            })
+            .collect();
+        rows.sort();
+        (rows, errors.into_iter().collect())
+    }
+
+    fn observed(view: &View) -> Expected {
+        let mut rows: Vec<_> = view
+            .certs()
+            .map(|(i, s, d)| {
+                (
+                    i.to_string(),
+                    s.labels.to_string(),
+                    s.issuer.to_string(),
+                    s.fingerprint,
+                    d,
+                )
+            })
+            .collect();
+        rows.sort();
+        let mut errors: Vec<_> = view
+            .error_series()
+            .map(|(i, f)| (i.to_string(), f))
+            .collect();
+        errors.sort();
+        (rows, errors)
+    }
+
+    #[test]
+    fn any_sequence_of_reports_gives_the_series_a_full_rebuild_would() {
+        // A small deterministic generator: few labels, so that items, series and
+        // fingerprints collide within and across sources.
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        for sources in [1, 2, 5] {
+            let mut store = Store::new(sources);
+            let mut latest: Vec<Vec<Arc<Item>>> = vec![Vec::new(); sources];
+            for step in 0..400 {
+                let source = next(sources as u64) as usize;
+                let mut r = report(source, Vec::new(), 0);
+                if next(4) == 0 && step > 0 {
+                    // The same items again, unchanged.
+                    r.items = latest[source].clone();
+                    r.changed = false;
+                } else {
+                    r.items = (0..next(5))
+                        .map(|_| {
+                            let labels = format!("f=\"{}\"", next(6));
+                            let series = (0..next(4))
+                                .map(|_| series(&format!("x=\"{}\"", next(3)), next(3) as u32))
+                                .collect();
+                            item(&labels, series, next(3) as usize / 2)
+                        })
+                        .collect();
+                }
+                latest[source] = r.items.clone();
+                store.apply(r);
+                if next(3) == 0 {
+                    continue; // published together with the next report
+                }
+                store.publish();
+                let view = store.view();
+                assert_eq!(
+                    observed(&view),
+                    expected(&latest),
+                    "{sources} sources, step {step}"
+                );
+                assert_eq!(view.cert_count(), view.certs().count());
+            }
+        }
     }
 }
