@@ -541,3 +541,226 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    /// A source that records each refresh: which thread ran it, when it started and ended.
+    struct Fake {
+        name: &'static str,
+        lane: Lane,
+        /// How long a refresh takes.
+        takes: Duration,
+        /// When set, a refresh waits here until the sender is dropped (a hung server).
+        gate: Option<Receiver<()>>,
+        runs: Arc<Mutex<Vec<Run>>>,
+    }
+
+    #[derive(Clone, Debug)]
+    struct Run {
+        thread: String,
+        started: Instant,
+        ended: Instant,
+    }
+
+    impl Fake {
+        fn new(name: &'static str, lane: Lane, takes: Duration) -> (Self, Arc<Mutex<Vec<Run>>>) {
+            let runs = Arc::new(Mutex::new(Vec::new()));
+            let fake = Fake {
+                name,
+                lane,
+                takes,
+                gate: None,
+                runs: Arc::clone(&runs),
+            };
+            (fake, runs)
+        }
+    }
+
+    impl Source for Fake {
+        fn describe(&self) -> String {
+            self.name.to_string()
+        }
+
+        fn refresh(&mut self) -> Pass {
+            let started = Instant::now();
+            if let Some(gate) = &self.gate {
+                let _ = gate.recv();
+            }
+            thread::sleep(self.takes);
+            let thread = thread::current().name().unwrap_or("").to_string();
+            let ended = Instant::now();
+            lock(&self.runs).push(Run {
+                thread,
+                started,
+                ended,
+            });
+            Pass::complete(Vec::new(), Vec::new())
+        }
+
+        fn lane(&self) -> Lane {
+            self.lane
+        }
+    }
+
+    fn report(source: usize) -> Report {
+        Report {
+            source,
+            items: Vec::new(),
+            errors: Vec::new(),
+            changed: true,
+            ready: true,
+        }
+    }
+
+    fn runs(runs: &Arc<Mutex<Vec<Run>>>) -> Vec<Run> {
+        lock(runs).clone()
+    }
+
+    #[test]
+    fn reports_waiting_together_publish_one_view() {
+        let views = Views::default();
+        let notified = Arc::new(AtomicUsize::new(0));
+        let n = Arc::clone(&notified);
+        views.on_first_pass(move || {
+            n.fetch_add(1, Ordering::SeqCst);
+        });
+        // Thirty reports of three sources, all queued before the store thread looks.
+        let (tx, rx) = unbounded();
+        for i in 0..30 {
+            tx.send(report(i % 3)).unwrap();
+        }
+        drop(tx);
+        run_store(Store::new(3), &rx, &views);
+        let published = views.now();
+        assert_eq!(
+            published.view.generation, 1,
+            "one publication for 30 reports"
+        );
+        assert!(published.ready && published.first_pass_done);
+        assert_eq!(notified.load(Ordering::SeqCst), 1);
+
+        // Reports that arrive one at a time publish one view each.
+        let views = Views::default();
+        let (tx, rx) = unbounded();
+        let store = {
+            let views = views.clone();
+            thread::spawn(move || run_store(Store::new(2), &rx, &views))
+        };
+        let wait_for = |generation: u64| {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while views.now().view.generation < generation {
+                assert!(Instant::now() < deadline, "generation {generation}");
+                thread::sleep(Duration::from_millis(1));
+            }
+        };
+        tx.send(report(0)).unwrap();
+        wait_for(1);
+        assert!(!views.now().first_pass_done);
+        tx.send(report(1)).unwrap();
+        wait_for(2);
+        assert!(views.now().first_pass_done);
+        drop(tx);
+        store.join().unwrap();
+        assert_eq!(views.now().view.generation, 2);
+        // Asked after the first pass, the callback runs at once.
+        let late = Arc::new(AtomicBool::new(false));
+        let l = Arc::clone(&late);
+        views.on_first_pass(move || l.store(true, Ordering::SeqCst));
+        assert!(late.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn a_refresh_that_overruns_its_interval_is_never_doubled_and_waits_an_interval() {
+        let interval = Duration::from_millis(10);
+        let (slow, slow_runs) = Fake::new("slow", Lane::Pool, Duration::from_millis(60));
+        let (quick, quick_runs) = Fake::new("quick", Lane::Pool, Duration::ZERO);
+        let settings = Settings {
+            interval,
+            workers: 4,
+        };
+        let engine = Engine::start(vec![Box::new(slow), Box::new(quick)], settings).unwrap();
+        thread::sleep(Duration::from_millis(500));
+        engine.stop();
+        let slow = runs(&slow_runs);
+        assert!(slow.len() >= 3, "{slow:?}");
+        for pair in slow.windows(2) {
+            let gap = pair[1].started.saturating_duration_since(pair[0].ended);
+            assert!(
+                pair[1].started >= pair[0].ended && gap >= interval - Duration::from_millis(1),
+                "the next refresh starts an interval after the previous one ended: {pair:?}"
+            );
+        }
+        // The quick source keeps its pace meanwhile: about 50 refreshes in 500 ms.
+        let quick = runs(&quick_runs);
+        assert!(quick.len() >= 20, "{} refreshes", quick.len());
+        assert!(quick
+            .iter()
+            .chain(&slow)
+            .all(|r| r.thread.starts_with("refresh-")));
+    }
+
+    #[test]
+    fn a_network_source_that_hangs_holds_its_own_thread_only() {
+        let interval = Duration::from_millis(10);
+        let (files, file_runs) = Fake::new("files", Lane::Pool, Duration::ZERO);
+        let (mut api, api_runs) = Fake::new("api", Lane::Network, Duration::ZERO);
+        let (release, gate) = bounded::<()>(0);
+        api.gate = Some(gate);
+        let settings = Settings {
+            interval,
+            workers: 1,
+        };
+        let engine = Engine::start(vec![Box::new(files), Box::new(api)], settings).unwrap();
+        let views = engine.views();
+        thread::sleep(Duration::from_millis(300));
+        // The one pool worker kept refreshing the files while the API hung.
+        let files = runs(&file_runs);
+        assert!(files.len() >= 10, "{} refreshes", files.len());
+        assert!(files.iter().all(|r| r.thread == "refresh-0"), "{files:?}");
+        assert!(runs(&api_runs).is_empty());
+        assert!(!views.now().first_pass_done, "the API's first pass hangs");
+        // Stopping does not wait for the hung thread.
+        let stopping = Instant::now();
+        engine.stop();
+        assert!(stopping.elapsed() < Duration::from_secs(1));
+        drop(release);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while runs(&api_runs).is_empty() {
+            assert!(Instant::now() < deadline);
+            thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(runs(&api_runs)[0].thread, "network-1");
+    }
+
+    #[test]
+    fn stop_waits_for_the_refreshes_under_way() {
+        let (slow, slow_runs) = Fake::new("slow", Lane::Pool, Duration::from_millis(300));
+        let settings = Settings {
+            interval: Duration::from_millis(10),
+            workers: 2,
+        };
+        let engine = Engine::start(vec![Box::new(slow)], settings).unwrap();
+        thread::sleep(Duration::from_millis(100));
+        engine.stop();
+        assert_eq!(runs(&slow_runs).len(), 1, "the refresh under way ended");
+        thread::sleep(Duration::from_millis(100));
+        assert_eq!(runs(&slow_runs).len(), 1, "and no other began");
+    }
+
+    #[test]
+    fn the_next_refresh_keeps_the_pace_unless_overrun_or_asked_otherwise() {
+        let t = Instant::now();
+        let s = Duration::from_secs;
+        assert_eq!(
+            next_due(t, t + s(1), s(30), None),
+            t + s(30),
+            "keeps its pace"
+        );
+        assert_eq!(next_due(t, t + s(40), s(30), None), t + s(70), "overran");
+        assert_eq!(next_due(t, t + s(1), s(30), Some(s(2))), t + s(3), "retry");
+    }
+}
