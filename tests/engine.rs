@@ -45,7 +45,10 @@ fn workers_sets_the_size_of_the_refresh_pool() {
         let names = thread_names(exporter.child.id());
         let pool: Vec<_> = names.iter().filter(|n| n.starts_with("refresh-")).collect();
         assert_eq!(pool.len(), want, "{args:?}: {names:?}");
-        assert!(!names.iter().any(|n| n.starts_with("network-")), "{names:?}");
+        assert!(
+            !names.iter().any(|n| n.starts_with("network-")),
+            "{names:?}"
+        );
     }
 }
 
@@ -65,7 +68,11 @@ fn a_thousand_directory_sources_share_a_fixed_set_of_threads() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let exporter = Exporter::start(&args);
     let metrics = exporter.metrics();
-    assert_eq!(metrics.count("x509_cert_not_after"), 1000, "every certificate");
+    assert_eq!(
+        metrics.count("x509_cert_not_after"),
+        1000,
+        "every certificate"
+    );
     let mut paths = metrics.label_values("filepath");
     paths.dedup();
     assert_eq!(paths.len(), 1000);
@@ -133,7 +140,10 @@ fn a_hung_api_server_does_not_starve_the_file_sources() {
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     while api.accepted.load(Ordering::SeqCst) == 0 {
-        assert!(Instant::now() < deadline, "the exporter never called the API");
+        assert!(
+            Instant::now() < deadline,
+            "the exporter never called the API"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     // The list hangs; a certificate added now is seen within a few refresh intervals.
@@ -145,7 +155,11 @@ fn a_hung_api_server_does_not_starve_the_file_sources() {
     // A scrape waits for the first pass (at most 5 s), then answers with the files.
     let metrics = exporter.scrape();
     assert_eq!(metrics.label_values("subject_CN"), ["first", "second"]);
-    assert_eq!(exporter.get("/readyz").status, 503, "the API has not answered");
+    assert_eq!(
+        exporter.get("/readyz").status,
+        503,
+        "the API has not answered"
+    );
     let names = thread_names(exporter.child.id());
     assert_eq!(
         names.iter().filter(|n| n.starts_with("network-")).count(),
