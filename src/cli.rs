@@ -5,6 +5,8 @@ use std::ffi::OsString;
 use std::time::Duration;
 
 use crate::glob::Pattern;
+use crate::kube::secrets::Settings;
+pub use crate::kube::secrets::{LabelFilter, SecretType};
 
 /// Everything the exporter was asked to do.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +31,9 @@ pub struct Config {
     pub skip_symlinks: bool,
     /// How often file sources are re-checked.
     pub refresh_interval: Duration,
+    /// `--workers`: threads that refresh the file sources; `None` leaves the choice to the
+    /// engine (the available cores, capped).
+    pub workers: Option<usize>,
     /// Kubernetes Secrets and ConfigMaps, when `--watch-kube-secrets` is given.
     pub kube: Option<KubeFlags>,
     /// `--web.config.file`: TLS and basic auth for the listener.
@@ -75,42 +80,28 @@ pub struct KubeFlags {
     pub page_size: u32,
 }
 
-/// One `-s TYPE:KEYREGEX`.
-#[derive(Debug, Clone)]
-pub struct SecretType {
-    /// The Secret `type`, matched exactly.
-    pub kind: String,
-    /// The key pattern as given.
-    pub pattern: String,
-    /// The pattern anchored to the whole key.
-    pub regex: regex_lite::Regex,
-}
-
-impl PartialEq for SecretType {
-    fn eq(&self, other: &Self) -> bool {
-        self.kind == other.kind && self.pattern == other.pattern
-    }
-}
-
 impl PartialEq for KubeFlags {
     fn eq(&self, other: &Self) -> bool {
         format!("{self:?}") == format!("{other:?}")
     }
 }
 
-/// `key` (the label exists) or `key=value`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LabelFilter {
-    /// Label key.
-    pub key: String,
-    /// Required value; `None` only asks that the key exists.
-    pub value: Option<String>,
-}
-
-impl LabelFilter {
-    /// True when `labels` satisfies the filter.
-    pub fn matches<'a>(&self, mut labels: impl Iterator<Item = (&'a str, &'a str)>) -> bool {
-        labels.any(|(k, v)| k == self.key && self.value.as_deref().is_none_or(|want| want == v))
+impl KubeFlags {
+    /// What the Kubernetes source lists and keeps, in its own terms.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            secret_types: self.secret_types.clone(),
+            configmap_keys: self.configmap_keys.clone(),
+            include_namespaces: self.include_namespaces.clone(),
+            exclude_namespaces: self.exclude_namespaces.clone(),
+            include_namespace_labels: self.include_namespace_labels.clone(),
+            exclude_namespace_labels: self.exclude_namespace_labels.clone(),
+            include_labels: self.include_labels.clone(),
+            exclude_labels: self.exclude_labels.clone(),
+            expose_secret_labels: self.expose_secret_labels.clone(),
+            max_cache_duration: self.max_cache_duration,
+            page_size: self.page_size,
+        }
     }
 }
 
@@ -209,6 +200,9 @@ impl Flag {
     }
 }
 
+/// The most `--workers` takes: beyond it, threads cost memory and buy nothing.
+pub const MAX_WORKERS: usize = 64;
+
 /// Every flag, in the order of `--help`.
 pub const FLAGS: &[Flag] = &[
     valued("--watch-file", "PATH").short("-f").repeatable(),
@@ -216,6 +210,7 @@ pub const FLAGS: &[Flag] = &[
     valued("--watch-kubeconf", "PATH").short("-k").repeatable(),
     switch("--skip-symlinks"),
     valued("--refresh-interval", "DUR"),
+    valued("--workers", "N"),
     switch("--watch-kube-secrets"),
     valued("--kubeconfig", "FILE").kube_only(),
     valued("--secret-type", "TYPE:KEYREGEX")
@@ -277,6 +272,7 @@ Files (repeatable; globs take *, ?, [..] and **):
   -k, --watch-kubeconf=PATH        kubeconfig whose embedded or referenced certificates are read
       --skip-symlinks              ignore symlinks among watched files and directory entries
       --refresh-interval=DUR       how often sources are re-checked (default 30s)
+      --workers=N                  refresh threads for file sources (default: cores, at most 8)
 
 Kubernetes (the rest need --watch-kube-secrets; -s, -c, the filters and labels repeat):
       --watch-kube-secrets         read certificates from Secrets (and ConfigMaps, with -c)
@@ -369,6 +365,17 @@ pub fn parse(mut args: Vec<OsString>) -> Result<Command, String> {
                 Ok(_) => return Err("--refresh-interval: must be greater than 0".to_string()),
                 Err(why) => return Err(format!("--refresh-interval: {why}")),
             },
+        },
+        workers: match given.last("--workers") {
+            None => None,
+            Some(n) => Some(
+                n.parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_WORKERS).contains(n))
+                    .ok_or_else(|| {
+                        format!("--workers: not an integer from 1 to {MAX_WORKERS}: {n:?}")
+                    })?,
+            ),
         },
         kube: kube_flags(&given)?,
         web_config_file: given.last("--web.config.file").map(Into::into),
@@ -696,6 +703,7 @@ mod tests {
         assert_eq!(c.refresh_interval, Duration::from_secs(30));
         assert_eq!(c.expose_labels, None);
         assert_eq!(c.trim_path_components, 0);
+        assert_eq!(c.workers, None, "the engine chooses");
         assert!(c.watch_files.is_empty() && !c.debug && !c.skip_symlinks);
     }
 
@@ -754,6 +762,14 @@ mod tests {
         assert!(run(&["-f", "/a/[b"])
             .unwrap_err()
             .starts_with("--watch-file"));
+        for bad in ["0", "65", "-1", "two", "1.5"] {
+            assert_eq!(
+                run(&["--workers", bad]).unwrap_err(),
+                format!("--workers: not an integer from 1 to 64: {bad:?}")
+            );
+        }
+        assert_eq!(run(&["--workers=1"]).unwrap().workers, Some(1));
+        assert_eq!(run(&["--workers=64"]).unwrap().workers, Some(64));
     }
 
     /// A valid value for each placeholder of [`FLAGS`].
@@ -794,6 +810,7 @@ mod tests {
         assert_eq!(kube.page_size, 3);
         assert_eq!(kube.expose_secret_labels, ["app"]);
         assert!(config.systemd_socket && config.debug && config.profile);
+        assert_eq!(config.workers, Some(3));
         // And each short name stands for its long one.
         for flag in FLAGS
             .iter()

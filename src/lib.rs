@@ -22,7 +22,7 @@ pub mod labels;
 pub mod model;
 /// Bytes to certificates.
 pub mod pem;
-/// One poller thread per source.
+/// The engine: a fixed pool refreshes the sources, the store thread publishes their views.
 pub mod poll;
 /// The exposition text.
 pub mod render;

@@ -1,5 +1,6 @@
-//! x509-certificate-exporter: wiring only. Parse flags, start logging, start one poller per
-//! source, serve, and map failures to exit statuses (1 runtime, 2 usage).
+//! x509-certificate-exporter: wiring only. Parse flags, start logging, start the engine that
+//! refreshes the sources, serve its views, and map failures to exit statuses (1 runtime, 2
+//! usage).
 #![forbid(unsafe_code)]
 
 use std::net::TcpListener;
@@ -13,7 +14,7 @@ use x509_certificate_exporter::files::{self, FileSource, Mode};
 use x509_certificate_exporter::kubeconfig::KubeconfigSource;
 use x509_certificate_exporter::labels::LabelConfig;
 use x509_certificate_exporter::poll::{self, Source};
-use x509_certificate_exporter::{healthcheck, http, kube, render, store};
+use x509_certificate_exporter::{healthcheck, http, kube, render};
 
 fn main() -> ExitCode {
     let config = match cli::parse(std::env::args_os().skip(1).collect()) {
@@ -107,7 +108,7 @@ fn kube_source(
         .map_err(Failure::Usage)?;
     Ok(kube::KubeSource::new(
         client,
-        kube::secrets::Rules::new(flags.clone()),
+        kube::secrets::Rules::new(flags.settings()),
         labels,
         interval,
     ))
@@ -174,20 +175,12 @@ fn run(config: &Config) -> Result<(), Failure> {
     };
     log::info!("listening on {scheme}://{local}{auth}");
 
-    let store = store::Store::new(sources.len());
-    let (report_tx, reports) = bounded(64);
-    let (stop_tx, stop) = bounded::<()>(0);
-    for (index, source) in sources.into_iter().enumerate() {
-        poll::spawn(
-            index,
-            source,
-            config.refresh_interval,
-            report_tx.clone(),
-            stop.clone(),
-        )
-        .map_err(|e| format!("start poller: {e}"))?;
-    }
-    drop(report_tx);
+    let settings = poll::Settings {
+        interval: config.refresh_interval,
+        workers: config.workers.unwrap_or_else(poll::default_workers),
+    };
+    let engine =
+        poll::Engine::start(sources, settings).map_err(|e| format!("start the engine: {e}"))?;
 
     let (shutdown_tx, shutdown) = bounded::<()>(1);
     let mut signals = signal_hook::iterator::Signals::new([
@@ -209,9 +202,9 @@ fn run(config: &Config) -> Result<(), Failure> {
         relative: config.expose_relative_metrics,
         per_cert_error: config.expose_per_cert_error_metrics,
     };
-    http::serve(listener, store, reports, shutdown, options, web)
-        .map_err(|e| Failure::Runtime(format!("serve: {e}")))?;
-    drop(stop_tx);
+    let served = http::serve(listener, engine.views(), shutdown, options, web);
+    engine.stop();
+    served.map_err(|e| Failure::Runtime(format!("serve: {e}")))?;
     log::info!("stopped");
     Ok(())
 }

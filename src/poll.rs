@@ -1,14 +1,33 @@
-//! One poller thread per source: refresh, log what went wrong or right again, send a
-//! report to the store thread, wait for the next interval or for the stop signal.
+//! The engine that refreshes sources: schedule, run, report, stop.
+//!
+//! A fixed pool of worker threads (`refresh-0`…) runs the refreshes of every source that
+//! reads local files; a source that waits on the network ([`Lane::Network`]) gets a thread
+//! of its own (`network-N`), so that a server that never answers holds that thread and
+//! nothing else. One scheduler thread hands out each source's refresh when it is due, never
+//! two of the same source at once. Each refresh sends its report to the store thread, which
+//! applies every report waiting, publishes one view for them, and wakes whoever waits for
+//! the first pass. The thread count is the pool's size plus one per network source, plus
+//! two: it does not grow with file sources.
 
-use std::collections::HashSet;
-use std::sync::Arc;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashSet};
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{bounded, never, unbounded, Receiver, RecvTimeoutError, Sender};
 
 use crate::model::{Item, Report};
+use crate::store::{Store, View};
+
+/// The pool's size when `--workers` is not given: the available cores, at most this.
+pub const MAX_DEFAULT_WORKERS: usize = 8;
+/// Reports waiting for the store thread; a worker that finds the queue full waits.
+const REPORT_QUEUE: usize = 64;
+/// How long [`Engine::stop`] waits for the pool's refreshes under way.
+const STOP_WAIT: Duration = Duration::from_secs(5);
 
 /// The result of one refresh of a source.
 #[derive(Clone)]
@@ -20,7 +39,7 @@ pub struct Pass {
     /// The source reached everything it covers (for an API: every call succeeded).
     pub ready: bool,
     /// When to try again instead of after the refresh interval (a failed API call's backoff
-    /// or the server's Retry-After).
+    /// or the server's Retry-After), counted from the end of this refresh.
     pub retry_in: Option<Duration>,
 }
 
@@ -36,72 +55,445 @@ impl Pass {
     }
 }
 
-/// A source of certificates: refreshed on an interval by its own thread.
+/// Where a source's refreshes run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// The shared pool of `--workers` threads: for sources that only read local files, whose
+    /// refresh ends in bounded time.
+    Pool,
+    /// A thread of the source's own: for sources that wait on the network (the Kubernetes
+    /// API), which a server that never answers may hold for as long as its timeouts allow.
+    /// Such a refresh must never occupy a pool worker, or a hung server would starve every
+    /// file source; nor share a thread with another network source, for the same reason.
+    Network,
+}
+
+/// A source of certificates, refreshed on an interval by the engine.
 pub trait Source: Send {
     /// How the source was asked for (`--watch-dir=/etc/ssl/certs`), for logs.
     fn describe(&self) -> String;
     /// Looks at everything the source covers and returns the whole truth about it.
     fn refresh(&mut self) -> Pass;
+    /// Where its refreshes run. The default, the shared pool, is for sources that read local
+    /// files; a source that waits on the network must answer [`Lane::Network`].
+    fn lane(&self) -> Lane {
+        Lane::Pool
+    }
 }
 
-/// Starts the poller of source number `index`. It stops when `stop` is closed or the
-/// report channel is gone.
-pub fn spawn(
+/// How the engine runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// How long after a refresh is due the next one is (unless the source asks otherwise).
+    pub interval: Duration,
+    /// Threads in the pool (`--workers`).
+    pub workers: usize,
+}
+
+/// The pool's size when none is asked for: one worker per available core, at most
+/// [`MAX_DEFAULT_WORKERS`].
+pub fn default_workers() -> usize {
+    thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(MAX_DEFAULT_WORKERS)
+}
+
+/// What scrapes read, as the store thread last published it.
+#[derive(Clone, Default)]
+pub struct Published {
+    /// The latest view.
+    pub view: Arc<View>,
+    /// Every source has finished a first pass that reached everything (`/readyz`).
+    pub ready: bool,
+    /// Every source has finished a first pass, failed or not (scrapes wait for this).
+    pub first_pass_done: bool,
+}
+
+impl Published {
+    fn of(store: &Store) -> Self {
+        Self {
+            view: store.view(),
+            ready: store.ready(),
+            first_pass_done: store.first_pass_done(),
+        }
+    }
+}
+
+/// A callback run once, when every source has finished its first pass.
+type Notify = Box<dyn FnOnce() + Send>;
+
+/// A handle on what the store thread publishes; cheap to clone. The default handle has an
+/// empty view, before any first pass, that nothing will ever update.
+#[derive(Clone, Default)]
+pub struct Views {
+    shared: Arc<Mutex<Shared>>,
+}
+
+#[derive(Default)]
+struct Shared {
+    published: Published,
+    /// Callbacks waiting for the first pass.
+    waiting: Vec<Notify>,
+}
+
+impl Views {
+    /// What was last published.
+    pub fn now(&self) -> Published {
+        lock(&self.shared).published.clone()
+    }
+
+    /// Runs `notify` once every source has finished its first pass: at once if that has
+    /// happened already, else on the store thread when it happens.
+    pub fn on_first_pass(&self, notify: impl FnOnce() + Send + 'static) {
+        let mut shared = lock(&self.shared);
+        if shared.published.first_pass_done {
+            drop(shared);
+            notify();
+        } else {
+            shared.waiting.push(Box::new(notify));
+        }
+    }
+
+    /// Replaces what is published; runs the waiting callbacks if the first pass is now done.
+    fn set(&self, next: Published) {
+        let mut shared = lock(&self.shared);
+        let done = next.first_pass_done;
+        shared.published = next;
+        let waiting = match done {
+            true => std::mem::take(&mut shared.waiting),
+            false => Vec::new(),
+        };
+        drop(shared);
+        for notify in waiting {
+            notify();
+        }
+    }
+}
+
+/// The running engine: its pool, its scheduler and its store thread. Started by `main`;
+/// the HTTP side holds only its [`Views`].
+pub struct Engine {
+    views: Views,
+    /// Raised at shutdown: a worker runs no further refresh.
+    stopping: Arc<AtomicBool>,
+    /// Dropped at shutdown, which stops the scheduler.
+    stop: Option<Sender<()>>,
+    scheduler: Option<JoinHandle<()>>,
+    /// Disconnected once every pool worker has ended.
+    pool_ended: Receiver<()>,
+}
+
+impl Engine {
+    /// Starts the store thread, the pool of `settings.workers` threads, a thread for each
+    /// network source, and the scheduler, which hands out every source's first refresh at
+    /// once, in command-line order.
+    pub fn start(sources: Vec<Box<dyn Source>>, settings: Settings) -> io::Result<Engine> {
+        let store = Store::new(sources.len());
+        let views = Views::default();
+        views.set(Published::of(&store));
+        let (reports_tx, reports) = bounded::<Report>(REPORT_QUEUE);
+        {
+            let views = views.clone();
+            thread::Builder::new()
+                .name("store".into())
+                .spawn(move || run_store(store, &reports, &views))?;
+        }
+
+        let stopping = Arc::new(AtomicBool::new(false));
+        let (finished_tx, finished) = unbounded::<Finished>();
+        let (ended_tx, pool_ended) = bounded::<()>(0);
+        let worker = |name: String, jobs: Receiver<Job>, ended: Option<Sender<()>>| {
+            let (reports, finished) = (reports_tx.clone(), finished_tx.clone());
+            let stopping = Arc::clone(&stopping);
+            thread::Builder::new().name(name).spawn(move || {
+                let _ended = ended; // dropped when this thread ends
+                work(&jobs, &reports, &finished, &stopping);
+            })
+        };
+        // Lane 0 is the pool; each network source has a lane of its own after it.
+        let (pool_tx, pool_jobs) = unbounded::<Job>();
+        for n in 0..settings.workers.max(1) {
+            worker(
+                format!("refresh-{n}"),
+                pool_jobs.clone(),
+                Some(ended_tx.clone()),
+            )?;
+        }
+        drop(ended_tx);
+        let mut lanes = vec![pool_tx];
+        let mut slots = Vec::with_capacity(sources.len());
+        for (index, source) in sources.into_iter().enumerate() {
+            let lane = match source.lane() {
+                Lane::Pool => 0,
+                Lane::Network => {
+                    let (tx, jobs) = unbounded::<Job>();
+                    // Not waited for at shutdown: it may be blocked on a server that never
+                    // answers, which the process's exit ends.
+                    worker(format!("network-{index}"), jobs, None)?;
+                    lanes.push(tx);
+                    lanes.len() - 1
+                }
+            };
+            slots.push(Some(Slot::new(index, source, lane)));
+        }
+        drop((reports_tx, finished_tx));
+        log::info!(
+            "refreshing {} sources on {} pool threads and {} network threads",
+            slots.len(),
+            settings.workers.max(1),
+            lanes.len() - 1
+        );
+
+        let (stop, stopped) = bounded::<()>(0);
+        let scheduler = Scheduler {
+            slots,
+            lanes,
+            due: BinaryHeap::new(),
+            interval: settings.interval,
+        };
+        let scheduler = thread::Builder::new()
+            .name("scheduler".into())
+            .spawn(move || scheduler.run(&finished, &stopped))?;
+        Ok(Engine {
+            views,
+            stopping,
+            stop: Some(stop),
+            scheduler: Some(scheduler),
+            pool_ended,
+        })
+    }
+
+    /// The handle the HTTP side reads published views from.
+    pub fn views(&self) -> Views {
+        self.views.clone()
+    }
+
+    /// Stops handing out refreshes and waits (at most [`STOP_WAIT`]) for the pool's
+    /// refreshes under way to end. Network threads are not waited for.
+    pub fn stop(mut self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        drop(self.stop.take());
+        if let Some(scheduler) = self.scheduler.take() {
+            let _ = scheduler.join();
+        }
+        // Nothing is ever sent: the channel disconnects when the last worker ends.
+        let deadline = Instant::now() + STOP_WAIT;
+        if let Err(RecvTimeoutError::Timeout) = self.pool_ended.recv_deadline(deadline) {
+            log::warn!("shutdown: refreshes still running after {STOP_WAIT:?}, leaving them");
+        }
+    }
+}
+
+/// The store thread: applies each report and whatever else has arrived with it, publishes
+/// one view for them all, and tells `views`. Returns when every sender is gone.
+fn run_store(mut store: Store, reports: &Receiver<Report>, views: &Views) {
+    for report in reports.iter() {
+        store.apply(report);
+        for report in reports.try_iter() {
+            store.apply(report);
+        }
+        store.publish();
+        views.set(Published::of(&store));
+    }
+}
+
+/// A source with the bookkeeping that travels with it from refresh to refresh, whichever
+/// thread runs it.
+struct Slot {
     index: usize,
-    mut source: Box<dyn Source>,
+    source: Box<dyn Source>,
+    /// [`Source::describe`], taken once.
+    name: String,
+    /// The lane its refreshes are handed to.
+    lane: usize,
+    /// [`identity`] of the previous pass; `None` before the first.
+    previous: Option<u64>,
+    /// The failures logged and not yet resolved.
+    logged: HashSet<String>,
+}
+
+impl Slot {
+    fn new(index: usize, source: Box<dyn Source>, lane: usize) -> Self {
+        Self {
+            index,
+            name: source.describe(),
+            source,
+            lane,
+            previous: None,
+            logged: HashSet::new(),
+        }
+    }
+
+    /// Refreshes the source, logs what went wrong or right again, and returns the report
+    /// with the wait the source asked for, if any.
+    fn refresh(&mut self) -> (Report, Option<Duration>) {
+        let (started, cpu) = (Instant::now(), thread_cpu());
+        let pass = self.source.refresh();
+        // benches/support reads this line: keep its shape.
+        log::debug!(
+            "{}: refreshed {} items in {:.1} ms ({:.1} ms CPU)",
+            self.name,
+            pass.items.len(),
+            started.elapsed().as_secs_f64() * 1e3,
+            thread_cpu().saturating_sub(cpu).as_secs_f64() * 1e3
+        );
+        // The previous pass's items are still alive in the store or the report queue: the
+        // same source never runs twice at once, and its report is sent before it returns.
+        let digest = identity(&pass);
+        let changed = self.previous != Some(digest);
+        let current = log_transitions(&self.name, &pass, &mut self.logged);
+        if self.previous.is_none() {
+            let certs: usize = pass.items.iter().map(|i| i.series.len()).sum();
+            log::info!(
+                "{}: {certs} certificates from {} items, {current} read errors",
+                self.name,
+                pass.items.len()
+            );
+        }
+        self.previous = Some(digest);
+        let report = Report {
+            source: self.index,
+            items: pass.items,
+            errors: pass.errors,
+            changed,
+            ready: pass.ready,
+        };
+        (report, pass.retry_in)
+    }
+}
+
+/// A refresh handed to a lane: the source, and when it was due.
+struct Job {
+    slot: Slot,
+    due: Instant,
+}
+
+/// A refresh done, handed back to the scheduler.
+struct Finished {
+    slot: Slot,
+    due: Instant,
+    at: Instant,
+    retry_in: Option<Duration>,
+}
+
+/// A worker: runs the refreshes its lane hands it until the lane is closed or the engine
+/// stops.
+fn work(
+    jobs: &Receiver<Job>,
+    reports: &Sender<Report>,
+    finished: &Sender<Finished>,
+    stopping: &AtomicBool,
+) {
+    for Job { mut slot, due } in jobs.iter() {
+        if stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        let (report, retry_in) = slot.refresh();
+        if reports.send(report).is_err() {
+            return;
+        }
+        let at = Instant::now();
+        let done = Finished {
+            slot,
+            due,
+            at,
+            retry_in,
+        };
+        if finished.send(done).is_err() {
+            return;
+        }
+    }
+}
+
+/// The scheduler's state: every source not being refreshed, and when each is due.
+struct Scheduler {
+    /// By source index; `None` while the source is out on a lane.
+    slots: Vec<Option<Slot>>,
+    /// Where each lane takes its jobs.
+    lanes: Vec<Sender<Job>>,
+    /// (when, source index), earliest first.
+    due: BinaryHeap<Reverse<(Instant, usize)>>,
     interval: Duration,
-    reports: Sender<Report>,
-    stop: Receiver<()>,
-) -> std::io::Result<JoinHandle<()>> {
-    thread::Builder::new()
-        .name(format!("source-{index}"))
-        .spawn(move || {
-            let mut previous: Option<u64> = None;
-            let mut logged: HashSet<String> = HashSet::new();
-            loop {
-                let (started, cpu) = (Instant::now(), thread_cpu());
-                let pass = source.refresh();
-                log::debug!(
-                    "{}: refreshed {} items in {:.1} ms ({:.1} ms CPU)",
-                    source.describe(),
-                    pass.items.len(),
-                    started.elapsed().as_secs_f64() * 1e3,
-                    thread_cpu().saturating_sub(cpu).as_secs_f64() * 1e3
-                );
-                let digest = identity(&pass);
-                let changed = previous != Some(digest);
-                let current = log_transitions(&source.describe(), &pass, &mut logged);
-                if previous.is_none() {
-                    let certs: usize = pass.items.iter().map(|i| i.series.len()).sum();
-                    log::info!(
-                        "{}: {certs} certificates from {} items, {current} read errors",
-                        source.describe(),
-                        pass.items.len()
-                    );
+}
+
+impl Scheduler {
+    /// Hands out refreshes as they fall due and takes them back as they finish, until
+    /// `stop` is closed or every worker is gone.
+    fn run(mut self, finished: &Receiver<Finished>, stop: &Receiver<()>) {
+        let start = Instant::now();
+        self.due = (0..self.slots.len()).map(|i| Reverse((start, i))).collect();
+        loop {
+            let now = Instant::now();
+            while let Some(&Reverse((at, index))) = self.due.peek() {
+                if at > now {
+                    break;
                 }
-                let report = Report {
-                    source: index,
-                    items: pass.items.clone(),
-                    errors: pass.errors.clone(),
-                    changed,
-                    ready: pass.ready,
-                };
-                let wait = pass.retry_in.unwrap_or(interval);
-                if reports.send(report).is_err() {
-                    return;
-                }
-                previous = Some(digest);
-                match stop.recv_timeout(wait) {
-                    Err(RecvTimeoutError::Timeout) => {}
-                    _ => return,
+                self.due.pop();
+                if let Some(slot) = self.slots[index].take() {
+                    let lane = slot.lane;
+                    if self.lanes[lane].send(Job { slot, due: at }).is_err() {
+                        return;
+                    }
                 }
             }
-        })
+            let timer = match self.due.peek() {
+                Some(&Reverse((at, _))) => crossbeam_channel::at(at),
+                None => never(),
+            };
+            crossbeam_channel::select! {
+                recv(finished) -> done => match done {
+                    Ok(done) => self.take_back(done),
+                    Err(_) => return,
+                },
+                recv(stop) -> _ => return,
+                recv(timer) -> _ => {}
+            }
+        }
+    }
+
+    /// Takes a finished refresh back and sets when the source is next due.
+    fn take_back(&mut self, done: Finished) {
+        let Finished {
+            slot,
+            due,
+            at,
+            retry_in,
+        } = done;
+        let next = next_due(due, at, self.interval, retry_in);
+        if retry_in.is_none() && next > due + self.interval {
+            log::debug!(
+                "{}: the refresh took {:.1} s, longer than the interval ({:?}); the next one is an interval after it ended",
+                slot.name,
+                at.saturating_duration_since(due).as_secs_f64(),
+                self.interval
+            );
+        }
+        self.due.push(Reverse((next, slot.index)));
+        let index = slot.index;
+        self.slots[index] = Some(slot);
+    }
+}
+
+/// When a source whose refresh was due at `due` and ended at `ended` is due again: an
+/// interval after it was due, so that a source keeps its pace while the pool keeps up; an
+/// interval after it ended when its refresh overran that; `retry_in` after it ended when the
+/// source asked for that.
+fn next_due(
+    due: Instant,
+    ended: Instant,
+    interval: Duration,
+    retry_in: Option<Duration>,
+) -> Instant {
+    match retry_in {
+        Some(wait) => ended + wait,
+        None if due + interval > ended => due + interval,
+        None => ended + interval,
+    }
 }
 
 /// A digest of which items (by address) and which failures a pass holds: equal digests mean
-/// an unchanged pass. The previous pass's items are still alive in the store or the channel
-/// while this is compared, so no new item can have an old one's address.
+/// an unchanged pass, as long as the previous pass's items are alive (no new item can have
+/// an old one's address).
 fn identity(pass: &Pass) -> u64 {
     let mut h = std::hash::DefaultHasher::new();
     for item in &pass.items {
@@ -142,4 +534,233 @@ fn log_transitions(source: &str, pass: &Pass, logged: &mut HashSet<String>) -> u
     let count = now.len();
     logged.extend(now.into_iter().cloned());
     count
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    /// A source that records each refresh: which thread ran it, when it started and ended.
+    struct Fake {
+        name: &'static str,
+        lane: Lane,
+        /// How long a refresh takes.
+        takes: Duration,
+        /// When set, a refresh waits here until the sender is dropped (a hung server).
+        gate: Option<Receiver<()>>,
+        runs: Arc<Mutex<Vec<Run>>>,
+    }
+
+    #[derive(Clone, Debug)]
+    struct Run {
+        thread: String,
+        started: Instant,
+        ended: Instant,
+    }
+
+    impl Fake {
+        fn new(name: &'static str, lane: Lane, takes: Duration) -> (Self, Arc<Mutex<Vec<Run>>>) {
+            let runs = Arc::new(Mutex::new(Vec::new()));
+            let fake = Fake {
+                name,
+                lane,
+                takes,
+                gate: None,
+                runs: Arc::clone(&runs),
+            };
+            (fake, runs)
+        }
+    }
+
+    impl Source for Fake {
+        fn describe(&self) -> String {
+            self.name.to_string()
+        }
+
+        fn refresh(&mut self) -> Pass {
+            let started = Instant::now();
+            if let Some(gate) = &self.gate {
+                let _ = gate.recv();
+            }
+            thread::sleep(self.takes);
+            let thread = thread::current().name().unwrap_or("").to_string();
+            let ended = Instant::now();
+            lock(&self.runs).push(Run {
+                thread,
+                started,
+                ended,
+            });
+            Pass::complete(Vec::new(), Vec::new())
+        }
+
+        fn lane(&self) -> Lane {
+            self.lane
+        }
+    }
+
+    fn report(source: usize) -> Report {
+        Report {
+            source,
+            items: Vec::new(),
+            errors: Vec::new(),
+            changed: true,
+            ready: true,
+        }
+    }
+
+    fn runs(runs: &Arc<Mutex<Vec<Run>>>) -> Vec<Run> {
+        lock(runs).clone()
+    }
+
+    #[test]
+    fn reports_waiting_together_publish_one_view() {
+        let views = Views::default();
+        let notified = Arc::new(AtomicUsize::new(0));
+        let n = Arc::clone(&notified);
+        views.on_first_pass(move || {
+            n.fetch_add(1, Ordering::SeqCst);
+        });
+        // Thirty reports of three sources, all queued before the store thread looks.
+        let (tx, rx) = unbounded();
+        for i in 0..30 {
+            tx.send(report(i % 3)).unwrap();
+        }
+        drop(tx);
+        run_store(Store::new(3), &rx, &views);
+        let published = views.now();
+        assert_eq!(
+            published.view.generation, 1,
+            "one publication for 30 reports"
+        );
+        assert!(published.ready && published.first_pass_done);
+        assert_eq!(notified.load(Ordering::SeqCst), 1);
+
+        // Reports that arrive one at a time publish one view each.
+        let views = Views::default();
+        let (tx, rx) = unbounded();
+        let store = {
+            let views = views.clone();
+            thread::spawn(move || run_store(Store::new(2), &rx, &views))
+        };
+        let wait_for = |generation: u64| {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while views.now().view.generation < generation {
+                assert!(Instant::now() < deadline, "generation {generation}");
+                thread::sleep(Duration::from_millis(1));
+            }
+        };
+        tx.send(report(0)).unwrap();
+        wait_for(1);
+        assert!(!views.now().first_pass_done);
+        tx.send(report(1)).unwrap();
+        wait_for(2);
+        assert!(views.now().first_pass_done);
+        drop(tx);
+        store.join().unwrap();
+        assert_eq!(views.now().view.generation, 2);
+        // Asked after the first pass, the callback runs at once.
+        let late = Arc::new(AtomicBool::new(false));
+        let l = Arc::clone(&late);
+        views.on_first_pass(move || l.store(true, Ordering::SeqCst));
+        assert!(late.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn a_refresh_that_overruns_its_interval_is_never_doubled_and_waits_an_interval() {
+        let interval = Duration::from_millis(10);
+        let (slow, slow_runs) = Fake::new("slow", Lane::Pool, Duration::from_millis(60));
+        let (quick, quick_runs) = Fake::new("quick", Lane::Pool, Duration::ZERO);
+        let settings = Settings {
+            interval,
+            workers: 4,
+        };
+        let engine = Engine::start(vec![Box::new(slow), Box::new(quick)], settings).unwrap();
+        thread::sleep(Duration::from_millis(500));
+        engine.stop();
+        let slow = runs(&slow_runs);
+        assert!(slow.len() >= 3, "{slow:?}");
+        for pair in slow.windows(2) {
+            let gap = pair[1].started.saturating_duration_since(pair[0].ended);
+            assert!(
+                pair[1].started >= pair[0].ended && gap >= interval - Duration::from_millis(1),
+                "the next refresh starts an interval after the previous one ended: {pair:?}"
+            );
+        }
+        // The quick source keeps its pace meanwhile: about 50 refreshes in 500 ms.
+        let quick = runs(&quick_runs);
+        assert!(quick.len() >= 20, "{} refreshes", quick.len());
+        assert!(quick
+            .iter()
+            .chain(&slow)
+            .all(|r| r.thread.starts_with("refresh-")));
+    }
+
+    #[test]
+    fn a_network_source_that_hangs_holds_its_own_thread_only() {
+        let interval = Duration::from_millis(10);
+        let (files, file_runs) = Fake::new("files", Lane::Pool, Duration::ZERO);
+        let (mut api, api_runs) = Fake::new("api", Lane::Network, Duration::ZERO);
+        let (release, gate) = bounded::<()>(0);
+        api.gate = Some(gate);
+        let settings = Settings {
+            interval,
+            workers: 1,
+        };
+        let engine = Engine::start(vec![Box::new(files), Box::new(api)], settings).unwrap();
+        let views = engine.views();
+        thread::sleep(Duration::from_millis(300));
+        // The one pool worker kept refreshing the files while the API hung.
+        let files = runs(&file_runs);
+        assert!(files.len() >= 10, "{} refreshes", files.len());
+        assert!(files.iter().all(|r| r.thread == "refresh-0"), "{files:?}");
+        assert!(runs(&api_runs).is_empty());
+        assert!(!views.now().first_pass_done, "the API's first pass hangs");
+        // Stopping does not wait for the hung thread.
+        let stopping = Instant::now();
+        engine.stop();
+        assert!(stopping.elapsed() < Duration::from_secs(1));
+        drop(release);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while runs(&api_runs).is_empty() {
+            assert!(Instant::now() < deadline);
+            thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(runs(&api_runs)[0].thread, "network-1");
+    }
+
+    #[test]
+    fn stop_waits_for_the_refreshes_under_way() {
+        let (slow, slow_runs) = Fake::new("slow", Lane::Pool, Duration::from_millis(300));
+        let settings = Settings {
+            interval: Duration::from_millis(10),
+            workers: 2,
+        };
+        let engine = Engine::start(vec![Box::new(slow)], settings).unwrap();
+        thread::sleep(Duration::from_millis(100));
+        engine.stop();
+        assert_eq!(runs(&slow_runs).len(), 1, "the refresh under way ended");
+        thread::sleep(Duration::from_millis(100));
+        assert_eq!(runs(&slow_runs).len(), 1, "and no other began");
+    }
+
+    #[test]
+    fn the_next_refresh_keeps_the_pace_unless_overrun_or_asked_otherwise() {
+        let t = Instant::now();
+        let s = Duration::from_secs;
+        assert_eq!(
+            next_due(t, t + s(1), s(30), None),
+            t + s(30),
+            "keeps its pace"
+        );
+        assert_eq!(next_due(t, t + s(40), s(30), None), t + s(70), "overran");
+        assert_eq!(next_due(t, t + s(1), s(30), Some(s(2))), t + s(3), "retry");
+    }
 }

@@ -216,3 +216,16 @@ fn debug_gives_debug_lines_and_rust_log_overrides_it() {
     let (exporter, _dir) = with_log_env(&["RUST_LOG=debug"], &[]);
     exporter.wait_log(refreshed, LOG_WAIT);
 }
+
+#[test]
+fn a_bad_pool_size_exits_two_naming_the_flag() {
+    for bad in ["0", "65", "many", ""] {
+        let arg = format!("--workers={bad}");
+        let out = run_briefly(&["--listen-address=127.0.0.1:0", &arg])
+            .unwrap_or_else(|| panic!("{arg}: taken"));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{arg}: {err}");
+        assert_eq!(err.lines().count(), 1, "{arg}: one line: {err}");
+        assert!(err.contains("--workers: "), "{arg}: {err}");
+    }
+}

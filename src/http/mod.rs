@@ -7,8 +7,8 @@
 //! gzip bodies ([`gzip`]) and password checks ([`auth`]), so that a flood of logins cannot
 //! delay a scrape. A plain exposition is rendered piece by piece as each socket drains.
 //!
-//! Another thread owns the [`Store`]: it applies the pollers' reports and publishes each new
-//! immutable view, which the loop takes for every scrape.
+//! The engine ([`crate::poll`]) publishes each new immutable view; the loop takes the
+//! latest for every scrape through its [`Views`] handle.
 
 mod auth;
 mod conn;
@@ -19,7 +19,7 @@ pub mod web_config;
 use std::collections::HashMap;
 use std::io::{self, Write as _};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -32,9 +32,9 @@ use self::conn::{Awaiting, Bytes, Conn, Expiry, Flow, Held, Phase, Stream, FIRST
 use self::gzip::{Gzip, GzipCache, GzipKey};
 use self::request::{Head, Method, Parsed};
 use self::web_config::WebConfig;
-use crate::model::Report;
+use crate::poll::{Published, Views};
 use crate::render::Options;
-use crate::store::{Store, View};
+use crate::store::View;
 
 /// The share of the open-file limit that connections may take; the rest is for the files
 /// and API connections the sources read.
@@ -66,26 +66,6 @@ const TEXT_TYPE: &str = "text/plain; charset=utf-8";
 const JSON_TYPE: &str = "application/json";
 const HTML_TYPE: &str = "text/html; charset=utf-8";
 
-/// The view scrapes are answered from, as the store thread last published it.
-#[derive(Default)]
-struct Published {
-    view: Arc<View>,
-    /// Every source has finished a first pass that reached everything (`/readyz`).
-    ready: bool,
-    /// Every source has finished a first pass, failed or not (scrapes wait for this).
-    first_pass_done: bool,
-}
-
-impl Published {
-    fn of(store: &Store) -> Self {
-        Self {
-            view: store.view(),
-            ready: store.ready(),
-            first_pass_done: store.first_pass_done(),
-        }
-    }
-}
-
 /// A gzip body to make: the view, at this second.
 struct GzipJob {
     view: Arc<View>,
@@ -98,19 +78,22 @@ enum Done {
     Login(auth::Checked),
 }
 
-/// Serves on `listener` until `shutdown` fires, applying reports as they come. Returns once
+/// Serves on `listener` the views the engine publishes, until `shutdown` fires. Returns once
 /// the answers under way are written (or [`DRAIN`] has passed).
 pub fn serve(
     listener: std::net::TcpListener,
-    store: Store,
-    reports: Receiver<Report>,
+    published: Views,
     shutdown: Receiver<()>,
     options: Options,
     web: WebConfig,
 ) -> io::Result<()> {
     let mut poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-    let published = spawn_store(store, reports, &waker)?;
+    // Scrapes may be waiting for the first pass: the loop is woken when it is done.
+    let wake = Arc::clone(&waker);
+    published.on_first_pass(move || {
+        let _ = wake.wake();
+    });
     let stopping = spawn_stop(shutdown, &waker)?;
     let (done_tx, done) = unbounded::<Done>();
     let gzip_jobs = spawn_gzip(&waker, done_tx.clone(), options)?;
@@ -218,37 +201,6 @@ fn soft_open_files(limits: &str) -> Option<usize> {
     }
 }
 
-/// The store thread: applies each report and publishes the new view, and wakes the loop
-/// when every source has finished its first pass (scrapes may be waiting for that).
-fn spawn_store(
-    mut store: Store,
-    reports: Receiver<Report>,
-    waker: &Arc<Waker>,
-) -> io::Result<Arc<Mutex<Published>>> {
-    let published = Arc::new(Mutex::new(Published::of(&store)));
-    let shared = Arc::clone(&published);
-    let waker = Arc::clone(waker);
-    thread::Builder::new().name("store".into()).spawn(move || {
-        let mut was_done = store.first_pass_done();
-        for report in reports.iter() {
-            // Whatever else has arrived is applied too, and published once.
-            store.apply(report);
-            for report in reports.try_iter() {
-                store.apply(report);
-            }
-            store.publish();
-            let next = Published::of(&store);
-            let done = next.first_pass_done;
-            *lock(&shared) = next;
-            if done && !was_done {
-                let _ = waker.wake();
-            }
-            was_done = done;
-        }
-    })?;
-    Ok(published)
-}
-
 /// A thread that waits for `shutdown`, then raises the flag it returns and wakes the loop.
 fn spawn_stop(shutdown: Receiver<()>, waker: &Arc<Waker>) -> io::Result<Arc<AtomicBool>> {
     let stopping = Arc::new(AtomicBool::new(false));
@@ -313,7 +265,7 @@ struct Server {
     more: Vec<Token>,
     /// Scrapes waiting for the first pass of every source.
     first_pass: Vec<Token>,
-    published: Arc<Mutex<Published>>,
+    published: Views,
     options: Options,
     web: WebConfig,
     lanes: Lanes,
@@ -325,13 +277,7 @@ struct Server {
 }
 
 impl Server {
-    fn new(
-        published: Arc<Mutex<Published>>,
-        options: Options,
-        web: WebConfig,
-        lanes: Lanes,
-        limit: usize,
-    ) -> Self {
+    fn new(published: Views, options: Options, web: WebConfig, lanes: Lanes, limit: usize) -> Self {
         Self {
             conns: HashMap::new(),
             limit,
@@ -489,7 +435,7 @@ impl Server {
 
     /// Once every source has finished its first pass, answers the scrapes waiting for it.
     fn first_pass_over(&mut self, now: Instant, due: &mut Vec<Token>) {
-        if !self.first_pass.is_empty() && lock(&self.published).first_pass_done {
+        if !self.first_pass.is_empty() && self.published.now().first_pass_done {
             self.answer_first_pass_waiters(now, due);
         }
     }
@@ -665,11 +611,11 @@ impl Server {
             let body = "405 method not allowed\n";
             return reply(conn, Some(&head), 405, TEXT_TYPE, body, now);
         }
-        let (view, ready, first_pass_done) = {
-            let published = lock(&self.published);
-            let view = Arc::clone(&published.view);
-            (view, published.ready, published.first_pass_done)
-        };
+        let Published {
+            view,
+            ready,
+            first_pass_done,
+        } = self.published.now();
         match head.path.as_str() {
             "/metrics" if !first_pass_done && patient && self.draining.is_none() => {
                 log::debug!(
@@ -855,12 +801,6 @@ fn unix_now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
@@ -875,7 +815,7 @@ mod tests {
             gate: Gate::new(checks, Instant::now()),
         };
         Server::new(
-            Arc::default(),
+            Views::default(),
             Options::default(),
             WebConfig::default(),
             lanes,

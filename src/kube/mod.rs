@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::labels::LabelConfig;
 use crate::model::Item;
-use crate::poll::{Pass, Source};
+use crate::poll::{Lane, Pass, Source};
 use client::{ApiError, Client};
 use secrets::{Kind, Namespaces, Page, Rules};
 
@@ -63,7 +63,7 @@ impl KubeSource {
 
     /// Lists the namespaces and keeps those the filters accept.
     fn namespaces(&mut self, selector: &str) -> Result<Vec<String>, ApiError> {
-        let mut query = vec![("limit", self.rules.flags().page_size.to_string())];
+        let mut query = vec![("limit", self.rules.settings().page_size.to_string())];
         if !selector.is_empty() {
             query.push(("labelSelector", selector.to_string()));
         }
@@ -95,7 +95,7 @@ impl KubeSource {
             Some(ns) => format!("/api/v1/namespaces/{ns}/{}", kind.resource()),
             None => format!("/api/v1/{}", kind.resource()),
         };
-        let mut query = vec![("limit", self.rules.flags().page_size.to_string())];
+        let mut query = vec![("limit", self.rules.settings().page_size.to_string())];
         query.extend(self.rules.selectors(*kind));
         let old: HashMap<&str, (&str, &Vec<Arc<Item>>)> = self
             .scopes
@@ -145,7 +145,7 @@ impl KubeSource {
     /// When to list again after a good pass: every refresh, or at a random point between
     /// half and all of `--max-cache-duration`.
     fn schedule(&self) -> Option<Instant> {
-        let max = self.rules.flags().max_cache_duration;
+        let max = self.rules.settings().max_cache_duration;
         if max.is_zero() {
             return None;
         }
@@ -218,6 +218,11 @@ fn scope_name(scope: &Scope) -> String {
 impl Source for KubeSource {
     fn describe(&self) -> String {
         "--watch-kube-secrets".to_string()
+    }
+
+    /// Its lists wait on the API server, which may hold them up to the client's timeouts.
+    fn lane(&self) -> Lane {
+        Lane::Network
     }
 
     fn refresh(&mut self) -> Pass {

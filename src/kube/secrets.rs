@@ -4,10 +4,10 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::cli::{KubeFlags, LabelFilter};
 use crate::labels::{LabelConfig, Pair};
 use crate::model::Item;
 use crate::pem;
@@ -110,26 +110,86 @@ pub enum Namespaces {
     Listed(String),
 }
 
-/// The plan and filters derived from the flags.
+/// What the Kubernetes source lists and keeps (SPEC §6), whoever asked for it.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Secret types and the data keys read in each (whole-key match).
+    pub secret_types: Vec<SecretType>,
+    /// ConfigMap keys read (exact names); none means ConfigMaps are not listed.
+    pub configmap_keys: Vec<String>,
+    /// Only these namespaces (none: all).
+    pub include_namespaces: Vec<String>,
+    /// Not these namespaces.
+    pub exclude_namespaces: Vec<String>,
+    /// Only namespaces with every one of these labels.
+    pub include_namespace_labels: Vec<LabelFilter>,
+    /// Not namespaces with any of these labels.
+    pub exclude_namespace_labels: Vec<LabelFilter>,
+    /// Only Secrets with every one of these labels.
+    pub include_labels: Vec<LabelFilter>,
+    /// Not Secrets with any of these labels.
+    pub exclude_labels: Vec<LabelFilter>,
+    /// Secret labels copied onto series as `secret_label_<key>`.
+    pub expose_secret_labels: Vec<String>,
+    /// Re-list at a random time between half and all of it; zero re-lists every refresh.
+    pub max_cache_duration: Duration,
+    /// Objects per list request.
+    pub page_size: u32,
+}
+
+/// A Secret type and the data keys read in it.
+#[derive(Debug, Clone)]
+pub struct SecretType {
+    /// The Secret `type`, matched exactly.
+    pub kind: String,
+    /// The key pattern as given.
+    pub pattern: String,
+    /// The pattern anchored to the whole key.
+    pub regex: regex_lite::Regex,
+}
+
+impl PartialEq for SecretType {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind == other.kind && self.pattern == other.pattern
+    }
+}
+
+/// A label filter: `key` (the label exists) or `key=value`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelFilter {
+    /// Label key.
+    pub key: String,
+    /// Required value; `None` only asks that the key exists.
+    pub value: Option<String>,
+}
+
+impl LabelFilter {
+    /// True when `labels` satisfies the filter.
+    pub fn matches<'a>(&self, mut labels: impl Iterator<Item = (&'a str, &'a str)>) -> bool {
+        labels.any(|(k, v)| k == self.key && self.value.as_deref().is_none_or(|want| want == v))
+    }
+}
+
+/// The plan and filters derived from the settings.
 pub struct Rules {
-    flags: KubeFlags,
+    settings: Settings,
 }
 
 impl Rules {
-    /// Rules for these flags.
-    pub fn new(flags: KubeFlags) -> Self {
-        Self { flags }
+    /// Rules for these settings.
+    pub fn new(settings: Settings) -> Self {
+        Self { settings }
     }
 
-    /// The flags.
-    pub fn flags(&self) -> &KubeFlags {
-        &self.flags
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
     }
 
     /// The kinds to list: Secrets, and ConfigMaps when `-c` names keys.
     pub fn kinds(&self) -> Vec<Kind> {
         let mut kinds = vec![Kind::Secret];
-        if !self.flags.configmap_keys.is_empty() {
+        if !self.settings.configmap_keys.is_empty() {
             kinds.push(Kind::ConfigMap);
         }
         kinds
@@ -137,7 +197,7 @@ impl Rules {
 
     /// Where to list (SPEC §6).
     pub fn namespaces(&self) -> Namespaces {
-        let f = &self.flags;
+        let f = &self.settings;
         let label_filters =
             !f.include_namespace_labels.is_empty() || !f.exclude_namespace_labels.is_empty();
         if !f.include_namespaces.is_empty() && !label_filters {
@@ -159,7 +219,7 @@ impl Rules {
 
     /// Whether a listed namespace is kept.
     pub fn keep_namespace(&self, namespace: &Object<'_>) -> bool {
-        let f = &self.flags;
+        let f = &self.settings;
         let name = namespace.metadata.name.as_ref();
         (f.include_namespaces.is_empty() || f.include_namespaces.iter().any(|n| n == name))
             && !f.exclude_namespaces.iter().any(|n| n == name)
@@ -172,11 +232,11 @@ impl Rules {
     pub fn selectors(&self, kind: Kind) -> Vec<(&'static str, String)> {
         let mut query = Vec::new();
         if kind == Kind::Secret {
-            let types = &self.flags.secret_types;
+            let types = &self.settings.secret_types;
             if types.iter().all(|t| t.kind == types[0].kind) {
                 query.push(("fieldSelector", format!("type={}", types[0].kind)));
             }
-            let labels = selector(&self.flags.include_labels, &self.flags.exclude_labels);
+            let labels = selector(&self.settings.include_labels, &self.settings.exclude_labels);
             if !labels.is_empty() {
                 query.push(("labelSelector", labels));
             }
@@ -189,7 +249,7 @@ impl Rules {
         match kind {
             Kind::ConfigMap => true,
             Kind::Secret => {
-                let f = &self.flags;
+                let f = &self.settings;
                 let kind = object.kind.as_deref().unwrap_or("");
                 f.secret_types.iter().any(|t| t.kind == kind)
                     && object
@@ -215,7 +275,7 @@ impl Rules {
                 (format!("{prefix}_key").into(), key.to_string()),
             ];
             if kind == Kind::Secret {
-                for exposed in &self.flags.expose_secret_labels {
+                for exposed in &self.settings.expose_secret_labels {
                     if let Some(value) = object
                         .metadata
                         .labels
@@ -262,7 +322,7 @@ impl Rules {
                 let secret_kind = object.kind.as_deref().unwrap_or("");
                 for (key, value) in object.data.iter().flatten() {
                     let wanted = self
-                        .flags
+                        .settings
                         .secret_types
                         .iter()
                         .any(|t| t.kind == secret_kind && t.regex.is_match(key));
@@ -272,7 +332,7 @@ impl Rules {
                 }
             }
             Kind::ConfigMap => {
-                for key in &self.flags.configmap_keys {
+                for key in &self.settings.configmap_keys {
                     if let Some(text) = object.data.as_ref().and_then(|d| d.get(key.as_str())) {
                         add(key, Ok(text.as_bytes().to_vec()));
                     }
@@ -328,7 +388,7 @@ mod tests {
         let mut all = vec!["--watch-kube-secrets"];
         all.extend_from_slice(args);
         match parse(all.iter().map(Into::into).collect()).unwrap() {
-            Command::Run(config) => Rules::new(config.kube.unwrap()),
+            Command::Run(config) => Rules::new(config.kube.unwrap().settings()),
             _ => unreachable!(),
         }
     }
