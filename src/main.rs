@@ -52,7 +52,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let arenas = cap_malloc_arenas();
     init_logging(config.debug);
+    if let Some(why) = arenas {
+        log::debug!("malloc arenas not capped: {why}");
+    }
     match run(&config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Usage(message)) => {
@@ -64,6 +68,32 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The malloc arenas the exporter runs with unless `MALLOC_ARENA_MAX` is set already.
+const MALLOC_ARENAS: &str = "1";
+
+/// Caps glibc's malloc arenas by running this binary again (same process, same arguments)
+/// with `MALLOC_ARENA_MAX` set, unless the environment sets it already. glibc gives each
+/// thread that allocates an arena of its own, and memory freed in one arena serves only that
+/// arena: under churn (files replaced every second, parsed on pool threads, rendered on the
+/// gzip thread) the RSS then climbs about 1.4 times above the quiet state before it levels
+/// off, where one arena stays within 1.1 times. Only the environment can set this before
+/// glibc reads it, and only `unsafe` code could call `mallopt` instead. Returns why the cap
+/// could not be applied (no `/proc`, as in a bare chroot); the exporter runs on regardless.
+fn cap_malloc_arenas() -> Option<String> {
+    use std::os::unix::process::CommandExt as _;
+    if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
+        return None;
+    }
+    let mut args = std::env::args_os();
+    let arg0 = args.next().unwrap_or_default();
+    let error = std::process::Command::new("/proc/self/exe")
+        .arg0(arg0)
+        .args(args)
+        .env("MALLOC_ARENA_MAX", MALLOC_ARENAS)
+        .exec();
+    Some(format!("re-execute /proc/self/exe: {error}"))
 }
 
 fn init_logging(debug: bool) {

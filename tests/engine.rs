@@ -167,3 +167,34 @@ fn a_hung_api_server_does_not_starve_the_file_sources() {
         "{names:?}"
     );
 }
+
+/// The value of `name` in the exporter's environment, from /proc.
+fn environment(pid: u32, name: &str) -> Option<String> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    environ
+        .split(|b| *b == 0)
+        .filter_map(|pair| std::str::from_utf8(pair).ok())
+        .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+        .map(str::to_string)
+}
+
+#[test]
+fn the_exporter_runs_with_one_malloc_arena_unless_told_otherwise() {
+    let exporter = Exporter::start(&[]);
+    assert_eq!(
+        environment(exporter.child.id(), "MALLOC_ARENA_MAX").as_deref(),
+        Some("1"),
+        "the same process, run again with the cap"
+    );
+    exporter.wait_ready();
+
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.arg("--listen-address=127.0.0.1:0")
+        .env("MALLOC_ARENA_MAX", "3");
+    let exporter = Exporter::spawn(cmd);
+    assert_eq!(
+        environment(exporter.child.id(), "MALLOC_ARENA_MAX").as_deref(),
+        Some("3"),
+        "the operator's value is kept"
+    );
+}
