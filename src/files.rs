@@ -4,19 +4,17 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, Metadata};
 use std::hash::{Hash, Hasher};
-use std::io::{self, Read};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::fsio::{read_capped, why};
 use crate::glob::Pattern;
 use crate::labels::LabelConfig;
 use crate::model::Item;
 use crate::pem;
 use crate::poll::{Pass, Source};
-
-/// Files larger than this are a read error and are never read whole.
-pub const MAX_FILE_SIZE: u64 = 4 * 1024 * 1024;
 
 /// Threads that read the files of one large refresh (a first scan) at most.
 const MAX_READERS: usize = 4;
@@ -58,72 +56,6 @@ impl FileKey {
         };
         Self((u128::from(digest(1)) << 64) | u128::from(digest(2)))
     }
-}
-
-/// An I/O error's cause in the "what: where: why" style (`permission denied`).
-pub fn why(err: &io::Error) -> String {
-    let text = err.to_string();
-    let text = match text.find(" (os error") {
-        Some(at) => &text[..at],
-        None => &text,
-    };
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_lowercase().chain(chars).collect(),
-        None => String::new(),
-    }
-}
-
-/// Reads a regular file of at most [`MAX_FILE_SIZE`] bytes. FIFOs, sockets and devices are
-/// refused without blocking: the open is non-blocking and the type is checked on the handle.
-/// Errors read "read PATH: why".
-pub fn read_capped(path: &Path) -> Result<Vec<u8>, String> {
-    read_limited(path).map_err(|why| format!("read {}: {why}", path.display()))
-}
-
-/// [`read_capped`] with errors that give only the cause.
-pub fn read_limited(path: &Path) -> Result<Vec<u8>, String> {
-    let meta = fs::metadata(path).map_err(|e| why(&e))?;
-    check_regular(&meta)?;
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-        .map_err(|e| why(&e))?;
-    let meta = file.metadata().map_err(|e| why(&e))?;
-    check_regular(&meta)?;
-    let mut data = Vec::with_capacity(meta.len() as usize);
-    file.take(MAX_FILE_SIZE + 1)
-        .read_to_end(&mut data)
-        .map_err(|e| why(&e))?;
-    if data.len() as u64 > MAX_FILE_SIZE {
-        return Err(format!("larger than the {} MiB limit", MAX_FILE_SIZE >> 20));
-    }
-    Ok(data)
-}
-
-fn check_regular(meta: &Metadata) -> Result<(), String> {
-    let t = meta.file_type();
-    if t.is_file() {
-        if meta.len() > MAX_FILE_SIZE {
-            return Err(format!(
-                "{} bytes, larger than the {} MiB limit",
-                meta.len(),
-                MAX_FILE_SIZE >> 20
-            ));
-        }
-        return Ok(());
-    }
-    Err(if t.is_dir() {
-        "is a directory"
-    } else if t.is_fifo() {
-        "is a FIFO, not a regular file"
-    } else if t.is_socket() {
-        "is a socket, not a regular file"
-    } else {
-        "is a device, not a regular file"
-    }
-    .to_string())
 }
 
 /// How much a file promises to hold a certificate, which decides what is an error.
@@ -502,34 +434,6 @@ impl Source for FileSource {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn causes_read_like_prose() {
-        let err = io::Error::from_raw_os_error(libc::EACCES);
-        assert_eq!(why(&err), "permission denied");
-        let err = io::Error::from_raw_os_error(libc::ENOENT);
-        assert_eq!(why(&err), "no such file or directory");
-    }
-
-    #[test]
-    fn special_and_large_files_are_refused_without_reading() {
-        assert!(read_capped(Path::new("/dev/zero"))
-            .unwrap_err()
-            .contains("device"));
-        assert!(read_capped(Path::new("/"))
-            .unwrap_err()
-            .contains("directory"));
-        use std::fs::File;
-        let dir = std::env::temp_dir().join(format!("files-test-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        let big = dir.join("big.pem");
-        File::create(&big)
-            .unwrap()
-            .set_len(MAX_FILE_SIZE + 1)
-            .unwrap();
-        assert!(read_capped(&big).unwrap_err().contains("larger than"));
-        fs::remove_dir_all(&dir).unwrap();
-    }
 
     #[test]
     fn names_that_promise_a_certificate() {

@@ -6,6 +6,8 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use crate::fsio::why;
+
 /// Directory depth below which `**` does not descend (a guard against pathological trees).
 const MAX_DEPTH: usize = 64;
 
@@ -131,11 +133,8 @@ impl Pattern {
             Ok(entries) => entries,
             Err(err) => {
                 if index > 0 || depth > 0 || err.kind() != std::io::ErrorKind::NotFound {
-                    out.errors.push(format!(
-                        "list {}: {}",
-                        dir.display(),
-                        crate::files::why(&err)
-                    ));
+                    out.errors
+                        .push(format!("list {}: {}", dir.display(), why(&err)));
                 }
                 return;
             }

@@ -99,7 +99,7 @@ pub fn target(flags: &HealthcheckFlags, pid1: std::io::Result<Vec<u8>>) -> Resul
 /// The exporter's configuration from PID 1's command line, parsed by the exporter's own
 /// parser; an error says why PID 1 is not (or cannot be seen to be) a running exporter.
 fn exporter_config(pid1: std::io::Result<Vec<u8>>) -> Result<Config, String> {
-    let mut bytes = pid1.map_err(|e| crate::files::why(&e))?;
+    let mut bytes = pid1.map_err(|e| crate::fsio::why(&e))?;
     if bytes.last() == Some(&0) {
         bytes.pop();
     }
@@ -137,7 +137,7 @@ pub fn probe(listen_address: &str, web_config: Option<&Path>) -> Result<(), Stri
         .next()
         .ok_or_else(|| fail("no address".to_string()))?;
     let mut stream =
-        TcpStream::connect_timeout(&addr, TIMEOUT).map_err(|e| fail(crate::files::why(&e)))?;
+        TcpStream::connect_timeout(&addr, TIMEOUT).map_err(|e| fail(crate::fsio::why(&e)))?;
     stream
         .set_read_timeout(Some(TIMEOUT))
         .map_err(|e| fail(e.to_string()))?;
@@ -158,7 +158,7 @@ pub fn probe(listen_address: &str, web_config: Option<&Path>) -> Result<(), Stri
             answer
         }
     }
-    .map_err(|e| fail(crate::files::why(&e)))?;
+    .map_err(|e| fail(crate::fsio::why(&e)))?;
     let status_line = String::from_utf8_lossy(&answer);
     let status = status_line.split_whitespace().nth(1).unwrap_or("");
     match status {

@@ -6,9 +6,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use yaml_rust2::{Yaml, YamlLoader};
+use yaml_rust2::Yaml;
 
-use crate::files::{read_capped, FileKey};
+use crate::files::FileKey;
+use crate::fsio::{parse_yaml, read_capped, read_limited};
 use crate::glob::Pattern;
 use crate::labels::{LabelConfig, Pair};
 use crate::model::Item;
@@ -65,7 +66,7 @@ impl KubeconfigSource {
     }
 
     fn parse(&self, path: &Path) -> Parsed {
-        let doc = crate::files::read_limited(path).and_then(parse_yaml);
+        let doc = read_limited(path).and_then(parse_yaml);
         self.parse_doc(path, doc)
     }
 
@@ -159,26 +160,6 @@ impl KubeconfigSource {
             },
             deps,
         }
-    }
-}
-
-/// Reads a YAML file (at most 4 MiB) into its first document, which must be a mapping.
-/// Errors give the cause only.
-pub fn load_yaml(path: &Path) -> Result<Yaml, String> {
-    parse_yaml(crate::files::read_limited(path)?)
-}
-
-/// The first YAML document of `data`, which must be a mapping. Errors give the cause only.
-pub fn parse_yaml(data: Vec<u8>) -> Result<Yaml, String> {
-    let text = String::from_utf8(data).map_err(|_| "not UTF-8 text".to_string())?;
-    let mut docs = YamlLoader::load_from_str(&text).map_err(|e| format!("invalid YAML: {e}"))?;
-    if docs.is_empty() {
-        return Err("empty document".to_string());
-    }
-    let doc = docs.swap_remove(0);
-    match doc.as_hash() {
-        Some(_) => Ok(doc),
-        None => Err("the top level is not a mapping".to_string()),
     }
 }
 

@@ -6,6 +6,8 @@
 pub mod cli;
 /// `-f` and `-d`: files, directories, globs, change detection.
 pub mod files;
+/// Bounded file reads, YAML documents, I/O error wording: helpers every side may use.
+pub mod fsio;
 /// Glob patterns.
 pub mod glob;
 /// The `healthcheck` subcommand.

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use crossbeam_channel::bounded;
 
 use x509_certificate_exporter::cli::{self, Command, Config};
-use x509_certificate_exporter::files::{self, FileSource, Mode};
+use x509_certificate_exporter::files::{FileSource, Mode};
+use x509_certificate_exporter::fsio;
 use x509_certificate_exporter::kubeconfig::KubeconfigSource;
 use x509_certificate_exporter::labels::LabelConfig;
 use x509_certificate_exporter::poll::{self, Source};
@@ -252,7 +253,7 @@ fn systemd_listener() -> Result<TcpListener, String> {
 
 /// Binds the listen address; `:PORT` means every interface, IPv6 and IPv4 where possible.
 fn bind(address: &str) -> Result<TcpListener, String> {
-    let fail = |e: std::io::Error| format!("listen {address}: {}", files::why(&e));
+    let fail = |e: std::io::Error| format!("listen {address}: {}", fsio::why(&e));
     match address.strip_prefix(':') {
         Some(port) => TcpListener::bind(format!("[::]:{port}"))
             .or_else(|_| TcpListener::bind(format!("0.0.0.0:{port}")))

@@ -128,7 +128,7 @@ fn read_config(
 ) -> Result<WebConfig, String> {
     let fail = |why: String| format!("web config {}: {why}", path.display());
     watched.push((path.to_path_buf(), stamp(path)));
-    let doc = crate::kubeconfig::load_yaml(path).map_err(fail)?;
+    let doc = crate::fsio::load_yaml(path).map_err(fail)?;
     let dir = path.parent().unwrap_or(Path::new("."));
     check_keys(
         &doc,
@@ -436,7 +436,7 @@ fn stamp(path: &Path) -> Option<Stamp> {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, String> {
-    crate::files::read_limited(path).map_err(|e| format!("read {}: {e}", path.display()))
+    crate::fsio::read_limited(path).map_err(|e| format!("read {}: {e}", path.display()))
 }
 
 fn read_certs(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {

@@ -275,7 +275,7 @@ impl Client {
                     ApiError::transport(format!(
                         "read token {}: {}",
                         path.display(),
-                        crate::files::why(&e)
+                        crate::fsio::why(&e)
                     ))
                 }),
             Auth::Exec(exec) => {
@@ -295,7 +295,7 @@ impl Client {
 fn describe(err: &ureq::Error) -> String {
     match err {
         ureq::Error::Timeout(what) => format!("timed out ({what})"),
-        ureq::Error::Io(e) => crate::files::why(e),
+        ureq::Error::Io(e) => crate::fsio::why(e),
         other => cut(&other.to_string()),
     }
 }
@@ -418,7 +418,7 @@ fn run_exec(exec: &ExecConfig) -> Result<(String, Option<Instant>), String> {
         .stderr(Stdio::piped())
         .process_group(0)
         .spawn()
-        .map_err(|e| format!("{what}: {}", crate::files::why(&e)))?;
+        .map_err(|e| format!("{what}: {}", crate::fsio::why(&e)))?;
     let (tx, rx) = mpsc::channel();
     if let Some(stdout) = child.stdout.take() {
         let tx = tx.clone();
@@ -495,7 +495,7 @@ fn read_stdout(mut stdout: impl Read) -> Result<Vec<u8>, String> {
     (&mut stdout)
         .take(MAX_EXEC_OUTPUT + 1)
         .read_to_end(&mut out)
-        .map_err(|e| format!("reading its output: {}", crate::files::why(&e)))?;
+        .map_err(|e| format!("reading its output: {}", crate::fsio::why(&e)))?;
     if out.len() as u64 > MAX_EXEC_OUTPUT {
         let _ = std::io::copy(&mut stdout, &mut std::io::sink());
         return Err(format!("output longer than {MAX_EXEC_OUTPUT} bytes"));

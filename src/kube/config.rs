@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use yaml_rust2::Yaml;
 
-use crate::files::read_capped;
+use crate::fsio::read_capped;
 use crate::pem;
 
 /// The service account directory mounted into every pod.
@@ -102,7 +102,7 @@ pub fn in_cluster(host: &str, port: &str, dir: &Path) -> Result<ClusterConfig, S
         return Err(format!(
             "in-cluster service account token {}: {}",
             token.display(),
-            crate::files::why(&e)
+            crate::fsio::why(&e)
         ));
     }
     let ca_path = dir.join("ca.crt");
@@ -125,7 +125,7 @@ pub fn from_kubeconfig(path: &Path) -> Result<ClusterConfig, String> {
 }
 
 fn current_context(path: &Path) -> Result<ClusterConfig, String> {
-    let doc = crate::kubeconfig::load_yaml(path)?;
+    let doc = crate::fsio::load_yaml(path)?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let named = |list: &str, name: &str| -> Result<Yaml, String> {
         doc[list]
