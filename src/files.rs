@@ -3,11 +3,16 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, Metadata};
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::{Scope, ScopedJoinHandle};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::fsio::{read_capped, why};
 use crate::glob::Pattern;
@@ -16,8 +21,14 @@ use crate::model::Item;
 use crate::pem;
 use crate::poll::{Pass, Source};
 
-/// Threads that read the files of one large refresh (a first scan) at most.
-const MAX_READERS: usize = 4;
+/// Threads that parse files at once by default, the refreshing ones included, at most.
+const MAX_THREADS: usize = 8;
+
+/// Files a refresh must read before it parses them on more than its own thread.
+const PARALLEL_FROM: usize = 256;
+
+/// Files handed to a parsing thread at a time.
+const BATCH: usize = 32;
 
 /// File names that promise a certificate: holding none is then a read error.
 const CERT_SUFFIXES: [&str; 4] = [".pem", ".crt", ".cer", ".der"];
@@ -70,9 +81,12 @@ enum Promise {
     Other,
 }
 
-fn promise_of_name(name: &str) -> Promise {
-    let lower = name.to_ascii_lowercase();
-    if CERT_SUFFIXES.iter().any(|s| lower.ends_with(s)) {
+fn promise_of_name(name: &[u8]) -> Promise {
+    let promises = |suffix: &&str| {
+        name.len() >= suffix.len()
+            && name[name.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
+    };
+    if CERT_SUFFIXES.iter().any(promises) {
         Promise::CertName
     } else {
         Promise::Other
@@ -88,20 +102,97 @@ pub enum Mode {
     Dirs,
 }
 
+/// Threads that may parse files beside the threads refreshing sources, shared by every file
+/// source of the process: however many sources refresh at once, at most `threads - 1` extra
+/// parsing threads exist.
+#[derive(Debug)]
+pub struct SpareThreads {
+    /// Threads that parse at once, the refreshing one included.
+    threads: usize,
+    /// Spare threads not lent now.
+    free: AtomicUsize,
+    /// Parsing threads running now, and the most ever seen at once.
+    #[cfg(test)]
+    running: (AtomicUsize, AtomicUsize),
+}
+
+impl SpareThreads {
+    /// A budget of `threads` parsing threads in all (at least one), the refreshing thread
+    /// included.
+    pub fn new(threads: usize) -> Arc<Self> {
+        let threads = threads.max(1);
+        Arc::new(Self {
+            threads,
+            free: AtomicUsize::new(threads - 1),
+            #[cfg(test)]
+            running: Default::default(),
+        })
+    }
+
+    /// The budget every file source shares unless given another: the available cores, at
+    /// most eight.
+    pub fn shared() -> Arc<Self> {
+        static SHARED: OnceLock<Arc<SpareThreads>> = OnceLock::new();
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Arc::clone(SHARED.get_or_init(|| Self::new(cores.min(MAX_THREADS))))
+    }
+
+    /// Borrows up to `want` spare threads, as many as are free now (maybe none).
+    fn lend(&self, want: usize) -> Lease<'_> {
+        let mut count = 0;
+        let _ = self
+            .free
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |free| {
+                count = free.min(want);
+                Some(free - count)
+            });
+        Lease {
+            budget: self,
+            count,
+        }
+    }
+}
+
+/// Spare threads lent to one refresh, returned when dropped.
+struct Lease<'a> {
+    budget: &'a SpareThreads,
+    count: usize,
+}
+
+impl Lease<'_> {
+    /// Gives back all but `count` of the threads lent.
+    fn keep(&mut self, count: usize) {
+        let extra = self.count.saturating_sub(count);
+        self.budget.free.fetch_add(extra, Ordering::AcqRel);
+        self.count -= extra;
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        self.budget.free.fetch_add(self.count, Ordering::AcqRel);
+    }
+}
+
 /// One `-f` or `-d` argument, with the last result of every file it read.
 pub struct FileSource {
     pattern: Pattern,
     mode: Mode,
     skip_symlinks: bool,
     labels: Arc<LabelConfig>,
+    /// Where a large refresh borrows threads to parse on.
+    spare: Arc<SpareThreads>,
     /// By a 64-bit digest of the path (the path itself is in the item's labels already). Two
     /// paths with the same digest would only make each other be read again: the file key
     /// still tells them apart.
-    cache: HashMap<u64, Cached>,
+    cache: Cache,
     /// Refreshes so far: cache entries not seen in the latest one are dropped.
     pass: u64,
     failed: BTreeMap<PathBuf, Arc<Item>>,
 }
+
+/// The last result of every file, by the digest of its path.
+type Cache = HashMap<u64, Cached, BuildHasherDefault<Digest>>;
 
 /// The last result for one file.
 struct Cached {
@@ -110,15 +201,30 @@ struct Cached {
     pass: u64,
 }
 
-/// One file to read, as found by the listing.
-struct Candidate {
-    /// The path as found (labels use it).
-    path: PathBuf,
+/// What the listing found at one path: enough to tell whether it changed.
+struct Found {
     /// Its identity now: equal to the cached one, it need not be read again.
     key: FileKey,
-    /// What to open instead of `path`: a dangling symlink's target found beside it.
+    /// What to open instead of the path: a dangling symlink's target found beside it.
     beside: Option<PathBuf>,
     promise: Promise,
+}
+
+/// One file to read, with its place among the items and in the cache.
+struct Job {
+    slot: usize,
+    id: u64,
+    /// The path as found (labels use it).
+    path: PathBuf,
+    found: Found,
+}
+
+/// One file read: where its item goes.
+struct Done {
+    slot: usize,
+    id: u64,
+    key: FileKey,
+    item: Arc<Item>,
 }
 
 impl FileSource {
@@ -134,77 +240,94 @@ impl FileSource {
             mode,
             skip_symlinks,
             labels,
-            cache: HashMap::new(),
+            spare: SpareThreads::shared(),
+            cache: HashMap::default(),
             pass: 0,
             failed: BTreeMap::new(),
         }
     }
 
+    /// Parses on threads borrowed from `spare` (shared with other sources) rather than the
+    /// process-wide budget.
+    pub fn with_spare_threads(mut self, spare: Arc<SpareThreads>) -> Self {
+        self.spare = spare;
+        self
+    }
+
     /// Lists what the pattern names now, handing each file to read to `visit` as it is found
     /// (no list of every file is built); returns the failures that belong to no file and the
     /// paths that could not be resolved.
-    fn list(&self, visit: &mut dyn FnMut(Candidate)) -> (Vec<String>, Vec<(PathBuf, String)>) {
+    fn list(&self, visit: &mut dyn FnMut(&Path, Found)) -> (Vec<String>, Vec<(PathBuf, String)>) {
         let mut visited = 0usize;
-        let mut errors = Vec::new();
         let mut failed = Vec::new();
         let pattern = self.pattern.as_str();
-        let expansion = self.pattern.expand();
-        errors.extend(expansion.errors);
         match self.mode {
             Mode::Files => {
-                for path in expansion.paths {
-                    match self.resolve(&path, None, Promise::Named) {
-                        Ok(Some(c)) => {
-                            visited += 1;
-                            visit(c)
-                        }
-                        Ok(None) => {}
-                        Err(e) => failed.push((path, e)),
-                    }
-                }
+                let mut errors = self
+                    .pattern
+                    .expand_each(
+                        &mut |path, known| match self.resolve(path, known, Promise::Named) {
+                            Ok(Some(found)) => {
+                                visited += 1;
+                                visit(path, found)
+                            }
+                            Ok(None) => {}
+                            Err(e) => failed.push((path.to_path_buf(), e)),
+                        },
+                    );
                 if visited == 0 && failed.is_empty() && !self.pattern.is_literal() {
                     errors.push(format!("watch {pattern}: no files match"));
                 }
+                (errors, failed)
             }
             Mode::Dirs => {
-                let dirs: Vec<PathBuf> = expansion
-                    .paths
-                    .into_iter()
-                    .filter(|p| {
-                        self.pattern.is_literal() || fs::metadata(p).is_ok_and(|m| m.is_dir())
-                    })
-                    .filter(|p| !(self.skip_symlinks && is_symlink(p)))
-                    .collect();
+                let mut dirs = Vec::new();
+                let mut errors = self.pattern.expand_each(&mut |path, known| {
+                    let symlink = || match known {
+                        Some(t) => t.is_symlink(),
+                        None => is_symlink(path),
+                    };
+                    let is_dir = match known {
+                        Some(t) if t.is_dir() => true,
+                        Some(t) if !t.is_symlink() => false,
+                        _ => fs::metadata(path).is_ok_and(|m| m.is_dir()),
+                    };
+                    // A literal pattern's path is listed whatever it is (errors say why).
+                    if (self.pattern.is_literal() || is_dir) && !(self.skip_symlinks && symlink()) {
+                        dirs.push(path.to_path_buf());
+                    }
+                });
                 if dirs.is_empty() {
                     errors.push(format!("watch {pattern}: no directory matches"));
                 }
                 for dir in dirs {
-                    match fs::read_dir(&dir) {
-                        Ok(entries) => {
-                            // In the directory's own order, which is stable while it is
-                            // unchanged: sorting would mean holding every name at once.
-                            for entry in entries.flatten() {
-                                let (path, known) = (entry.path(), entry.file_type().ok());
-                                let name = path.file_name().unwrap_or_default().to_string_lossy();
-                                let promise = promise_of_name(&name);
-                                match self.resolve(&path, known, promise) {
-                                    Ok(Some(c)) => visit(c),
-                                    Ok(None) => {}
-                                    Err(e) if promise == Promise::CertName => {
-                                        failed.push((path, e))
-                                    }
-                                    Err(e) => {
-                                        log::debug!("{e} (skipped: not named like a certificate)")
-                                    }
-                                }
+                    let entries = match fs::read_dir(&dir) {
+                        Ok(entries) => entries,
+                        Err(err) => {
+                            errors.push(format!("list {}: {}", dir.display(), why(&err)));
+                            continue;
+                        }
+                    };
+                    // In the directory's own order, which is stable while it is unchanged:
+                    // sorting would mean holding every name at once.
+                    for entry in entries.flatten() {
+                        let (path, known) = (entry.path(), entry.file_type().ok());
+                        let bytes = path.as_os_str().as_bytes();
+                        let name = bytes.rsplit(|&b| b == b'/').next().unwrap_or(bytes);
+                        let promise = promise_of_name(name);
+                        match self.resolve(&path, known, promise) {
+                            Ok(Some(found)) => visit(&path, found),
+                            Ok(None) => {}
+                            Err(e) if promise == Promise::CertName => failed.push((path, e)),
+                            Err(e) => {
+                                log::debug!("{e} (skipped: not named like a certificate)")
                             }
                         }
-                        Err(err) => errors.push(format!("list {}: {}", dir.display(), why(&err))),
                     }
                 }
+                (errors, failed)
             }
         }
-        (errors, failed)
     }
 
     /// Applies the symlink and file-type rules to one path. `Ok(None)`: skip silently.
@@ -215,7 +338,7 @@ impl FileSource {
         path: &Path,
         known: Option<fs::FileType>,
         promise: Promise,
-    ) -> Result<Option<Candidate>, String> {
+    ) -> Result<Option<Found>, String> {
         let fail = |why: String| format!("read {}: {why}", path.display());
         let is_symlink = match known {
             Some(t) => t.is_symlink(),
@@ -256,8 +379,7 @@ impl FileSource {
         if !meta.is_file() && promise == Promise::Other {
             return Ok(None);
         }
-        Ok(Some(Candidate {
-            path: path.to_path_buf(),
+        Ok(Some(Found {
             key: FileKey::from_meta(&meta, link),
             beside,
             promise,
@@ -283,50 +405,24 @@ impl FileSource {
         (path, Arc::new(item))
     }
 
-    /// Reads the files of a refresh, on every core when there are many (a first scan):
-    /// parsing is the bulk of the work, and it is independent from file to file.
-    fn read_all(&self, pending: &[(usize, u64, Candidate)]) -> Vec<Arc<Item>> {
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(MAX_READERS);
-        if pending.len() < 256 || threads < 2 {
-            return pending
-                .iter()
-                .map(|(_, _, c)| Arc::new(self.read(c)))
-                .collect();
+    /// Reads and parses one file into its item.
+    fn read(&self, job: &Job) -> Done {
+        Done {
+            slot: job.slot,
+            id: job.id,
+            key: job.found.key,
+            item: Arc::new(self.parse(&job.path, &job.found)),
         }
-        let per_thread = pending.len().div_ceil(threads);
-        std::thread::scope(|scope| {
-            let readers: Vec<_> = pending
-                .chunks(per_thread)
-                .map(|chunk| {
-                    scope.spawn(move || {
-                        chunk
-                            .iter()
-                            .map(|(_, _, c)| Arc::new(self.read(c)))
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            readers
-                .into_iter()
-                .flat_map(|reader| {
-                    reader
-                        .join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                })
-                .collect()
-        })
     }
 
-    /// Reads and parses one candidate into an item.
-    fn read(&self, candidate: &Candidate) -> Item {
-        let display = candidate.path.to_string_lossy();
+    /// Reads and parses the file found at `path`.
+    fn parse(&self, path: &Path, found: &Found) -> Item {
+        let display = path.to_string_lossy();
         let pairs = self.labels.file_pairs(&display);
         let mut errors = Vec::new();
         let mut series = Vec::new();
-        match read_capped(candidate.beside.as_ref().unwrap_or(&candidate.path)) {
-            Err(e) if candidate.promise == Promise::Other => {
+        match read_capped(found.beside.as_deref().unwrap_or(path)) {
+            Err(e) if found.promise == Promise::Other => {
                 log::debug!("{e} (skipped: not named like a certificate)")
             }
             Err(e) => errors.push(e),
@@ -338,7 +434,7 @@ impl FileSource {
                 }
                 errors.extend(parsed.errors.iter().map(|e| format!("read {display}: {e}")));
                 if series.is_empty() && errors.is_empty() {
-                    let missing = match candidate.promise {
+                    let missing = match found.promise {
                         Promise::Named => true,
                         Promise::CertName => !parsed.had_pem,
                         Promise::Other => false,
@@ -347,7 +443,7 @@ impl FileSource {
                         errors.push(format!("read {display}: no certificate found"));
                     }
                 }
-                if candidate.promise == Promise::Other && series.is_empty() && !parsed.had_pem {
+                if found.promise == Promise::Other && series.is_empty() && !parsed.had_pem {
                     // A binary file that merely looked like DER: not a certificate file.
                     errors.clear();
                 }
@@ -361,6 +457,177 @@ impl FileSource {
     }
 }
 
+/// The files one refresh must read: parsed on the refreshing thread alone while they are
+/// few, on threads lent by the source's [`SpareThreads`] once there are [`PARALLEL_FROM`] of
+/// them. Results carry their place, so the items come out in the listing's order whoever
+/// parsed them; at most a few batches wait at once, so file contents are held only while
+/// parsed.
+struct Readers<'scope, 'env> {
+    source: &'env FileSource,
+    scope: &'scope Scope<'scope, 'env>,
+    /// Files found but not yet handed out.
+    waiting: Vec<Job>,
+    /// Set once enough files wait: threads run, or none could be lent.
+    started: Option<Lanes<'scope, 'env>>,
+    /// Files read, to be placed by the refreshing thread.
+    done: Vec<Done>,
+}
+
+/// The threads lent to one refresh and the channels between them.
+struct Lanes<'scope, 'env> {
+    /// Held, not read: the threads go back to the budget when the lanes are dropped, after
+    /// the threads are joined.
+    _lease: Lease<'env>,
+    work: Option<Sender<Vec<Job>>>,
+    /// The refreshing thread takes work from here too, when the threads fall behind.
+    take: Receiver<Vec<Job>>,
+    results: Receiver<Vec<Done>>,
+    threads: Vec<ScopedJoinHandle<'scope, ()>>,
+}
+
+impl<'scope, 'env> Readers<'scope, 'env> {
+    fn new(source: &'env FileSource, scope: &'scope Scope<'scope, 'env>) -> Self {
+        Self {
+            source,
+            scope,
+            waiting: Vec::new(),
+            started: None,
+            done: Vec::new(),
+        }
+    }
+
+    /// Takes one file to read; what has been read meanwhile lands in `self.done`.
+    fn add(&mut self, job: Job) {
+        match &mut self.started {
+            None => {
+                self.waiting.push(job);
+                if self.waiting.len() >= PARALLEL_FROM {
+                    self.start();
+                }
+            }
+            Some(lanes) if lanes.threads.is_empty() => self.done.push(self.source.read(&job)),
+            Some(lanes) => {
+                self.waiting.push(job);
+                if self.waiting.len() >= BATCH {
+                    let batch = std::mem::take(&mut self.waiting);
+                    Self::hand_out(self.source, lanes, batch, &mut self.done);
+                }
+                self.done.extend(lanes.results.try_iter().flatten());
+            }
+        }
+    }
+
+    /// Borrows spare threads and hands them what waits; with none to lend, reads it here.
+    fn start(&mut self) {
+        let source = self.source;
+        let mut lease = source.spare.lend(source.spare.threads - 1);
+        let (work, take) = crossbeam_channel::bounded::<Vec<Job>>(2 * (lease.count + 1));
+        let (finished, results) = crossbeam_channel::unbounded::<Vec<Done>>();
+        let threads: Vec<_> = (0..lease.count)
+            .map_while(|_| {
+                let (take, finished) = (take.clone(), finished.clone());
+                let reader = move || {
+                    #[cfg(test)]
+                    let _running = Running::enter(&source.spare);
+                    for batch in take {
+                        let done = batch.iter().map(|job| source.read(job)).collect();
+                        if finished.send(done).is_err() {
+                            return;
+                        }
+                    }
+                };
+                let thread = std::thread::Builder::new().name("file-reader".into());
+                match thread.spawn_scoped(self.scope, reader) {
+                    Ok(thread) => Some(thread),
+                    Err(err) => {
+                        log::debug!("start a file reader thread: {}", why(&err));
+                        None
+                    }
+                }
+            })
+            .collect();
+        // Threads that could not start go back to the budget now.
+        lease.keep(threads.len());
+        let lanes = Lanes {
+            _lease: lease,
+            work: Some(work),
+            take,
+            results,
+            threads,
+        };
+        let waiting = std::mem::take(&mut self.waiting);
+        if lanes.threads.is_empty() {
+            self.done.extend(waiting.iter().map(|job| source.read(job)));
+        } else {
+            let mut waiting = waiting.into_iter().peekable();
+            while waiting.peek().is_some() {
+                let batch: Vec<Job> = waiting.by_ref().take(BATCH).collect();
+                Self::hand_out(source, &lanes, batch, &mut self.done);
+            }
+        }
+        self.started = Some(lanes);
+    }
+
+    /// Queues a batch for the threads, or reads it here when they are all busy and the
+    /// queue is full (which bounds what waits, and keeps this thread useful).
+    fn hand_out(source: &FileSource, lanes: &Lanes, batch: Vec<Job>, done: &mut Vec<Done>) {
+        let Some(work) = &lanes.work else {
+            return done.extend(batch.iter().map(|job| source.read(job)));
+        };
+        match work.try_send(batch) {
+            Ok(()) => {}
+            Err(TrySendError::Full(batch) | TrySendError::Disconnected(batch)) => {
+                done.extend(batch.iter().map(|job| source.read(job)))
+            }
+        }
+    }
+
+    /// Reads what is left, helping the threads until the queue is empty, waits for them and
+    /// gives their spare threads back; returns every file read not yet taken from `done`.
+    fn finish(mut self) -> Vec<Done> {
+        let source = self.source;
+        let waiting = std::mem::take(&mut self.waiting);
+        let Some(mut lanes) = self.started.take() else {
+            self.done.extend(waiting.iter().map(|job| source.read(job)));
+            return self.done;
+        };
+        Self::hand_out(source, &lanes, waiting, &mut self.done);
+        lanes.work = None;
+        for batch in lanes.take.iter() {
+            self.done.extend(batch.iter().map(|job| source.read(job)));
+        }
+        for thread in lanes.threads.drain(..) {
+            // A reader that panicked (a bug) takes the refresh down with it, as on this thread.
+            if let Err(panic) = thread.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+        self.done.extend(lanes.results.try_iter().flatten());
+        drop(lanes);
+        self.done
+    }
+}
+
+/// Counts the parsing threads running at once, for the tests of the budget.
+#[cfg(test)]
+struct Running<'a>(&'a SpareThreads);
+
+#[cfg(test)]
+impl<'a> Running<'a> {
+    fn enter(budget: &'a SpareThreads) -> Self {
+        let now = budget.running.0.fetch_add(1, Ordering::SeqCst) + 1;
+        budget.running.1.fetch_max(now, Ordering::SeqCst);
+        Self(budget)
+    }
+}
+
+#[cfg(test)]
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.running.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// For a dangling symlink: the target's base name in the link's own directory, if it exists
 /// (host paths mounted elsewhere, as v3 resolves them).
 fn beside_link(link: &Path, target: Option<&Path>) -> Option<PathBuf> {
@@ -368,10 +635,32 @@ fn beside_link(link: &Path, target: Option<&Path>) -> Option<PathBuf> {
     (candidate != link && fs::metadata(&candidate).is_ok()).then_some(candidate)
 }
 
+/// The hasher of the file cache, whose keys are digests already: hashing them again would
+/// cost a SipHash per file on every refresh for nothing.
+#[derive(Default)]
+struct Digest(u64);
+
+impl Hasher for Digest {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used (the keys are `u64`); any other input is folded in.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
 /// A 64-bit digest of a path, for the file cache.
 fn path_id(path: &Path) -> u64 {
     let mut h = std::hash::DefaultHasher::new();
-    path.hash(&mut h);
+    path.as_os_str().as_bytes().hash(&mut h);
     h.finish()
 }
 
@@ -393,30 +682,42 @@ impl Source for FileSource {
         let pass = self.pass;
         let mut cache = std::mem::take(&mut self.cache);
         let mut items: Vec<Option<Arc<Item>>> = Vec::with_capacity(cache.len());
-        // Files to read, with their place among the items.
-        let mut pending: Vec<(usize, u64, Candidate)> = Vec::new();
-        let (errors, failed) = self.list(&mut |candidate| {
-            let id = path_id(&candidate.path);
-            match cache.get_mut(&id).filter(|c| c.key == candidate.key) {
-                Some(cached) => {
-                    cached.pass = pass;
-                    items.push(Some(Arc::clone(&cached.item)));
+        let place = |done: Done, items: &mut [Option<Arc<Item>>], cache: &mut Cache| {
+            items[done.slot] = Some(Arc::clone(&done.item));
+            let (key, item) = (done.key, done.item);
+            cache.insert(done.id, Cached { key, item, pass });
+        };
+        let this = &*self;
+        let (errors, failed) = std::thread::scope(|scope| {
+            let mut readers = Readers::new(this, scope);
+            let listed = this.list(&mut |path, found| {
+                let id = path_id(path);
+                match cache.get_mut(&id).filter(|c| c.key == found.key) {
+                    Some(cached) => {
+                        cached.pass = pass;
+                        items.push(Some(Arc::clone(&cached.item)));
+                    }
+                    None => {
+                        let slot = items.len();
+                        items.push(None);
+                        let path = path.to_path_buf();
+                        readers.add(Job {
+                            slot,
+                            id,
+                            path,
+                            found,
+                        });
+                        for done in readers.done.drain(..) {
+                            place(done, &mut items, &mut cache);
+                        }
+                    }
                 }
-                None => {
-                    pending.push((items.len(), id, candidate));
-                    items.push(None);
-                }
+            });
+            for done in readers.finish() {
+                place(done, &mut items, &mut cache);
             }
+            listed
         });
-        for ((slot, id, candidate), item) in pending.iter().zip(self.read_all(&pending)) {
-            let entry = Cached {
-                key: candidate.key,
-                item: Arc::clone(&item),
-                pass,
-            };
-            cache.insert(*id, entry);
-            items[*slot] = Some(item);
-        }
         let mut items: Vec<Arc<Item>> = items.into_iter().flatten().collect();
         cache.retain(|_, entry| entry.pass == pass);
         self.cache = cache;
@@ -437,9 +738,127 @@ mod tests {
 
     #[test]
     fn names_that_promise_a_certificate() {
-        assert_eq!(promise_of_name("a.PEM"), Promise::CertName);
-        assert_eq!(promise_of_name("a.der"), Promise::CertName);
-        assert_eq!(promise_of_name("a.key"), Promise::Other);
-        assert_eq!(promise_of_name("README"), Promise::Other);
+        assert_eq!(promise_of_name(b"a.PEM"), Promise::CertName);
+        assert_eq!(promise_of_name(b"a.der"), Promise::CertName);
+        assert_eq!(promise_of_name(b".Crt"), Promise::CertName);
+        assert_eq!(promise_of_name(b"a.key"), Promise::Other);
+        assert_eq!(promise_of_name(b"pem"), Promise::Other);
+        assert_eq!(promise_of_name(b"README"), Promise::Other);
+    }
+
+    /// A fresh directory for one test.
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("files-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// `n` files in `dir`: good certificates and chains, files without a certificate, broken
+    /// blocks, oversized files, dangling symlinks, key files and other names, a directory.
+    fn populate(dir: &Path, n: usize) {
+        let certs: Vec<String> = (0..3)
+            .map(|i| {
+                let key = rcgen::KeyPair::generate().unwrap();
+                let mut params = rcgen::CertificateParams::new(vec![format!("h{i}.test")]).unwrap();
+                params
+                    .distinguished_name
+                    .push(rcgen::DnType::CommonName, format!("cert {i}"));
+                params.self_signed(&key).unwrap().pem()
+            })
+            .collect();
+        for i in 0..n {
+            let path = |ext: &str| dir.join(format!("f{i:04}.{ext}"));
+            match i % 9 {
+                0..=2 => fs::write(path("pem"), &certs[i % 3]).unwrap(),
+                3 => fs::write(path("crt"), format!("{}{}", certs[0], certs[1])).unwrap(),
+                4 => fs::write(path("pem"), "no certificate here\n").unwrap(),
+                5 => fs::write(
+                    path("cer"),
+                    "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+                )
+                .unwrap(),
+                6 => fs::File::create(path("pem"))
+                    .unwrap()
+                    .set_len(crate::fsio::MAX_FILE_SIZE + 1)
+                    .unwrap(),
+                7 => std::os::unix::fs::symlink(dir.join("gone"), path("der")).unwrap(),
+                _ => fs::write(path("key"), "-----BEGIN PRIVATE KEY-----\n").unwrap(),
+            }
+        }
+        fs::create_dir(dir.join("sub.pem")).unwrap();
+    }
+
+    fn source(dir: &Path, spare: &Arc<SpareThreads>) -> FileSource {
+        let pattern = Pattern::new(&dir.display().to_string()).unwrap();
+        let labels = Arc::new(LabelConfig::default());
+        FileSource::new(pattern, Mode::Dirs, false, labels).with_spare_threads(Arc::clone(spare))
+    }
+
+    #[test]
+    fn a_parallel_refresh_yields_the_items_of_a_serial_one() {
+        let dir = scratch("parallel");
+        populate(&dir, 3 * PARALLEL_FROM);
+        let one = SpareThreads::new(1);
+        let four = SpareThreads::new(4);
+        let serial = source(&dir, &one).refresh();
+        let mut source = source(&dir, &four);
+        let parallel = source.refresh();
+        assert_eq!(
+            four.running.1.load(Ordering::SeqCst),
+            3,
+            "three readers ran"
+        );
+        assert_eq!(one.running.1.load(Ordering::SeqCst), 0, "no reader ran");
+        let errors = |pass: &Pass| -> usize { pass.items.iter().map(|i| i.errors.len()).sum() };
+        let certs = |pass: &Pass| -> usize { pass.items.iter().map(|i| i.series.len()).sum() };
+        assert_eq!(serial.items.len(), 3 * PARALLEL_FROM, "one item a file");
+        assert!(
+            errors(&serial) >= 4 * PARALLEL_FROM / 9,
+            "{}",
+            errors(&serial)
+        );
+        assert!(
+            certs(&serial) >= 5 * PARALLEL_FROM / 9,
+            "{}",
+            certs(&serial)
+        );
+        // Same items, same order, same labels, certificates and errors.
+        assert_eq!(parallel.items.len(), serial.items.len());
+        let items = |pass: &Pass| pass.items.iter().map(|i| (**i).clone()).collect::<Vec<_>>();
+        assert_eq!(items(&parallel), items(&serial));
+        assert_eq!(parallel.errors, serial.errors);
+        // What the readers parsed is cached: an unchanged refresh reads nothing again.
+        let again = source.refresh();
+        assert_eq!(again.items.len(), parallel.items.len());
+        assert!(again
+            .items
+            .iter()
+            .zip(&parallel.items)
+            .all(|(a, b)| Arc::ptr_eq(a, b)));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn sources_refreshing_at_once_share_the_spare_threads() {
+        let dir = scratch("budget");
+        populate(&dir, 2 * PARALLEL_FROM);
+        let budget = SpareThreads::new(3);
+        let mut sources: Vec<FileSource> = (0..6).map(|_| source(&dir, &budget)).collect();
+        std::thread::scope(|scope| {
+            for source in &mut sources {
+                scope.spawn(|| source.refresh());
+            }
+        });
+        let (running, peak) = (&budget.running.0, &budget.running.1);
+        assert!(peak.load(Ordering::SeqCst) >= 1, "readers ran");
+        assert!(peak.load(Ordering::SeqCst) <= 2, "{peak:?} readers at once");
+        assert_eq!(running.load(Ordering::SeqCst), 0);
+        assert_eq!(
+            budget.free.load(Ordering::SeqCst),
+            2,
+            "every thread given back"
+        );
+        fs::remove_dir_all(&dir).unwrap();
     }
 }

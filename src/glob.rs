@@ -11,6 +11,9 @@ use crate::fsio::why;
 /// Directory depth below which `**` does not descend (a guard against pathological trees).
 const MAX_DEPTH: usize = 64;
 
+/// Components from the first wildcard on, at most: an expansion's states fit in 64 bits.
+const MAX_SEGMENTS: usize = 63;
+
 /// A compiled pattern.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pattern {
@@ -19,6 +22,8 @@ pub struct Pattern {
     base: PathBuf,
     /// The remaining components; empty when the pattern is a plain path.
     segments: Vec<Segment>,
+    /// Bit `i` set: segment `i` is `**`.
+    any_dirs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -76,10 +81,21 @@ impl Pattern {
         if base.as_os_str().is_empty() {
             base.push(".");
         }
+        if segments.len() > MAX_SEGMENTS {
+            return Err(format!(
+                "more than {MAX_SEGMENTS} components after the first wildcard"
+            ));
+        }
+        let any_dirs = segments
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| matches!(s, Segment::AnyDirs))
+            .fold(0, |mask, (i, _)| mask | 1 << i);
         Ok(Self {
             text: text.to_string(),
             base,
             segments,
+            any_dirs,
         })
     }
 
@@ -93,100 +109,155 @@ impl Pattern {
         self.segments.is_empty()
     }
 
-    /// Lists every existing path the pattern matches. `**` does not follow symlinked
+    /// Lists every existing path the pattern matches, sorted. `**` does not follow symlinked
     /// directories (no loops); named components do.
     pub fn expand(&self) -> Expansion {
-        let mut out = Expansion::default();
-        if self.is_literal() {
-            out.paths.push(self.base.clone());
-            return out;
-        }
-        let mut visited = HashSet::new();
-        self.walk(&self.base, 0, 0, &mut visited, &mut out);
-        out.paths.sort();
-        out.paths.dedup();
-        out
+        let mut paths = Vec::new();
+        let errors = self.expand_each(&mut |path, _| paths.push(path.to_path_buf()));
+        Expansion { paths, errors }
     }
 
-    fn walk(
-        &self,
-        dir: &Path,
-        index: usize,
-        depth: usize,
-        visited: &mut HashSet<(u64, u64, usize)>,
-        out: &mut Expansion,
-    ) {
-        let Some(segment) = self.segments.get(index) else {
-            out.paths.push(dir.to_path_buf());
-            return;
+    /// Hands every existing path the pattern matches to `visit`, in sorted order and each
+    /// once, with its type when the directory listing told it (`None`: the base path, not
+    /// looked at). No list of every match is built, and each directory is listed once however
+    /// many segments apply to it. Returns the directories that could not be listed.
+    pub fn expand_each(&self, visit: &mut dyn FnMut(&Path, Option<fs::FileType>)) -> Vec<String> {
+        let mut errors = Vec::new();
+        let start = self.close(1);
+        if self.is_literal() || start & self.done() != 0 {
+            // A plain path, or `base/**` matching zero directories: the base itself.
+            visit(&self.base, None);
+        }
+        if self.is_literal() {
+            return errors;
+        }
+        let mut walk = Walk {
+            visited: HashSet::new(),
+            errors: &mut errors,
+            visit,
+            // Relative to the working directory: names without a leading `./`.
+            path: match self.base == Path::new(".") {
+                true => PathBuf::new(),
+                false => self.base.clone(),
+            },
+            name: Vec::new(),
         };
-        if depth > MAX_DEPTH {
+        self.walk(&mut walk, start, 0);
+        errors
+    }
+
+    /// The state "every segment consumed" in a set of states (bit `i`: segment `i` applies
+    /// next).
+    fn done(&self) -> u64 {
+        1 << self.segments.len()
+    }
+
+    /// Adds to `states` the segments that `**` lets apply without consuming a directory.
+    fn close(&self, mut states: u64) -> u64 {
+        loop {
+            let next = states | ((states & self.any_dirs) << 1);
+            if next == states {
+                return states;
+            }
+            states = next;
+        }
+    }
+
+    /// Lists `walk.path` once and applies every segment in `states` (closed under `**`) to
+    /// its entries, in name order, descending depth-first: so matches come out sorted.
+    fn walk(&self, walk: &mut Walk<'_>, states: u64, depth: usize) {
+        let mut states = states & !self.done();
+        if states == 0 || depth > MAX_DEPTH {
             return;
         }
+        let dir = match walk.path.as_os_str().is_empty() {
+            true => Path::new("."),
+            false => walk.path.as_path(),
+        };
         // Each (directory, segment) pair is visited once, whatever the route to it.
         if let Ok(meta) = fs::metadata(dir) {
-            if !visited.insert((meta.dev(), meta.ino(), index)) {
+            for i in 0..self.segments.len() {
+                if states & (1 << i) != 0 && !walk.visited.insert((meta.dev(), meta.ino(), i)) {
+                    states &= !(1 << i);
+                }
+            }
+            if states == 0 {
                 return;
             }
         }
         let entries = match fs::read_dir(dir) {
             Ok(entries) => entries,
             Err(err) => {
-                if index > 0 || depth > 0 || err.kind() != std::io::ErrorKind::NotFound {
-                    out.errors
+                if depth > 0 || err.kind() != std::io::ErrorKind::NotFound {
+                    walk.errors
                         .push(format!("list {}: {}", dir.display(), why(&err)));
                 }
                 return;
             }
         };
-        let mut children: Vec<(String, PathBuf, bool, bool)> = Vec::new();
-        for entry in entries.flatten() {
-            let path = join(dir, &entry.file_name());
-            let file_type = entry.file_type().ok();
+        let mut children: Vec<(std::ffi::OsString, Option<fs::FileType>)> = entries
+            .flatten()
+            .map(|entry| (entry.file_name(), entry.file_type().ok()))
+            .collect();
+        children.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for (name, file_type) in children {
+            // States reached through `**` (real directories only are descended) and
+            // through a named component (symlinked directories too).
+            let through_any = states & self.any_dirs;
+            let mut through_name = 0u64;
+            let mut text_ready = false;
+            for (i, segment) in self.segments.iter().enumerate() {
+                let Segment::Name(tokens) = segment else {
+                    continue;
+                };
+                if states & (1 << i) == 0 {
+                    continue;
+                }
+                if !text_ready {
+                    walk.name.clear();
+                    walk.name.extend(name.to_string_lossy().chars());
+                    text_ready = true;
+                }
+                if matches(tokens, &walk.name) {
+                    through_name |= 1 << (i + 1);
+                }
+            }
+            if through_any | through_name == 0 {
+                continue;
+            }
+            let reached = self.close(through_any | through_name);
+            walk.path.push(&name);
+            if reached & self.done() != 0 {
+                (walk.visit)(&walk.path, file_type);
+            }
             let real_dir = file_type.is_some_and(|t| t.is_dir());
-            let any_dir = real_dir
-                || (file_type.is_some_and(|t| t.is_symlink())
-                    && fs::metadata(&path).is_ok_and(|m| m.is_dir()));
-            let name = entry.file_name().to_string_lossy().into_owned();
-            children.push((name, path, real_dir, any_dir));
-        }
-        let last = index + 1 == self.segments.len();
-        match segment {
-            Segment::AnyDirs => {
-                // Zero directories: the rest of the pattern applies here.
-                self.walk(dir, index + 1, depth, visited, out);
-                for (_, path, real_dir, _) in &children {
-                    if last {
-                        out.paths.push(path.clone());
-                    }
-                    if *real_dir {
-                        self.walk(path, index, depth + 1, visited, out);
-                    }
-                }
-            }
-            Segment::Name(tokens) => {
-                for (name, path, _, any_dir) in &children {
-                    if !matches(tokens, name) {
-                        continue;
-                    }
-                    if last {
-                        out.paths.push(path.clone());
-                    } else if *any_dir {
-                        self.walk(path, index + 1, depth + 1, visited, out);
-                    }
-                }
-            }
+            let symlink = file_type.is_some_and(|t| t.is_symlink());
+            let descend = if real_dir {
+                reached
+            } else if symlink && through_name & !self.done() != 0 && is_dir(&walk.path) {
+                self.close(through_name)
+            } else {
+                0
+            };
+            self.walk(walk, descend, depth + 1);
+            walk.path.pop();
         }
     }
 }
 
-/// `dir/name`, without a leading `./` when the pattern was relative to the working directory.
-fn join(dir: &Path, name: &std::ffi::OsStr) -> PathBuf {
-    if dir == Path::new(".") {
-        PathBuf::from(name)
-    } else {
-        dir.join(name)
-    }
+/// The state of one expansion: where it is, what it saw, where matches go.
+struct Walk<'a> {
+    visited: HashSet<(u64, u64, usize)>,
+    errors: &'a mut Vec<String>,
+    visit: &'a mut dyn FnMut(&Path, Option<fs::FileType>),
+    /// The directory being listed, as the pattern reaches it (empty: the working directory).
+    path: PathBuf,
+    /// An entry's name as characters, for matching (one buffer for the whole walk).
+    name: Vec<char>,
+}
+
+fn is_dir(path: &Path) -> bool {
+    fs::metadata(path).is_ok_and(|m| m.is_dir())
 }
 
 fn literal_char(token: &Token) -> char {
@@ -254,12 +325,12 @@ fn tokenize(part: &str) -> Result<Vec<Token>, String> {
 
 /// Whether the one-component pattern `part` (no `/`) matches the name `name`.
 pub fn component_matches(part: &str, name: &str) -> Result<bool, String> {
-    Ok(matches(&tokenize(part)?, name))
+    let name: Vec<char> = name.chars().collect();
+    Ok(matches(&tokenize(part)?, &name))
 }
 
 /// Matches one path component; `*` and `?` never match `/` (components have none).
-fn matches(tokens: &[Token], name: &str) -> bool {
-    let name: Vec<char> = name.chars().collect();
+fn matches(tokens: &[Token], name: &[char]) -> bool {
     let (mut t, mut n) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while n < name.len() {
@@ -354,6 +425,50 @@ mod tests {
             .unwrap()
             .expand();
         assert!(none.paths.is_empty() && none.errors.is_empty());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn expansion_is_sorted_by_component_and_lists_each_directory_once() {
+        let dir = std::env::temp_dir().join(format!("glob-order-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("a/b/c")).unwrap();
+        fs::create_dir_all(dir.join("a.b")).unwrap();
+        for f in ["x.pem", "a/y.pem", "a/b/c/z.pem", "a/b/n.txt", "a.b/w.pem"] {
+            fs::write(dir.join(f), "").unwrap();
+        }
+        std::os::unix::fs::symlink(&dir, dir.join("a/b/loop")).unwrap();
+        let rel = |pattern: &str| -> Vec<String> {
+            let got = Pattern::new(&format!("{}/{pattern}", dir.display()))
+                .unwrap()
+                .expand();
+            assert!(got.errors.is_empty(), "{:?}", got.errors);
+            got.paths
+                .iter()
+                .map(|p| p.strip_prefix(&dir).unwrap().display().to_string())
+                .collect()
+        };
+        // "a/..." sorts before "a.b" by component, though '/' > '.' as bytes.
+        assert_eq!(
+            rel("**/*.pem"),
+            ["a/b/c/z.pem", "a/y.pem", "a.b/w.pem", "x.pem"]
+        );
+        // `**` last: the base itself and everything below, symlinks listed, not followed.
+        assert_eq!(
+            rel("a/**"),
+            [
+                "a",
+                "a/b",
+                "a/b/c",
+                "a/b/c/z.pem",
+                "a/b/loop",
+                "a/b/n.txt",
+                "a/y.pem"
+            ]
+        );
+        // A named component follows a symlinked directory; `**/**` matches each file once.
+        assert_eq!(rel("a/*/loop/*.pem"), ["a/b/loop/x.pem"]);
+        assert_eq!(rel("a/**/**/*.pem"), ["a/b/c/z.pem", "a/y.pem"]);
         fs::remove_dir_all(&dir).unwrap();
     }
 }
