@@ -571,6 +571,9 @@ impl<'scope, 'env> Readers<'scope, 'env> {
     /// Queues a batch for the threads, or reads it here when they are all busy and the
     /// queue is full (which bounds what waits, and keeps this thread useful).
     fn hand_out(source: &FileSource, lanes: &Lanes, batch: Vec<Job>, done: &mut Vec<Done>) {
+        if batch.is_empty() {
+            return;
+        }
         let Some(work) = &lanes.work else {
             return done.extend(batch.iter().map(|job| source.read(job)));
         };
