@@ -14,7 +14,7 @@ use std::thread::{Scope, ScopedJoinHandle};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
-use crate::fsio::{read_capped, why};
+use crate::fsio::{read_found, read_limited, why};
 use crate::glob::Pattern;
 use crate::labels::LabelConfig;
 use crate::model::Item;
@@ -191,6 +191,10 @@ pub struct FileSource {
     failed: BTreeMap<PathBuf, Arc<Item>>,
 }
 
+/// What [`FileSource::list`] hands each path to: `Ok(true)` for a file to read, `Ok(false)`
+/// for one skipped by the rules, `Err` for one that could not be looked at.
+type Visit<'a> = dyn FnMut(&Path, Option<fs::FileType>, Promise) -> Result<bool, String> + 'a;
+
 /// The last result of every file, by the digest of its path.
 type Cache = HashMap<u64, Cached, BuildHasherDefault<Digest>>;
 
@@ -203,8 +207,11 @@ struct Cached {
 
 /// What the listing found at one path: enough to tell whether it changed.
 struct Found {
-    /// Its identity now: equal to the cached one, it need not be read again.
-    key: FileKey,
+    /// Its identity now: equal to the cached one, it need not be read again. `None`: a
+    /// regular file not seen before, not looked at (its handle gives the key when read).
+    key: Option<FileKey>,
+    /// A stat or the directory listing showed a regular file: no stat before opening it.
+    regular: bool,
     /// What to open instead of the path: a dangling symlink's target found beside it.
     beside: Option<PathBuf>,
     promise: Promise,
@@ -257,24 +264,24 @@ impl FileSource {
     /// Lists what the pattern names now, handing each file to read to `visit` as it is found
     /// (no list of every file is built); returns the failures that belong to no file and the
     /// paths that could not be resolved.
-    fn list(&self, visit: &mut dyn FnMut(&Path, Found)) -> (Vec<String>, Vec<(PathBuf, String)>) {
+    ///
+    /// `visit` gets each path with its type when the listing told it and what it promises,
+    /// and says whether it was a file to read (or why it failed).
+    fn list(&self, visit: &mut Visit) -> (Vec<String>, Vec<(PathBuf, String)>) {
         let mut visited = 0usize;
         let mut failed = Vec::new();
         let pattern = self.pattern.as_str();
         match self.mode {
             Mode::Files => {
-                let mut errors = self
-                    .pattern
-                    .expand_each(
-                        &mut |path, known| match self.resolve(path, known, Promise::Named) {
-                            Ok(Some(found)) => {
-                                visited += 1;
-                                visit(path, found)
-                            }
-                            Ok(None) => {}
-                            Err(e) => failed.push((path.to_path_buf(), e)),
-                        },
-                    );
+                let mut errors = self.pattern.expand_each(&mut |path, known| match visit(
+                    path,
+                    known,
+                    Promise::Named,
+                ) {
+                    Ok(true) => visited += 1,
+                    Ok(false) => {}
+                    Err(e) => failed.push((path.to_path_buf(), e)),
+                });
                 if visited == 0 && failed.is_empty() && !self.pattern.is_literal() {
                     errors.push(format!("watch {pattern}: no files match"));
                 }
@@ -315,9 +322,8 @@ impl FileSource {
                         let bytes = path.as_os_str().as_bytes();
                         let name = bytes.rsplit(|&b| b == b'/').next().unwrap_or(bytes);
                         let promise = promise_of_name(name);
-                        match self.resolve(&path, known, promise) {
-                            Ok(Some(found)) => visit(&path, found),
-                            Ok(None) => {}
+                        match visit(&path, known, promise) {
+                            Ok(_) => {}
                             Err(e) if promise == Promise::CertName => failed.push((path, e)),
                             Err(e) => {
                                 log::debug!("{e} (skipped: not named like a certificate)")
@@ -332,13 +338,23 @@ impl FileSource {
 
     /// Applies the symlink and file-type rules to one path. `Ok(None)`: skip silently.
     /// `known` is the entry's type when a directory listing already told it (no lstat then):
-    /// a regular file costs one stat, a symlink a readlink and a stat.
+    /// a regular file costs one stat, or none when no earlier result needs its key
+    /// (`need_key` false: a first scan), a symlink a readlink and a stat.
     fn resolve(
         &self,
         path: &Path,
         known: Option<fs::FileType>,
         promise: Promise,
+        need_key: bool,
     ) -> Result<Option<Found>, String> {
+        if !need_key && known.is_some_and(|t| t.is_file()) {
+            return Ok(Some(Found {
+                key: None,
+                regular: true,
+                beside: None,
+                promise,
+            }));
+        }
         let fail = |why: String| format!("read {}: {why}", path.display());
         let is_symlink = match known {
             Some(t) => t.is_symlink(),
@@ -380,7 +396,8 @@ impl FileSource {
             return Ok(None);
         }
         Ok(Some(Found {
-            key: FileKey::from_meta(&meta, link),
+            key: Some(FileKey::from_meta(&meta, link)),
+            regular: meta.is_file(),
             beside,
             promise,
         }))
@@ -407,21 +424,37 @@ impl FileSource {
 
     /// Reads and parses one file into its item.
     fn read(&self, job: &Job) -> Done {
+        let mut key = job.found.key;
+        let item = Arc::new(self.parse(&job.path, &job.found, &mut key));
+        // Not looked at by the listing and not opened: its key from a stat now, or one that
+        // matches nothing (the next refresh looks again).
+        let key = key.unwrap_or_else(|| {
+            fs::metadata(&job.path).map_or(FileKey(0), |meta| FileKey::from_meta(&meta, None))
+        });
         Done {
             slot: job.slot,
             id: job.id,
-            key: job.found.key,
-            item: Arc::new(self.parse(&job.path, &job.found)),
+            key,
+            item,
         }
     }
 
-    /// Reads and parses the file found at `path`.
-    fn parse(&self, path: &Path, found: &Found) -> Item {
+    /// Reads and parses the file found at `path`; sets `key` from the open handle when the
+    /// listing left it unknown.
+    fn parse(&self, path: &Path, found: &Found, key: &mut Option<FileKey>) -> Item {
         let display = path.to_string_lossy();
         let pairs = self.labels.file_pairs(&display);
         let mut errors = Vec::new();
         let mut series = Vec::new();
-        match read_capped(found.beside.as_deref().unwrap_or(path)) {
+        let target = found.beside.as_deref().unwrap_or(path);
+        let data = match found.regular {
+            true => read_found(target).map(|(data, meta)| {
+                key.get_or_insert_with(|| FileKey::from_meta(&meta, None));
+                data
+            }),
+            false => read_limited(target),
+        };
+        match data.map_err(|why| format!("read {}: {why}", target.display())) {
             Err(e) if found.promise == Promise::Other => {
                 log::debug!("{e} (skipped: not named like a certificate)")
             }
@@ -693,9 +726,13 @@ impl Source for FileSource {
         let this = &*self;
         let (errors, failed) = std::thread::scope(|scope| {
             let mut readers = Readers::new(this, scope);
-            let listed = this.list(&mut |path, found| {
+            let listed = this.list(&mut |path, known, promise| {
                 let id = path_id(path);
-                match cache.get_mut(&id).filter(|c| c.key == found.key) {
+                let cached = cache.get_mut(&id);
+                let Some(found) = this.resolve(path, known, promise, cached.is_some())? else {
+                    return Ok(false);
+                };
+                match cached.filter(|c| Some(c.key) == found.key) {
                     Some(cached) => {
                         cached.pass = pass;
                         items.push(Some(Arc::clone(&cached.item)));
@@ -715,6 +752,7 @@ impl Source for FileSource {
                         }
                     }
                 }
+                Ok(true)
             });
             for done in readers.finish() {
                 place(done, &mut items, &mut cache);

@@ -36,6 +36,13 @@ pub fn read_capped(path: &Path) -> Result<Vec<u8>, String> {
 pub fn read_limited(path: &Path) -> Result<Vec<u8>, String> {
     let meta = fs::metadata(path).map_err(|e| why(&e))?;
     check_regular(&meta)?;
+    read_found(path).map(|(data, _)| data)
+}
+
+/// [`read_limited`] for a path that a directory listing or a stat has just shown to be a
+/// regular file: no stat of the path before opening it (the type and size are still checked
+/// on the handle). Returns the handle's metadata too. Errors give only the cause.
+pub fn read_found(path: &Path) -> Result<(Vec<u8>, Metadata), String> {
     let file = fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
@@ -50,7 +57,7 @@ pub fn read_limited(path: &Path) -> Result<Vec<u8>, String> {
     if data.len() as u64 > MAX_FILE_SIZE {
         return Err(format!("larger than the {} MiB limit", MAX_FILE_SIZE >> 20));
     }
-    Ok(data)
+    Ok((data, meta))
 }
 
 fn check_regular(meta: &Metadata) -> Result<(), String> {
