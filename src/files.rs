@@ -1,5 +1,6 @@
 //! `-f` and `-d` sources: glob expansion, the directory and symlink rules, safe reads and
-//! change detection by (device, inode, size, mtime, ctime, link target).
+//! change detection by (device, inode, size, mtime, ctime, link target). A refresh with many
+//! files to read (a first scan) parses them on threads lent by a budget all sources share.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, Metadata};

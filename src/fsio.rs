@@ -133,6 +133,12 @@ mod tests {
             .set_len(MAX_FILE_SIZE + 1)
             .unwrap();
         assert!(read_capped(&big).unwrap_err().contains("larger than"));
+        assert!(read_found(&big).unwrap_err().contains("larger than"));
+        // Opened without a stat first, a FIFO is still refused on the handle, not waited on.
+        let fifo = dir.join("fifo.pem");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.unwrap().success());
+        assert!(read_found(&fifo).unwrap_err().contains("FIFO"));
         fs::remove_dir_all(&dir).unwrap();
     }
 }
