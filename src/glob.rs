@@ -391,6 +391,9 @@ mod tests {
         for bad in ["", "toto[", "a/[b", "[z-a]", "x\\"] {
             assert!(Pattern::new(bad).is_err(), "{bad}");
         }
+        // An expansion's states are 64 bits: 63 components after the first wildcard at most.
+        assert!(Pattern::new(&format!("/etc{}", "/*".repeat(63))).is_ok());
+        assert!(Pattern::new(&format!("/etc{}", "/*".repeat(64))).is_err());
     }
 
     #[test]
