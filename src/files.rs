@@ -10,7 +10,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::thread::{Scope, ScopedJoinHandle};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -21,9 +21,6 @@ use crate::labels::LabelConfig;
 use crate::model::Item;
 use crate::pem;
 use crate::poll::{Pass, Source};
-
-/// Threads that parse files at once by default, the refreshing ones included, at most.
-const MAX_THREADS: usize = 8;
 
 /// Files a refresh must read before it parses them on more than its own thread.
 const PARALLEL_FROM: usize = 256;
@@ -128,14 +125,6 @@ impl SpareThreads {
             #[cfg(test)]
             running: Default::default(),
         })
-    }
-
-    /// The budget every file source shares unless given another: the available cores, at
-    /// most eight.
-    pub fn shared() -> Arc<Self> {
-        static SHARED: OnceLock<Arc<SpareThreads>> = OnceLock::new();
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Arc::clone(SHARED.get_or_init(|| Self::new(cores.min(MAX_THREADS))))
     }
 
     /// Borrows up to `want` spare threads, as many as are free now (maybe none).
@@ -248,15 +237,15 @@ impl FileSource {
             mode,
             skip_symlinks,
             labels,
-            spare: SpareThreads::shared(),
+            spare: SpareThreads::new(1),
             cache: HashMap::default(),
             pass: 0,
             failed: BTreeMap::new(),
         }
     }
 
-    /// Parses on threads borrowed from `spare` (shared with other sources) rather than the
-    /// process-wide budget.
+    /// Parses on threads borrowed from `spare`, a budget shared with other sources; without
+    /// one, a source parses on the thread that refreshes it.
     pub fn with_spare_threads(mut self, spare: Arc<SpareThreads>) -> Self {
         self.spare = spare;
         self

@@ -179,22 +179,33 @@ fn environment(pid: u32, name: &str) -> Option<String> {
 }
 
 #[test]
-fn the_exporter_runs_with_one_malloc_arena_unless_told_otherwise() {
-    let exporter = Exporter::start(&[]);
+fn malloc_is_tuned_for_the_pool_unless_the_operator_says_otherwise() {
+    let exporter = Exporter::start(&["--workers=3"]);
+    let pid = exporter.child.id();
     assert_eq!(
-        environment(exporter.child.id(), "MALLOC_ARENA_MAX").as_deref(),
-        Some("1"),
-        "the same process, run again with the cap"
+        environment(pid, "MALLOC_ARENA_MAX").as_deref(),
+        Some("6"),
+        "the same process, run again with two arenas per worker"
+    );
+    assert_eq!(
+        environment(pid, "MALLOC_MMAP_THRESHOLD_").as_deref(),
+        Some("131072")
     );
     exporter.wait_ready();
 
     let mut cmd = std::process::Command::new(BIN);
     cmd.arg("--listen-address=127.0.0.1:0")
-        .env("MALLOC_ARENA_MAX", "3");
+        .env("MALLOC_ARENA_MAX", "1");
     let exporter = Exporter::spawn(cmd);
+    let pid = exporter.child.id();
     assert_eq!(
-        environment(exporter.child.id(), "MALLOC_ARENA_MAX").as_deref(),
-        Some("3"),
+        environment(pid, "MALLOC_ARENA_MAX").as_deref(),
+        Some("1"),
         "the operator's value is kept"
+    );
+    assert_eq!(
+        environment(pid, "MALLOC_MMAP_THRESHOLD_").as_deref(),
+        Some("131072"),
+        "and the other one still set"
     );
 }
