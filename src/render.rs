@@ -338,6 +338,21 @@ fn push_int(out: &mut Vec<u8>, value: i64) {
     out.extend_from_slice(&digits[at..]);
 }
 
+/// The last second at which the exposition of `view` rendered at `now` is still the same
+/// text (from `now` on): with relative metrics every value moves each second; otherwise only
+/// `x509_cert_expired` depends on the clock, and it flips one second after the earliest
+/// `not_after` that has not passed yet. `i64::MAX` when nothing will ever flip.
+pub fn valid_until(view: &View, now: i64, options: Options) -> i64 {
+    if options.relative && view.cert_count() > 0 {
+        return now;
+    }
+    view.certs()
+        .map(|(_, series, _)| series.not_after)
+        .filter(|&not_after| not_after >= now)
+        .min()
+        .unwrap_or(i64::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -569,6 +584,35 @@ mod tests {
                 },
                 &TEST_BUILD
             )
+        );
+    }
+
+    #[test]
+    fn a_rendering_holds_until_the_earliest_not_after_not_yet_passed() {
+        // not_after 2000, 5000, 6000.
+        let plain = Options::default();
+        assert_eq!(valid_until(&view(), 1500, plain), 2000);
+        assert_eq!(
+            valid_until(&view(), 2000, plain),
+            2000,
+            "still 0 at not_after"
+        );
+        assert_eq!(valid_until(&view(), 2001, plain), 5000);
+        assert_eq!(valid_until(&view(), 6001, plain), i64::MAX, "all expired");
+        for (now, until) in [(1500, 2000), (2001, 5000)] {
+            let at = |t| render(view(), t, plain, &TEST_BUILD);
+            assert_eq!(at(now), at(until), "the same text through {until}");
+            assert_ne!(at(until), at(until + 1), "and not after");
+        }
+        let relative = Options {
+            relative: true,
+            per_cert_error: false,
+        };
+        assert_eq!(valid_until(&view(), 6001, relative), 6001);
+        assert_eq!(
+            valid_until(&Store::new(0).view(), 6001, relative),
+            i64::MAX,
+            "no certificate, no relative series"
         );
     }
 
