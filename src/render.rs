@@ -117,8 +117,13 @@ impl Body {
     /// Renders the next piece into `buf`; leaves it empty at the end.
     fn fill(&mut self) {
         self.buf.clear();
-        self.buf.reserve(self.piece + 1024);
         self.pos = 0;
+        self.render();
+    }
+
+    /// Appends about a piece's worth of lines to `buf` (nothing at the end).
+    fn render(&mut self) {
+        self.buf.reserve(self.piece + 1024);
         while self.buf.len() < self.piece && self.stage < DONE {
             match self.stage {
                 s if s < CERT_FAMILIES => self.cert_family(s),
@@ -241,6 +246,27 @@ impl Body {
         piece.drain(..self.pos);
         self.pos = 0;
         Some(piece)
+    }
+
+    /// Appends the next rendered piece to `out`, after what it holds already (room for a
+    /// frame's head, say), so that a caller reusing one buffer neither allocates nor copies
+    /// per piece. False at the end, with nothing appended.
+    pub fn next_into(&mut self, out: &mut Vec<u8>) -> bool {
+        if self.pos < self.buf.len() {
+            // The rest of a piece partly taken through `Read`.
+            out.extend_from_slice(&self.buf[self.pos..]);
+            self.pos = self.buf.len();
+            return true;
+        }
+        let before = out.len();
+        std::mem::swap(&mut self.buf, out);
+        // A piece's worth after what `out` held: the loops stop at `piece` bytes of `buf`.
+        let piece = self.piece;
+        self.piece = piece.saturating_add(before);
+        self.render();
+        self.piece = piece;
+        std::mem::swap(&mut self.buf, out);
+        out.len() > before
     }
 
     /// The next rendered piece, borrowed; empty at the end.
@@ -614,6 +640,34 @@ mod tests {
             i64::MAX,
             "no certificate, no relative series"
         );
+    }
+
+    #[test]
+    fn pieces_appended_after_a_prefix_are_the_same_text() {
+        let view = crate::store::big_view(2000, |i| (i, i + 7));
+        let options = Options::default();
+        let text = render(Arc::clone(&view), 10, options, &TEST_BUILD);
+        let mut body = Body::new(Arc::clone(&view), 10, options, TEST_BUILD).in_pieces_of(4096);
+        // Some of the first piece through `Read`, then the rest of it and every other piece.
+        let mut all = vec![0u8; 100];
+        assert_eq!(body.read(&mut all).unwrap(), 100);
+        // A prefix longer than a piece: each piece is still a piece's worth after it.
+        let prefix = vec![b'#'; 5000];
+        let mut out = Vec::new();
+        let mut pieces = 0;
+        loop {
+            out.clear();
+            out.extend_from_slice(&prefix);
+            if !body.next_into(&mut out) {
+                assert_eq!(out, prefix, "nothing appended at the end");
+                break;
+            }
+            pieces += 1;
+            assert!(out.starts_with(&prefix) && out.ends_with(b"\n"));
+            all.extend_from_slice(&out[prefix.len()..]);
+        }
+        assert!(pieces > 20, "{pieces}");
+        assert_eq!(String::from_utf8(all).unwrap(), text);
     }
 
     #[test]
