@@ -143,9 +143,26 @@ fn an_unchanged_store_gets_the_same_gzip_bytes_and_a_changed_file_a_new_body() {
 
     let (first, text) = gzip_scrape(&exporter);
     let asked = common::now();
+    // Two refreshes that find nothing new, and a later second.
+    let refreshes = || {
+        exporter
+            .log_lines()
+            .iter()
+            .filter(|l| l.contains("refreshed"))
+            .count()
+    };
+    let seen = refreshes();
+    while refreshes() < seen + 2 {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     sleep_until(asked + 1);
     let (second, _) = gzip_scrape(&exporter);
     assert_eq!(second, first, "a later second, the same bytes");
+    assert_eq!(
+        bodies_made(&exporter).len(),
+        1,
+        "unchanged refreshes keep the view, and the body with it"
+    );
     assert_eq!(Metrics::parse(&text).count("x509_cert_not_after"), 1);
 
     dir.write("b.pem", pem("b", now - 100, now + 200_000));
