@@ -117,8 +117,13 @@ impl Body {
     /// Renders the next piece into `buf`; leaves it empty at the end.
     fn fill(&mut self) {
         self.buf.clear();
-        self.buf.reserve(self.piece + 1024);
         self.pos = 0;
+        self.render();
+    }
+
+    /// Appends about a piece's worth of lines to `buf` (nothing at the end).
+    fn render(&mut self) {
+        self.buf.reserve(self.piece + 1024);
         while self.buf.len() < self.piece && self.stage < DONE {
             match self.stage {
                 s if s < CERT_FAMILIES => self.cert_family(s),
@@ -243,6 +248,27 @@ impl Body {
         Some(piece)
     }
 
+    /// Appends the next rendered piece to `out`, after what it holds already (room for a
+    /// frame's head, say), so that a caller reusing one buffer neither allocates nor copies
+    /// per piece. False at the end, with nothing appended.
+    pub fn next_into(&mut self, out: &mut Vec<u8>) -> bool {
+        if self.pos < self.buf.len() {
+            // The rest of a piece partly taken through `Read`.
+            out.extend_from_slice(&self.buf[self.pos..]);
+            self.pos = self.buf.len();
+            return true;
+        }
+        let before = out.len();
+        std::mem::swap(&mut self.buf, out);
+        // A piece's worth after what `out` held: the loops stop at `piece` bytes of `buf`.
+        let piece = self.piece;
+        self.piece = piece.saturating_add(before);
+        self.render();
+        self.piece = piece;
+        std::mem::swap(&mut self.buf, out);
+        out.len() > before
+    }
+
     /// The next rendered piece, borrowed; empty at the end.
     pub fn next_piece(&mut self) -> &[u8] {
         if self.pos == self.buf.len() {
@@ -292,50 +318,80 @@ fn header(out: &mut Vec<u8>, name: &str, help: &str, kind: &str) {
 
 /// `{item,series,issuer,discriminator="…"}`, or nothing when all are empty.
 fn labels(out: &mut Vec<u8>, parts: [&str; 3], discriminator: Option<u32>) {
-    if parts.iter().all(|p| p.is_empty()) && discriminator.is_none() {
-        return;
-    }
-    out.push(b'{');
-    let mut first = true;
+    let start = out.len();
+    // One reservation for the line's labels; each part goes in after a comma, and the
+    // first comma becomes the brace.
+    out.reserve(parts.iter().map(|p| p.len()).sum::<usize>() + 30);
     for part in parts {
         if !part.is_empty() {
-            if !first {
-                out.push(b',');
-            }
+            out.push(b',');
             out.extend_from_slice(part.as_bytes());
-            first = false;
         }
     }
     if let Some(fingerprint) = discriminator {
-        if !first {
-            out.push(b',');
+        let mut label = *b",discriminator=\"00000000\"";
+        for (digit, shift) in label[16..24].iter_mut().zip((0..8).rev()) {
+            *digit = b"0123456789abcdef"[((fingerprint >> (shift * 4)) & 0xf) as usize];
         }
-        out.extend_from_slice(b"discriminator=\"");
-        for shift in (0..8).rev() {
-            out.push(b"0123456789abcdef"[((fingerprint >> (shift * 4)) & 0xf) as usize]);
-        }
-        out.push(b'"');
+        out.extend_from_slice(&label);
     }
-    out.push(b'}');
+    if out.len() > start {
+        out[start] = b'{';
+        out.push(b'}');
+    }
 }
 
-/// Decimal digits of `value`, without the formatting machinery (this is the hot loop).
+/// "00" to "99": two digits per division in [`push_int`].
+const DIGIT_PAIRS: [u8; 200] = {
+    let mut pairs = [0u8; 200];
+    let mut i = 0;
+    while i < 100 {
+        pairs[2 * i] = b'0' + (i / 10) as u8;
+        pairs[2 * i + 1] = b'0' + (i % 10) as u8;
+        i += 1;
+    }
+    pairs
+};
+
+/// Decimal digits of `value`, without the formatting machinery (this is the hot loop: a
+/// timestamp on every line), two digits at a time.
 fn push_int(out: &mut Vec<u8>, value: i64) {
     let mut digits = [0u8; 20];
     let mut n = value.unsigned_abs();
     let mut at = digits.len();
-    loop {
+    while n >= 100 {
+        let pair = (n % 100) as usize * 2;
+        n /= 100;
+        at -= 2;
+        digits[at..at + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+    }
+    if n >= 10 {
+        let pair = n as usize * 2;
+        at -= 2;
+        digits[at..at + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+    } else {
         at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+        digits[at] = b'0' + n as u8;
     }
     if value < 0 {
         out.push(b'-');
     }
     out.extend_from_slice(&digits[at..]);
+}
+
+/// The last second at which the exposition of `view` rendered at `now` is still the same
+/// text (from `now` on): with relative metrics every value moves each second; otherwise only
+/// `x509_cert_expired` depends on the clock, and it flips one second after the earliest
+/// `not_after` that has not passed yet. `i64::MAX` when nothing will ever flip.
+pub fn valid_until(view: &View, now: i64, options: Options) -> i64 {
+    if options.relative && view.cert_count() > 0 {
+        return now;
+    }
+    view.certs()
+        .map(|(_, series, _)| series.not_after)
+        .filter(|&not_after| not_after >= now)
+        .min()
+        .unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]
@@ -573,8 +629,93 @@ mod tests {
     }
 
     #[test]
+    fn a_rendering_holds_until_the_earliest_not_after_not_yet_passed() {
+        // not_after 2000, 5000, 6000.
+        let plain = Options::default();
+        assert_eq!(valid_until(&view(), 1500, plain), 2000);
+        assert_eq!(
+            valid_until(&view(), 2000, plain),
+            2000,
+            "still 0 at not_after"
+        );
+        assert_eq!(valid_until(&view(), 2001, plain), 5000);
+        assert_eq!(valid_until(&view(), 6001, plain), i64::MAX, "all expired");
+        for (now, until) in [(1500, 2000), (2001, 5000)] {
+            let at = |t| render(view(), t, plain, &TEST_BUILD);
+            assert_eq!(at(now), at(until), "the same text through {until}");
+            assert_ne!(at(until), at(until + 1), "and not after");
+        }
+        let relative = Options {
+            relative: true,
+            per_cert_error: false,
+        };
+        assert_eq!(valid_until(&view(), 6001, relative), 6001);
+        assert_eq!(
+            valid_until(&Store::new(0).view(), 6001, relative),
+            i64::MAX,
+            "no certificate, no relative series"
+        );
+    }
+
+    #[test]
+    fn pieces_appended_after_a_prefix_are_the_same_text() {
+        let view = crate::store::big_view(2000, |i| (i, i + 7));
+        let options = Options::default();
+        let text = render(Arc::clone(&view), 10, options, &TEST_BUILD);
+        let mut body = Body::new(Arc::clone(&view), 10, options, TEST_BUILD).in_pieces_of(4096);
+        // Some of the first piece through `Read`, then the rest of it and every other piece.
+        let mut all = vec![0u8; 100];
+        assert_eq!(body.read(&mut all).unwrap(), 100);
+        // A prefix longer than a piece: each piece is still a piece's worth after it.
+        let prefix = vec![b'#'; 5000];
+        let mut out = Vec::new();
+        let mut pieces = 0;
+        loop {
+            out.clear();
+            out.extend_from_slice(&prefix);
+            if !body.next_into(&mut out) {
+                assert_eq!(out, prefix, "nothing appended at the end");
+                break;
+            }
+            pieces += 1;
+            assert!(out.starts_with(&prefix) && out.ends_with(b"\n"));
+            all.extend_from_slice(&out[prefix.len()..]);
+        }
+        assert!(pieces > 20, "{pieces}");
+        assert_eq!(String::from_utf8(all).unwrap(), text);
+    }
+
+    #[test]
+    fn label_sets_join_the_parts_that_are_there() {
+        let cases: [([&str; 3], Option<u32>, &str); 5] = [
+            (["", "", ""], None, ""),
+            (["", "", ""], Some(0xab), "{discriminator=\"000000ab\"}"),
+            (["a=\"1\"", "", "c=\"3\""], None, "{a=\"1\",c=\"3\"}"),
+            (
+                ["", "b=\"2\"", ""],
+                Some(u32::MAX),
+                "{b=\"2\",discriminator=\"ffffffff\"}",
+            ),
+            (
+                ["a=\"1\"", "b=\"2\"", "c=\"3\""],
+                None,
+                "{a=\"1\",b=\"2\",c=\"3\"}",
+            ),
+        ];
+        for (parts, discriminator, want) in cases {
+            let mut out = b"x".to_vec();
+            labels(&mut out, parts, discriminator);
+            assert_eq!(String::from_utf8(out).unwrap(), format!("x{want}"));
+        }
+    }
+
+    #[test]
     fn integers_without_format() {
-        for v in [0, 7, -7, 1_767_225_600, i64::MAX, i64::MIN, -1] {
+        // Every digit count, both signs, each side of each power of ten.
+        let powers = (0..19).map(|e| 10i64.pow(e));
+        let edges = powers.flat_map(|p| [p - 1, p, p + 1, -p, 7 * p + 3]);
+        let extremes = [1_767_225_600, i64::MAX, i64::MIN, i64::MIN + 1];
+        for v in (-1000..=1000).chain(edges).chain(extremes) {
             let mut out = Vec::new();
             push_int(&mut out, v);
             assert_eq!(String::from_utf8(out).unwrap(), v.to_string());

@@ -141,6 +141,8 @@ pub struct Store {
     errors_total: u64,
     /// Reports applied since the last publication.
     pending: bool,
+    /// Some report applied since the last publication replaced its source's rows.
+    changed: bool,
     view: Arc<View>,
 }
 
@@ -155,6 +157,7 @@ impl Store {
             shared_rows: Arc::default(),
             errors_total: 0,
             pending: false,
+            changed: false,
             view: Arc::default(),
         }
     }
@@ -176,6 +179,7 @@ impl Store {
             return;
         }
         slot.reported = true;
+        self.changed = true;
         let rows = Arc::new(rows_of(report.items));
         let old = std::mem::replace(&mut slot.rows, Arc::clone(&rows));
         if self.slots.len() > 1 {
@@ -183,11 +187,20 @@ impl Store {
         }
     }
 
-    /// Publishes a view of every report applied so far; returns whether anything was
-    /// applied since the last publication. Costs in proportion to the number of sources
-    /// (and to the items of the sources that share label sets, when one of them changed).
+    /// Publishes a view of every report applied so far; returns whether a new view was
+    /// published. Reports that changed nothing a scrape shows (no rows, the same read
+    /// failures) keep the view, generation and all, so that a body rendered from it stays
+    /// good. Costs in proportion to the number of sources (and to the items of the sources
+    /// that share label sets, when one of them changed).
     pub fn publish(&mut self) -> bool {
         if !std::mem::take(&mut self.pending) {
+            return false;
+        }
+        let read_errors = self.slots.iter().map(|s| s.errors).sum();
+        let counts = (read_errors, self.errors_total);
+        if !std::mem::take(&mut self.changed)
+            && counts == (self.view.read_errors, self.view.read_errors_total)
+        {
             return false;
         }
         if std::mem::take(&mut self.shared_dirty) {
@@ -211,7 +224,7 @@ impl Store {
             sources,
             shared: Arc::clone(&self.shared_rows),
             cert_count,
-            read_errors: self.slots.iter().map(|s| s.errors).sum(),
+            read_errors,
             read_errors_total: self.errors_total,
         });
         true
@@ -567,6 +580,38 @@ mod tests {
         let second = store.view();
         assert!(Arc::ptr_eq(&first.sources[0], &second.sources[0]));
         assert_eq!(second.read_errors_total, 2);
+    }
+
+    #[test]
+    fn an_unchanged_report_keeps_the_view_unless_its_failures_count() {
+        let mut store = Store::new(1);
+        store.apply(report(
+            0,
+            vec![item("f=\"a\"", vec![series("x=\"1\"", 7)], 0)],
+            0,
+        ));
+        assert!(store.publish());
+        let first = store.view();
+        let unchanged = |errors| {
+            let mut r = report(0, vec![], errors);
+            r.changed = false;
+            r
+        };
+        store.apply(unchanged(0));
+        assert!(!store.publish(), "nothing a scrape shows has changed");
+        assert!(Arc::ptr_eq(&first, &store.view()));
+        store.apply(unchanged(1));
+        assert!(store.publish(), "a read failure counts");
+        let failing = store.view();
+        assert_eq!(failing.generation, first.generation + 1);
+        assert_eq!((failing.read_errors, failing.read_errors_total), (1, 1));
+        assert_eq!(failing.cert_count(), 1, "the rows stay");
+        store.apply(unchanged(1));
+        assert!(store.publish(), "the total of failures moved");
+        assert_eq!(store.view().read_errors_total, 2);
+        store.apply(report(0, vec![], 0));
+        assert!(store.publish(), "changed rows");
+        assert_eq!(store.view().cert_count(), 0);
     }
 
     #[test]

@@ -120,10 +120,17 @@ pub enum Flow {
     Yield,
 }
 
-/// The plain exposition, rendered piece by piece as the socket drains.
+/// Room kept before each piece for its chunk's head (`ffffffff\r\n` at most).
+const CHUNK_HEAD: usize = 10;
+
+/// The plain exposition, rendered piece by piece as the socket drains, each piece into the
+/// same buffer and framed in place: no allocation and no copy per piece.
 pub struct Stream {
     body: render::Body,
     chunked: bool,
+    /// The frame being sent: `frame[at..]` is still to go.
+    frame: Vec<u8>,
+    at: usize,
     ended: bool,
 }
 
@@ -138,28 +145,59 @@ impl Stream {
         Self {
             body: render::Body::new(view, now, options, render::BUILD).in_pieces_of(PIECE),
             chunked,
+            frame: Vec::new(),
+            at: 0,
             ended: false,
         }
     }
 
-    fn next(&mut self) -> Option<Bytes> {
+    /// The bytes still to send of the current frame, rendering the next one when it is all
+    /// sent; None once everything is.
+    fn unsent(&mut self) -> Option<&[u8]> {
+        if self.at == self.frame.len() {
+            self.next_frame();
+        }
+        (self.at < self.frame.len()).then(|| &self.frame[self.at..])
+    }
+
+    /// `n` bytes of [`Stream::unsent`] were sent.
+    fn sent(&mut self, n: usize) {
+        self.at = (self.at + n).min(self.frame.len());
+    }
+
+    /// Renders the next piece into the frame, with its chunk head before it and its CRLF
+    /// after it when chunked; the last chunk once the body ends; nothing after that.
+    fn next_frame(&mut self) {
+        self.frame.clear();
+        self.at = 0;
         if self.ended {
-            return None;
+            return;
         }
-        match self.body.next_owned() {
-            Some(piece) if self.chunked => {
-                let mut frame = Vec::with_capacity(piece.len() + 12);
-                frame.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
-                frame.extend_from_slice(&piece);
-                frame.extend_from_slice(b"\r\n");
-                Some(Bytes::Owned(frame))
-            }
-            Some(piece) => Some(Bytes::Owned(piece)),
-            None => {
-                self.ended = true;
-                self.chunked.then_some(Bytes::Static(b"0\r\n\r\n"))
+        if !self.chunked {
+            self.ended = !self.body.next_into(&mut self.frame);
+            return;
+        }
+        self.frame.resize(CHUNK_HEAD, 0);
+        if !self.body.next_into(&mut self.frame) {
+            self.ended = true;
+            self.frame.clear();
+            self.frame.extend_from_slice(b"0\r\n\r\n");
+            return;
+        }
+        // The size in hex, right-aligned against the piece.
+        let mut size = self.frame.len() - CHUNK_HEAD;
+        let mut at = CHUNK_HEAD - 2;
+        self.frame[at..CHUNK_HEAD].copy_from_slice(b"\r\n");
+        loop {
+            at -= 1;
+            self.frame[at] = b"0123456789abcdef"[size & 0xf];
+            size >>= 4;
+            if size == 0 {
+                break;
             }
         }
+        self.at = at;
+        self.frame.extend_from_slice(b"\r\n");
     }
 }
 
@@ -356,19 +394,17 @@ impl Conn {
             if written >= TURN {
                 return Ok(Flow::Yield);
             }
-            let Some((front, at)) = self.output.front_mut() else {
-                match self.body.as_mut().and_then(Stream::next) {
-                    Some(piece) => {
-                        self.queue(piece);
-                        continue;
-                    }
+            // Queued bytes first (the head), then the streamed body straight from its buffer.
+            let data = match self.output.front() {
+                Some((front, at)) => &front.as_slice()[*at..],
+                None => match self.body.as_mut().and_then(Stream::unsent) {
+                    Some(data) => data,
                     None => {
                         self.body = None;
                         return Ok(Flow::Done);
                     }
-                }
+                },
             };
-            let data = &front.as_slice()[*at..];
             let n = match self.tls.as_deref_mut() {
                 Some(tls) => tls.writer().write(data)?,
                 None => match self.stream.write(data) {
@@ -383,9 +419,18 @@ impl Conn {
             if n > 0 && self.tls.is_none() {
                 self.sent = now;
             }
-            *at += n;
-            if *at == front.as_slice().len() {
-                self.output.pop_front();
+            match self.output.front_mut() {
+                Some((front, at)) => {
+                    *at += n;
+                    if *at == front.as_slice().len() {
+                        self.output.pop_front();
+                    }
+                }
+                None => {
+                    if let Some(body) = self.body.as_mut() {
+                        body.sent(n);
+                    }
+                }
             }
         }
     }
@@ -471,4 +516,62 @@ fn flush_tls(
         }
     }
     Ok((sent, true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sends a stream as the write loop does, `step` bytes at most per write.
+    fn send_all(stream: &mut Stream, step: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        while let Some(data) = stream.unsent() {
+            let n = data.len().min(step);
+            out.extend_from_slice(&data[..n]);
+            stream.sent(n);
+        }
+        out
+    }
+
+    /// The body of a chunked message, checking each chunk's framing on the way.
+    fn dechunk(mut data: &[u8]) -> Vec<u8> {
+        let mut body = Vec::new();
+        loop {
+            let line = data.windows(2).position(|w| w == b"\r\n").unwrap();
+            let size = std::str::from_utf8(&data[..line]).unwrap();
+            assert!(size == "0" || !size.starts_with('0'), "chunk size {size:?}");
+            let size = usize::from_str_radix(size, 16).unwrap();
+            data = &data[line + 2..];
+            if size == 0 {
+                assert_eq!(data, b"\r\n", "the last chunk ends the message");
+                return body;
+            }
+            body.extend_from_slice(&data[..size]);
+            assert_eq!(&data[size..size + 2], b"\r\n");
+            data = &data[size + 2..];
+        }
+    }
+
+    #[test]
+    fn a_streamed_body_is_the_exposition_in_chunks_or_bare() {
+        let view = crate::store::big_view(3000, |i| (i, 1_000_000 - i));
+        let options = render::Options {
+            relative: true,
+            per_cert_error: true,
+        };
+        let text = render::render(Arc::clone(&view), 500_000, options, &render::BUILD);
+        assert!(text.len() > 4 * PIECE, "several pieces");
+        for step in [usize::MAX, 4096, 1000] {
+            let mut chunked = Stream::new(Arc::clone(&view), 500_000, options, true);
+            let sent = send_all(&mut chunked, step);
+            assert_eq!(String::from_utf8(dechunk(&sent)).unwrap(), text, "{step}");
+            assert!(chunked.unsent().is_none(), "nothing after the last chunk");
+            let mut bare = Stream::new(Arc::clone(&view), 500_000, options, false);
+            assert_eq!(
+                String::from_utf8(send_all(&mut bare, step)).unwrap(),
+                text,
+                "{step}"
+            );
+        }
+    }
 }

@@ -29,7 +29,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use self::auth::{Gate, Verdict};
 use self::conn::{Awaiting, Bytes, Conn, Expiry, Flow, Held, Phase, Stream, FIRST_PASS_WAIT};
-use self::gzip::{Gzip, GzipCache, GzipKey};
+use self::gzip::{Gzip, GzipCache, GzipKey, Made};
 use self::request::{Head, Method, Parsed};
 use self::web_config::WebConfig;
 use crate::poll::{Published, Views};
@@ -74,7 +74,7 @@ struct GzipJob {
 
 /// A worker's answer.
 enum Done {
-    Gzip(GzipKey, Arc<Vec<u8>>),
+    Gzip(GzipKey, Made),
     Login(auth::Checked),
 }
 
@@ -215,7 +215,8 @@ fn spawn_stop(shutdown: Receiver<()>, waker: &Arc<Waker>) -> io::Result<Arc<Atom
     Ok(stopping)
 }
 
-/// The gzip thread: views in, gzip bodies out through `done`, the loop woken for each.
+/// The gzip thread: views in, gzip bodies (with how long each stays true) out through
+/// `done`, the loop woken for each.
 fn spawn_gzip(
     waker: &Arc<Waker>,
     done: Sender<Done>,
@@ -227,9 +228,19 @@ fn spawn_gzip(
         .name("http-gzip".into())
         .spawn(move || {
             for GzipJob { view, now } in queue.iter() {
-                let key = (view.generation, now);
-                let body = Arc::new(gzip::body(view, now, options));
-                if done.send(Done::Gzip(key, body)).is_err() {
+                let (key, started) = ((view.generation, now), Instant::now());
+                let made = gzip::make(view, now, options);
+                log::debug!(
+                    "gzip body of view {} at {now}: {} bytes in {:.1} ms, true through {}",
+                    key.0,
+                    made.body.len(),
+                    started.elapsed().as_secs_f64() * 1e3,
+                    match made.valid_until {
+                        i64::MAX => "the view's end".to_string(),
+                        until => until.to_string(),
+                    }
+                );
+                if done.send(Done::Gzip(key, made)).is_err() {
                     return;
                 }
                 let _ = waker.wake();
@@ -288,7 +299,7 @@ impl Server {
             options,
             web,
             lanes,
-            gzip: GzipCache::default(),
+            gzip: GzipCache::new(options),
             draining: None,
             accept_failing: false,
         }
@@ -463,12 +474,21 @@ impl Server {
     /// Takes a worker's answer to the connections that wait for it, adding them to `due`.
     fn finish(&mut self, done: Done, now: Instant, due: &mut Vec<Token>) {
         match done {
-            Done::Gzip(key, body) => {
-                for token in self.gzip.made(key, &body) {
+            Done::Gzip(key, made) => {
+                let waiters = self.gzip.made(key, &made);
+                for token in waiters.ready {
                     if let Some(head) = self.release(token, Awaiting::Gzip) {
                         if let Some(conn) = self.conns.get_mut(&token) {
-                            send_gzip(conn, &head, Arc::clone(&body), now);
+                            send_gzip(conn, &head, Arc::clone(&made.body), now);
                         }
+                    }
+                    due.push(token);
+                }
+                // Scrapes that waited for a body started at an earlier second, which no
+                // longer holds at theirs: asked again (a new body is made at most once).
+                for token in waiters.again {
+                    if let Some(head) = self.release(token, Awaiting::Gzip) {
+                        self.route(token, head, now, false);
                     }
                     due.push(token);
                 }
@@ -627,7 +647,7 @@ impl Server {
             }
             "/metrics" if head.gzip => {
                 let key = (view.generation, unix_now());
-                match self.gzip.lookup(key, token) {
+                match self.gzip.lookup(key.0, key.1, token) {
                     Gzip::Ready(body) => send_gzip(conn, &head, body, now),
                     Gzip::Wait => hold(conn, head, Awaiting::Gzip, now),
                     Gzip::Make => {
