@@ -1,13 +1,42 @@
 //! `make bench`: speed and memory of the release binary on 127.0.0.1, each figure against a
 //! floor measured in the same run by a small program here:
-//!   (a) lstat every file; (b) read and parse every certificate with x509-parser and keep the
-//!   label strings, nothing else (its own process, for its peak RSS); (c) serve a pre-rendered
-//!   body of the same size (with gzip: compress it at level 1, then serve it).
+//!   (a) lstat every file (a' for a tree: walk its directories and lstat every entry);
+//!   (b) read and parse every certificate with x509-parser and keep the label strings,
+//!   nothing else (its own process, for its peak RSS, on one thread);
+//!   (c) gzip: compress the exporter's plain body at level 1, then serve it;
+//!   (c') serve the exporter's own gzip bytes from memory (no compression in the floor);
+//!   (d) per request, render the same series from label strings and integers prepared before
+//!   the request (name, `{labels}`, ' ', integer, '\n'; a certificate's series share one label
+//!   string, escaped when prepared; comment lines copied), then serve that text.
+//! Every floor answers one request on 127.0.0.1, timed from the client's connect to its last
+//! byte, like the exporter's scrapes.
 //! Corpora of 1,000, 10,000 and 100,000 files (RSA-2048 and P-256 leaves, a quarter of them
-//! 2–3-certificate chains) are generated once under ~/.cache/x509-exporter-bench.
-//! Medians of 3 rounds. `--smoke` (CI): the 10k corpus only, best of 5 rounds, failing on
-//! speed ratios over twice their target (memory targets are set at 100k files). The full run
-//! rewrites the "files" section of BENCHMARKS.md.
+//! 2–3-certificate chains) are generated once under ~/.cache/x509-exporter-bench; at 10k and
+//! 100k the same files are also laid out as directories by hard links (no extra disk, the
+//! same bytes to parse): `corpus-N-dirs/dNNNN/` with 100 files each, and `corpus-N-200dirs/`
+//! with N/200 files each.
+//! Engine figures (10k and 100k), where the floor is the exporter itself with one source:
+//! - many sources: N/100 `-d` flags, one per directory, against one glob `-d 'TREE/d*'` over
+//!   the same directories: start to /readyz 200, VmHWM at ready, and the most threads seen in
+//!   /proc/PID/status while waiting for ready (against a fixed 16).
+//! - whole-process CPU per refresh: utime + stime from /proc/PID/stat (ticks of
+//!   `getconf CLK_TCK`) between two moments a refresh was logged, divided by the refreshes
+//!   logged in between (over all sources, per source), with `--refresh-interval=1s` and
+//!   nothing changing: 200 `-d` flags against one glob over the same 200 directories; and
+//!   one `-d DIR` (against a) or one `-f 'TREE/**/*.pem'` (against a').
+//! - churn (10k): the files hard-linked into a scratch directory; each second 1 % of them is
+//!   replaced by a rename from a sibling directory on the same filesystem (a different
+//!   certificate of the corpus each time), and half a second later a gzip scrape must export
+//!   exactly the files listed on disk, each with the certificates it held either before or
+//!   after that second's renames. VmRSS is sampled every 10 s; the figure is the highest
+//!   sample of the last quarter against the quiet RSS of the same process (same files, ready,
+//!   one scrape, 5 s of refreshes) before the churn starts. BENCH_CHURN_SECONDS sets its
+//!   length (20 minutes; 60 s in the smoke run).
+//!
+//! Medians of 3 rounds. `--smoke` (CI): the 10k corpus only, best of 5 rounds (best of 2 for
+//! the CPU windows), failing on ratios over twice their target except memory ratios other
+//! than churn's (memory targets are set at 100k files). The full run rewrites the "files"
+//! section of BENCHMARKS.md.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 #[path = "../tests/common/mod.rs"]
@@ -92,10 +121,23 @@ fn main() {
         1.0,
     ));
 
+    // Rows also go to stderr as they are measured: a long run shows its progress.
+    let progress = |rows: &[Row]| rows.iter().for_each(|row| eprint!("{}", row.line()));
     for &n in sizes {
         let dir = corpus(n);
-        rows.extend(files_figures(&dir, n));
+        let (figures, certs) = files_figures(&dir, n);
+        progress(&figures);
+        rows.extend(figures);
+        if n >= 10_000 {
+            let figures = engine_figures(&dir, n, certs);
+            progress(&figures);
+            rows.extend(figures);
+        }
     }
+    // Last, being the longest (20 minutes in the full run).
+    let churn = churn_figure(&corpus(10_000));
+    progress(std::slice::from_ref(&churn));
+    rows.push(churn);
     let secrets = if smoke { 10_000 } else { 50_000 };
     rows.extend(kube_figures(secrets));
 
@@ -132,7 +174,7 @@ fn main() {
     write_section(
         "files",
         &format!(
-            "Measured by `make bench` (benches/bench.rs) on {} cores ({cpu}): the release binary on 127.0.0.1, medians of {ROUNDS} rounds, each ratio against a floor measured in the same run (see the top of benches/bench.rs). Refresh times come from the exporter's own debug log (wall and thread CPU of one refresh).\n\n{table}",
+            "Measured by `make bench` (benches/bench.rs) on {} cores ({cpu}): the release binary on 127.0.0.1, medians of {ROUNDS} rounds, each ratio against a floor measured in the same run (see the top of benches/bench.rs). Refresh times come from the exporter's own debug log (wall and thread CPU of one refresh), except the whole-process CPU rows (utime + stime from /proc between two logged refreshes, over the refreshes in between). The engine rows compare the exporter with many sources against itself with one source over the same files; churn compares the RSS under churn with the same process's quiet RSS.\n\n{table}",
             std::thread::available_parallelism().map_or(1, |n| n.get())
         ),
     );
@@ -175,7 +217,8 @@ impl Row {
     }
 }
 
-fn files_figures(dir: &Path, n: usize) -> Vec<Row> {
+/// The figures of one corpus, and how many certificates it holds.
+fn files_figures(dir: &Path, n: usize) -> (Vec<Row>, usize) {
     let k = if n >= 1000 {
         format!("{}k", n / 1000)
     } else {
@@ -200,6 +243,8 @@ fn files_figures(dir: &Path, n: usize) -> Vec<Row> {
     let mut steady_peak = Vec::new();
     let mut plain = Vec::new();
     let mut gzip = Vec::new();
+    let mut gzip_again = Vec::new();
+    let mut gzip_body = Vec::new();
     let mut unchanged_wall = Vec::new();
     let mut unchanged_cpu = Vec::new();
     let mut changed_wall = Vec::new();
@@ -228,6 +273,15 @@ fn files_figures(dir: &Path, n: usize) -> Vec<Row> {
         let (t, b) = run.scrape(true);
         gzip.push(t);
         gzip_len = b.len();
+        gzip_body = b;
+        // The same store in a later second: what Prometheus asks for, most of the time.
+        let (t, b) = run.scrape(true);
+        gzip_again.push(t);
+        let mut text = Vec::new();
+        flate2::read::GzDecoder::new(&b[..])
+            .read_to_end(&mut text)
+            .unwrap();
+        assert!(text == body, "a later gzip scrape of the unchanged store");
         let scraping_peak = run.hwm();
         drop(run);
 
@@ -253,7 +307,18 @@ fn files_figures(dir: &Path, n: usize) -> Vec<Row> {
     }
     let cold = cold_start(&dir_arg);
 
-    let floor_c_plain = pick((0..rounds()).map(|_| serve_floor(&body, false).0));
+    let floor_c_cached = pick((0..rounds()).map(|_| serve_floor(&gzip_body, false).0));
+    let lines = Arc::new(exposition_lines(&body));
+    let series = lines
+        .lines
+        .iter()
+        .filter(|l| matches!(l, Line::Series(..)))
+        .count();
+    assert!(
+        render_lines(&lines, body.len()) == body,
+        "(d) renders the exporter's plain body byte for byte"
+    );
+    let floor_d = pick((0..rounds()).map(|_| render_floor(&lines, body.len())));
     let floor_c_gzip: Vec<(Duration, usize)> =
         (0..rounds()).map(|_| serve_floor(&body, true)).collect();
     let (floor_gzip_time, level1_len) = (pick(floor_c_gzip.iter().map(|f| f.0)), floor_c_gzip[0].1);
@@ -285,12 +350,14 @@ fn files_figures(dir: &Path, n: usize) -> Vec<Row> {
         0.0,
     ));
     let ready = pick(ready);
+    // Two cores should beat one thread's parse; at 1k, process start and thread spawn
+    // are most of the time.
     rows.push(Row::new(
         &format!("full scan to ready, {k} files, warm"),
         ms(ready),
-        format!("(b) parse: {}", ms(floor_b_time)),
+        format!("(b) parse, one thread: {}", ms(floor_b_time)),
         r(ready, floor_b_time),
-        1.5,
+        if n >= 10_000 { 0.75 } else { 1.5 },
     ));
     if let Some(cold) = cold {
         rows.push(Row::new(
@@ -316,20 +383,28 @@ fn files_figures(dir: &Path, n: usize) -> Vec<Row> {
             body_len as f64 / 1e6
         ),
         ms(p),
-        format!("(c) same body: {}", ms(floor_c_plain)),
-        r(p, floor_c_plain),
-        2.0,
+        format!("(d) render {series} series + serve: {}", ms(floor_d)),
+        r(p, floor_d),
+        1.5,
     ));
     let g = pick(gzip);
     rows.push(Row::new(
         &format!(
-            "scrape, {certs} certificates, gzip ({:.1} MB)",
+            "scrape, {certs} certificates, gzip, first ({:.1} MB)",
             gzip_len as f64 / 1e6
         ),
         ms(g),
         format!("(c) gzip -1 + serve: {}", ms(floor_gzip_time)),
         r(g, floor_gzip_time),
         1.5,
+    ));
+    let g = pick(gzip_again);
+    rows.push(Row::new(
+        &format!("scrape, {certs} certificates, gzip, unchanged store, a later second"),
+        ms(g),
+        format!("(c') same gzip bytes: {}", ms(floor_c_cached)),
+        r(g, floor_c_cached),
+        1.2,
     ));
     rows.push(Row::new(
         &format!("gzip body size, {k} files"),
@@ -357,7 +432,7 @@ fn files_figures(dir: &Path, n: usize) -> Vec<Row> {
         sp as f64 / st as f64,
         1.25,
     ));
-    rows
+    (rows, certs)
 }
 
 fn count_lines(body: &[u8], prefix: &[u8]) -> usize {
@@ -457,23 +532,129 @@ fn floor_b_child(dir: &Path) {
     );
 }
 
-/// (c): one request answered with `body` (compressed at level 1 first when `gzip`), timed
-/// from the client's connect to its last byte; returns that time and the bytes sent.
+/// (c) and (c'): one request answered with `body` (compressed at level 1 first when `gzip`);
+/// returns the time and the bytes sent.
 fn serve_floor(body: &[u8], gzip: bool) -> (Duration, usize) {
+    let body = body.to_vec();
+    serve_once(move || match gzip {
+        true => {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            enc.write_all(&body).unwrap();
+            enc.finish().unwrap()
+        }
+        false => body,
+    })
+}
+
+/// (d)'s data, prepared before the request: each line of the exporter's plain body as a
+/// comment copied as it is, or a series as its metric name, its label set (one string, shared
+/// by the series of one certificate, escaped when prepared) and an integer.
+struct Exposition {
+    comments: Vec<String>,
+    names: Vec<String>,
+    label_sets: Vec<String>,
+    lines: Vec<Line>,
+}
+
+enum Line {
+    Comment(usize),
+    /// Indices into names and label sets, and the value.
+    Series(usize, usize, i64),
+}
+
+/// The exporter's plain body as (d)'s prepared data.
+fn exposition_lines(body: &[u8]) -> Exposition {
+    use std::collections::HashMap;
+    let mut prepared = Exposition {
+        comments: Vec::new(),
+        names: Vec::new(),
+        label_sets: Vec::new(),
+        lines: Vec::new(),
+    };
+    let (mut names, mut sets): (HashMap<&str, usize>, HashMap<&str, usize>) = Default::default();
+    for line in std::str::from_utf8(body).unwrap().lines() {
+        if line.starts_with('#') {
+            prepared.comments.push(line.to_string());
+            prepared
+                .lines
+                .push(Line::Comment(prepared.comments.len() - 1));
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        let value = value
+            .parse::<i64>()
+            .unwrap_or_else(|_| value.parse::<f64>().unwrap() as i64);
+        let (name, labels) = match series.split_once('{') {
+            Some((name, rest)) => (name, rest.strip_suffix('}').unwrap()),
+            None => (series, ""),
+        };
+        let name = *names.entry(name).or_insert_with(|| {
+            prepared.names.push(name.to_string());
+            prepared.names.len() - 1
+        });
+        let set = *sets.entry(labels).or_insert_with(|| {
+            prepared.label_sets.push(labels.to_string());
+            prepared.label_sets.len() - 1
+        });
+        prepared.lines.push(Line::Series(name, set, value));
+    }
+    prepared
+}
+
+/// (d): one request answered by rendering `prepared` into text; `hint` is the size of the
+/// previous body (a writer would remember it).
+fn render_floor(prepared: &Arc<Exposition>, hint: usize) -> Duration {
+    let prepared = Arc::clone(prepared);
+    serve_once(move || render_lines(&prepared, hint)).0
+}
+
+/// (d)'s writer: name, `{labels}`, ' ', the integer in decimal, '\n'.
+fn render_lines(prepared: &Exposition, hint: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(hint);
+    for line in &prepared.lines {
+        match *line {
+            Line::Comment(i) => out.extend_from_slice(prepared.comments[i].as_bytes()),
+            Line::Series(name, set, value) => {
+                out.extend_from_slice(prepared.names[name].as_bytes());
+                let labels = &prepared.label_sets[set];
+                if !labels.is_empty() {
+                    out.push(b'{');
+                    out.extend_from_slice(labels.as_bytes());
+                    out.push(b'}');
+                }
+                out.push(b' ');
+                if value < 0 {
+                    out.push(b'-');
+                }
+                let mut digits = [0u8; 20];
+                let mut at = digits.len();
+                let mut v = value.unsigned_abs();
+                loop {
+                    at -= 1;
+                    digits[at] = b'0' + (v % 10) as u8;
+                    v /= 10;
+                    if v == 0 {
+                        break;
+                    }
+                }
+                out.extend_from_slice(&digits[at..]);
+            }
+        }
+        out.push(b'\n');
+    }
+    out
+}
+
+/// One request on 127.0.0.1 answered with what `payload` makes once the request is read,
+/// timed from the client's connect to its last byte; returns that time and the bytes sent.
+fn serve_once(payload: impl FnOnce() -> Vec<u8> + Send + 'static) -> (Duration, usize) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let body = body.to_vec();
     let server = std::thread::spawn(move || {
         let (mut stream, _) = listener.accept().unwrap();
         let mut buf = [0u8; 4096];
         let _ = stream.read(&mut buf).unwrap();
-        let payload = if gzip {
-            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-            enc.write_all(&body).unwrap();
-            enc.finish().unwrap()
-        } else {
-            body
-        };
+        let payload = payload();
         let head = format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", payload.len());
         stream.write_all(head.as_bytes()).unwrap();
         stream.write_all(&payload).unwrap();
@@ -488,6 +669,405 @@ fn serve_floor(body: &[u8], gzip: bool) -> (Duration, usize) {
     stream.read_to_end(&mut sink).unwrap();
     let elapsed = start.elapsed();
     (elapsed, server.join().unwrap())
+}
+
+// ---------------------------------------------------------------------------------------
+// Engine: many sources, whole-process CPU per refresh, churn
+// ---------------------------------------------------------------------------------------
+
+/// The most threads a run may use, however many sources it has.
+const THREAD_CAP: u64 = 16;
+
+/// Engine figures of the `n`-file corpus `flat` holding `certs` certificates.
+fn engine_figures(flat: &Path, n: usize, certs: usize) -> Vec<Row> {
+    let k = format!("{}k", n / 1000);
+    let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1e3);
+    let r = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+    let mut rows = Vec::new();
+
+    // Many sources against one glob over the same directories, interleaved round by round.
+    let (tree, dirs) = dirs_tree(n, n / 100);
+    let glob = format!("--watch-dir={}/d*", tree.display());
+    let each: Vec<String> = dirs
+        .iter()
+        .map(|d| format!("--watch-dir={}", d.display()))
+        .collect();
+    let (mut one, mut many) = (Vec::new(), Vec::new());
+    for round in 0..rounds() {
+        one.push(start_to_ready(
+            std::slice::from_ref(&glob),
+            (round == 0).then_some(certs),
+        ));
+        many.push(start_to_ready(&each, (round == 0).then_some(certs)));
+    }
+    let d = dirs.len();
+    let (one_ready, many_ready) = (
+        pick(one.iter().map(|o| o.0)),
+        pick(many.iter().map(|m| m.0)),
+    );
+    rows.push(Row::new(
+        &format!("ready, {d} sources (`-d` each) vs one glob `-d 'DIR/d*'`, {k} files"),
+        ms(many_ready),
+        format!("one glob: {}", ms(one_ready)),
+        r(many_ready, one_ready),
+        1.25,
+    ));
+    let (one_hwm, many_hwm) = (
+        pick(one.iter().map(|o| o.1)),
+        pick(many.iter().map(|m| m.1)),
+    );
+    rows.push(Row::new(
+        &format!("peak RSS at ready, {d} sources vs one glob, {k} files"),
+        mib(many_hwm),
+        format!("one glob: {}", mib(one_hwm)),
+        many_hwm as f64 / one_hwm as f64,
+        1.1,
+    ));
+    let (one_threads, many_threads) = (
+        pick(one.iter().map(|o| o.2)),
+        pick(many.iter().map(|m| m.2)),
+    );
+    rows.push(Row::new(
+        &format!("threads until ready, {d} sources, {k} files"),
+        format!("{many_threads}"),
+        format!("{THREAD_CAP} (one glob: {one_threads})"),
+        many_threads as f64 / THREAD_CAP as f64,
+        1.0,
+    ));
+
+    // Whole-process CPU per refresh, nothing changing, every source refreshed every second.
+    let (tree200, dirs200) = dirs_tree(n, 200);
+    let glob200 = format!("--watch-dir={}/d*", tree200.display());
+    let each200: Vec<String> = dirs200
+        .iter()
+        .map(|d| format!("--watch-dir={}", d.display()))
+        .collect();
+    let flat_arg = format!("--watch-dir={}", flat.display());
+    let globstar = format!("--watch-file={}/**/*.pem", tree.display());
+    let (mut one200, mut many200, mut flat_cpu, mut star_cpu) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut floor_flat, mut floor_tree) = (Vec::new(), Vec::new());
+    floor_a(flat);
+    floor_a_tree(&tree);
+    for _ in 0..window_rounds() {
+        many200.push(cpu_per_refresh(&each200, dirs200.len()));
+        one200.push(cpu_per_refresh(std::slice::from_ref(&glob200), 1));
+        flat_cpu.push(cpu_per_refresh(std::slice::from_ref(&flat_arg), 1));
+        // The floors are short: the median of 5 runs each time, next to the windows.
+        floor_flat.push(median((0..5).map(|_| floor_a(flat))));
+        star_cpu.push(cpu_per_refresh(std::slice::from_ref(&globstar), 1));
+        floor_tree.push(median((0..5).map(|_| floor_a_tree(&tree))));
+    }
+    let (one200, many200) = (pick(one200), pick(many200));
+    rows.push(Row::new(
+        &format!(
+            "CPU per 1 s refresh, nothing changed, {} sources (`-d` each) vs one glob, {k} files",
+            dirs200.len()
+        ),
+        ms(many200),
+        format!("one glob: {}", ms(one200)),
+        r(many200, one200),
+        1.25,
+    ));
+    let (flat_cpu, floor_flat) = (pick(flat_cpu), pick(floor_flat));
+    rows.push(Row::new(
+        &format!("refresh, nothing changed, {k} files, whole-process CPU, `-d DIR`"),
+        ms(flat_cpu),
+        format!("(a) lstat: {}", ms(floor_flat)),
+        r(flat_cpu, floor_flat),
+        2.0,
+    ));
+    let (star_cpu, floor_tree) = (pick(star_cpu), pick(floor_tree));
+    rows.push(Row::new(
+        &format!("refresh, nothing changed, {k} files, whole-process CPU, `-f 'TREE/**/*.pem'`"),
+        ms(star_cpu),
+        format!("(a') walk + lstat: {}", ms(floor_tree)),
+        r(star_cpu, floor_tree),
+        2.0,
+    ));
+    rows
+}
+
+/// Rounds of the CPU windows: each window already spans many refreshes.
+fn window_rounds() -> usize {
+    match SMOKE.load(std::sync::atomic::Ordering::Relaxed) {
+        true => 2,
+        false => ROUNDS,
+    }
+}
+
+/// Start to ready of the exporter on `sources`, refreshing hourly: (ready, VmHWM at ready,
+/// most threads until ready). With `certs`, a scrape then checks that every certificate is
+/// exported.
+fn start_to_ready(sources: &[String], certs: Option<usize>) -> (Duration, u64, u64) {
+    let mut args: Vec<&str> = sources.iter().map(String::as_str).collect();
+    args.push("--refresh-interval=1h");
+    let run = Run::start(&args);
+    let (ready, threads) = run.wait_ready_threads();
+    let hwm = run.hwm();
+    if let Some(certs) = certs {
+        let (_, body) = run.scrape_now(false);
+        assert_eq!(
+            count_lines(&body, b"x509_cert_not_after{"),
+            certs,
+            "every certificate exported by {} sources",
+            sources.len()
+        );
+    }
+    (ready, hwm, threads)
+}
+
+/// Whole-process CPU per refresh of each of `per_round` sources, with nothing changing and
+/// `--refresh-interval=1s`: the CPU between two logged refreshes, over the rounds of refreshes
+/// logged in between (a round: as many refreshes as sources).
+fn cpu_per_refresh(sources: &[String], per_round: usize) -> Duration {
+    let smoke = SMOKE.load(std::sync::atomic::Ordering::Relaxed);
+    let (wanted, cap) = match smoke {
+        true => (10, Duration::from_secs(20)),
+        false => (20, Duration::from_secs(60)),
+    };
+    let mut args: Vec<&str> = sources.iter().map(String::as_str).collect();
+    args.push("--refresh-interval=1s");
+    let run = Run::start(&args);
+    run.wait_ready();
+    // A first round after ready settles caches; the window opens at a refresh's log line.
+    let settle = run.refresh_count() + 2 * per_round;
+    let wait_for = |count: usize, until: Instant| {
+        while run.refresh_count() < count && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    };
+    wait_for(settle, Instant::now() + cap);
+    let seen = run.refresh_count();
+    wait_for(seen + 1, Instant::now() + cap);
+    let (from, cpu_from) = (run.refresh_count(), run.cpu());
+    wait_for(from + wanted * per_round, Instant::now() + cap);
+    let (to, cpu_to) = (run.refresh_count(), run.cpu());
+    let refreshes = (to - from) as f64 / per_round as f64;
+    assert!(
+        refreshes >= 1.0,
+        "{} sources: only {} refreshes in {cap:?}",
+        sources.len(),
+        to - from
+    );
+    (cpu_to - cpu_from).div_f64(refreshes)
+}
+
+/// (a'): walk the tree's directories and lstat every entry.
+fn floor_a_tree(tree: &Path) -> Duration {
+    let start = Instant::now();
+    let mut n = 0;
+    for dir in std::fs::read_dir(tree).unwrap() {
+        let dir = dir.unwrap().path();
+        if std::fs::symlink_metadata(&dir).unwrap().is_dir() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                if std::fs::symlink_metadata(entry.unwrap().path()).is_ok() {
+                    n += 1;
+                }
+            }
+        }
+    }
+    assert!(n > 0);
+    start.elapsed()
+}
+
+/// The `n`-file corpus as `dirs` directories `dNNNN/` of n/dirs files each, hard links to
+/// the flat files, built once: returns the tree and its directories.
+fn dirs_tree(n: usize, dirs: usize) -> (PathBuf, Vec<PathBuf>) {
+    let name = match n / dirs {
+        100 => format!("corpus-{n}-dirs"),
+        _ => format!("corpus-{n}-{dirs}dirs"),
+    };
+    let tree = cache_dir().join(&name);
+    let list = (0..dirs).map(|d| tree.join(format!("d{d:04}"))).collect();
+    let marker = cache_dir().join(format!("{name}.complete"));
+    if marker.exists() {
+        return (tree, list);
+    }
+    eprintln!("linking {} (once)…", tree.display());
+    let _ = std::fs::remove_dir_all(&tree);
+    let flat = corpus(n);
+    let files = sorted_files(&flat);
+    let per = n / dirs;
+    for (i, file) in files.iter().enumerate() {
+        let dir = tree.join(format!("d{:04}", i / per));
+        if i % per == 0 {
+            std::fs::create_dir_all(&dir).unwrap();
+        }
+        std::fs::hard_link(file, dir.join(file.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(marker, n.to_string()).unwrap();
+    (tree, list)
+}
+
+fn sorted_files(dir: &Path) -> Vec<PathBuf> {
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Churn over the 10k corpus `flat` (see the top of this file): the RSS row; panics when a
+/// scrape does not export what is on disk.
+fn churn_figure(flat: &Path) -> Row {
+    let smoke = SMOKE.load(std::sync::atomic::Ordering::Relaxed);
+    let seconds: usize = std::env::var("BENCH_CHURN_SECONDS")
+        .ok()
+        .map(|s| s.parse().expect("BENCH_CHURN_SECONDS: a number of seconds"))
+        .unwrap_or(if smoke { 60 } else { 1200 });
+    let sources = sorted_files(flat);
+    let n = sources.len();
+    let names: Vec<String> = sources
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    let chain: Vec<usize> = sources
+        .iter()
+        .map(|p| count_lines(&std::fs::read(p).unwrap(), b"-----BEGIN CERTIFICATE-----"))
+        .collect();
+    // Renames never write into an existing inode, so hard links to the corpus are safe.
+    let (scratch, staging) = (cache_dir().join("churn"), cache_dir().join("churn-staging"));
+    for dir in [&scratch, &staging] {
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    for (source, name) in sources.iter().zip(&names) {
+        std::fs::hard_link(source, scratch.join(name)).unwrap();
+    }
+    // holds[i]: which corpus file's certificates file i holds.
+    let mut holds: Vec<usize> = (0..n).collect();
+    let run = Run::start(&[
+        &format!("--watch-dir={}", scratch.display()),
+        "--refresh-interval=1s",
+    ]);
+    run.wait_ready();
+    let check = |before: &[usize], after: &[usize], second: usize| {
+        let listing: std::collections::BTreeSet<String> = std::fs::read_dir(&scratch)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        (listing, before.to_vec(), after.to_vec(), second)
+    };
+    let verify = |(listing, before, after, second): (
+        std::collections::BTreeSet<String>,
+        Vec<usize>,
+        Vec<usize>,
+        usize,
+    )| {
+        let (_, gz) = run.scrape_now(true);
+        let mut body = Vec::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_end(&mut body)
+            .unwrap();
+        if let Err(e) = exported_matches(&body, &listing, &names, &chain, &before, &after) {
+            panic!("churn, second {second}: the scrape does not match the disk: {e}");
+        }
+    };
+    verify(check(&holds, &holds, 0));
+    std::thread::sleep(Duration::from_secs(5));
+    let quiet = run.rss();
+
+    let start = Instant::now();
+    let mut samples = Vec::new();
+    for second in 0..seconds {
+        sleep_until(start + Duration::from_secs(second as u64));
+        let before = holds.clone();
+        for i in (second % 100..n).step_by(100) {
+            let j = (i + second + 1) % n;
+            let staged = staging.join(&names[i]);
+            std::fs::write(&staged, std::fs::read(&sources[j]).unwrap()).unwrap();
+            std::fs::rename(&staged, scratch.join(&names[i])).unwrap();
+            holds[i] = j;
+        }
+        let state = check(&before, &holds, second);
+        sleep_until(start + Duration::from_millis(second as u64 * 1000 + 500));
+        verify(state);
+        if second % 10 == 9 {
+            samples.push(run.rss());
+        }
+    }
+    drop(run);
+    let _ = std::fs::remove_dir_all(&scratch);
+    let _ = std::fs::remove_dir_all(&staging);
+    let last = samples[samples.len() * 3 / 4..]
+        .iter()
+        .copied()
+        .max()
+        .unwrap_or(quiet);
+    Row::new(
+        &format!("RSS under churn, 10k files, 1 % renamed over each second, {seconds} s (highest of the last quarter)"),
+        mib(last),
+        format!("quiet: {}", mib(quiet)),
+        last as f64 / quiet as f64,
+        1.3,
+    )
+}
+
+fn sleep_until(at: Instant) {
+    std::thread::sleep(at.saturating_duration_since(Instant::now()));
+}
+
+/// Whether a plain body exports exactly the files of `listing`, file i with the
+/// certificates of corpus file `before[i]` or `after[i]` (its leaf's CN and chain length).
+fn exported_matches(
+    body: &[u8],
+    listing: &std::collections::BTreeSet<String>,
+    names: &[String],
+    chain: &[usize],
+    before: &[usize],
+    after: &[usize],
+) -> Result<(), String> {
+    let label = |line: &'_ str, key: &str| -> Option<String> {
+        let from = line.find(&format!("{key}=\""))? + key.len() + 2;
+        Some(line[from..from + line[from..].find('"')?].to_string())
+    };
+    // file name -> (certificates, leaf CNs)
+    let mut exported: std::collections::HashMap<String, (usize, Vec<String>)> =
+        std::collections::HashMap::new();
+    for line in std::str::from_utf8(body).unwrap().lines() {
+        if !line.starts_with("x509_cert_not_after{") {
+            continue;
+        }
+        let file = label(line, "filename").ok_or("a series without filename")?;
+        let entry = exported.entry(file).or_default();
+        entry.0 += 1;
+        if let Some(cn) = label(line, "subject_CN").filter(|cn| cn.starts_with("host")) {
+            entry.1.push(cn);
+        }
+    }
+    let files: std::collections::BTreeSet<&String> = exported.keys().collect();
+    if !files.iter().copied().eq(listing.iter()) {
+        let missing: Vec<_> = listing
+            .iter()
+            .filter(|f| !exported.contains_key(*f))
+            .take(3)
+            .collect();
+        let extra: Vec<_> = files
+            .iter()
+            .filter(|f| !listing.contains(**f))
+            .take(3)
+            .collect();
+        return Err(format!(
+            "{} files exported, {} on disk; missing {missing:?}, not on disk {extra:?}",
+            files.len(),
+            listing.len()
+        ));
+    }
+    for (i, name) in names.iter().enumerate() {
+        let (count, leaves) = exported
+            .get(name)
+            .ok_or_else(|| format!("{name}: not exported"))?;
+        let holds = |j: usize| *count == chain[j] && leaves == &[format!("host{j}.bench.example")];
+        if !holds(before[i]) && !holds(after[i]) {
+            return Err(format!(
+                "{name}: {count} certificates {leaves:?}, on disk corpus file {} (before: {})",
+                after[i], before[i]
+            ));
+        }
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1,12 +1,14 @@
 //! Helpers shared by the benches: the release binary started on 127.0.0.1 and watched
-//! (readiness, VmHWM, refresh times from its debug log), medians, and BENCHMARKS.md sections.
+//! (readiness, VmHWM, RSS, threads and whole-process CPU from /proc, refresh times from its
+//! debug log), medians, and BENCHMARKS.md sections.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_x509-certificate-exporter");
@@ -18,6 +20,8 @@ pub struct Run {
     pub listening: Duration,
     started: Instant,
     log: Arc<Mutex<Vec<String>>>,
+    /// Refreshes logged so far (every source's), counted as the lines arrive.
+    refreshed: Arc<AtomicUsize>,
 }
 
 impl Run {
@@ -44,13 +48,17 @@ impl Run {
         let mut child = cmd.spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&log);
+        let refreshed = Arc::new(AtomicUsize::new(0));
+        let (sink, count) = (Arc::clone(&log), Arc::clone(&refreshed));
         std::thread::spawn(move || {
             use std::io::BufRead;
             for line in std::io::BufReader::new(stderr)
                 .lines()
                 .map_while(Result::ok)
             {
+                if line.contains(": refreshed ") {
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
                 if line.contains("refreshed") || line.contains("WARN") || line.contains("ERROR") {
                     sink.lock().unwrap().push(line);
                 }
@@ -68,6 +76,7 @@ impl Run {
             listening,
             started,
             log,
+            refreshed,
         }
     }
 
@@ -85,8 +94,46 @@ impl Run {
         self.started.elapsed()
     }
 
+    /// Time from start to /readyz 200, and the most threads the process had meanwhile
+    /// (sampled at every poll, and once more when ready).
+    pub fn wait_ready_threads(&self) -> (Duration, u64) {
+        let deadline = Instant::now() + Duration::from_secs(900);
+        let mut most = 0;
+        while status(self.port, "/readyz") != Some(200) {
+            most = most.max(self.threads());
+            assert!(
+                Instant::now() < deadline,
+                "never ready: {:?}",
+                self.log.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let ready = self.started.elapsed();
+        (ready, most.max(self.threads()))
+    }
+
     pub fn hwm(&self) -> u64 {
         hwm_of(self.child.id())
+    }
+
+    /// Resident memory now (VmRSS).
+    pub fn rss(&self) -> u64 {
+        status_field(self.child.id(), "VmRSS:") * 1024
+    }
+
+    /// Threads of the process now.
+    pub fn threads(&self) -> u64 {
+        status_field(self.child.id(), "Threads:")
+    }
+
+    /// CPU the whole process has used so far (every thread, user and system).
+    pub fn cpu(&self) -> Duration {
+        cpu_of(self.child.id())
+    }
+
+    /// Refreshes logged so far, over every source (one debug line each).
+    pub fn refresh_count(&self) -> usize {
+        self.refreshed.load(Ordering::Relaxed)
     }
 
     /// Resets VmHWM to the current RSS.
@@ -103,6 +150,11 @@ impl Run {
             Duration::from_nanos(1_000_000_000 - u64::from(now.subsec_nanos()))
                 + Duration::from_millis(5),
         );
+        self.scrape_now(gzip)
+    }
+
+    /// GET /metrics now; returns the time it took and the body (still compressed with gzip).
+    pub fn scrape_now(&self, gzip: bool) -> (Duration, Vec<u8>) {
         let start = Instant::now();
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         let enc = if gzip {
@@ -178,13 +230,42 @@ fn status(port: u16, path: &str) -> Option<u16> {
 }
 
 pub fn hwm_of(pid: u32) -> u64 {
+    status_field(pid, "VmHWM:") * 1024
+}
+
+/// A number from /proc/PID/status: kB for the Vm* fields, a count for `Threads:`.
+pub fn status_field(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .unwrap()
-        * 1024
+        .unwrap_or_else(|| panic!("/proc/{pid}/status has no {field}"))
+}
+
+/// utime + stime of a whole process (every thread) from /proc/PID/stat.
+pub fn cpu_of(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The command name may hold spaces and parentheses: fields are counted after its last ')'.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 1..]
+        .split_whitespace()
+        .collect();
+    // proc(5): utime and stime are fields 14 and 15; the state (field 3) is fields[0] here.
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_secs_f64(ticks as f64 / clock_ticks() as f64)
+}
+
+/// Clock ticks a second (`getconf CLK_TCK`; 100 on Linux when getconf is missing).
+pub fn clock_ticks() -> u64 {
+    static TICKS: OnceLock<u64> = OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
+            .unwrap_or(100)
+    })
 }
 
 pub fn mib(bytes: u64) -> String {
