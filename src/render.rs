@@ -234,20 +234,6 @@ impl Body {
 }
 
 impl Body {
-    /// The next rendered piece, owned (to hand to another thread); `None` at the end.
-    pub fn next_owned(&mut self) -> Option<Vec<u8>> {
-        if self.pos == self.buf.len() {
-            self.fill();
-        }
-        if self.pos == self.buf.len() {
-            return None;
-        }
-        let mut piece = std::mem::take(&mut self.buf);
-        piece.drain(..self.pos);
-        self.pos = 0;
-        Some(piece)
-    }
-
     /// Appends the next rendered piece to `out`, after what it holds already (room for a
     /// frame's head, say), so that a caller reusing one buffer neither allocates nor copies
     /// per piece. False at the end, with nothing appended.

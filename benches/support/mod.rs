@@ -162,11 +162,11 @@ impl Run {
         } else {
             ""
         };
-        write!(
-            stream,
-            "GET /metrics HTTP/1.1\r\nHost: x\r\n{enc}Connection: close\r\n\r\n"
-        )
-        .unwrap();
+        // One write, as Prometheus sends its request: `write!` on a bare socket would send
+        // each formatted piece as a packet of its own, and the exporter, unlike the floors,
+        // waits for the whole head.
+        let request = format!("GET /metrics HTTP/1.1\r\nHost: x\r\n{enc}Connection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).unwrap();
         let mut raw = Vec::new();
         stream.read_to_end(&mut raw).unwrap();
         let elapsed = start.elapsed();
