@@ -51,57 +51,18 @@ pub struct Config {
 pub struct KubeFlags {
     /// `--kubeconfig`: the file used to reach the API.
     pub kubeconfig: Option<String>,
-    /// `-s TYPE:KEYREGEX`: Secret types and the data keys read in each (whole-key match).
-    pub secret_types: Vec<SecretType>,
-    /// `-c`: ConfigMap keys read (exact names); none means ConfigMaps are not listed.
-    pub configmap_keys: Vec<String>,
-    /// `--include-namespace`.
-    pub include_namespaces: Vec<String>,
-    /// `--exclude-namespace`.
-    pub exclude_namespaces: Vec<String>,
-    /// `--include-namespace-label`.
-    pub include_namespace_labels: Vec<LabelFilter>,
-    /// `--exclude-namespace-label`.
-    pub exclude_namespace_labels: Vec<LabelFilter>,
-    /// `--include-label` (on Secrets; all must match).
-    pub include_labels: Vec<LabelFilter>,
-    /// `--exclude-label` (on Secrets; any excludes).
-    pub exclude_labels: Vec<LabelFilter>,
-    /// `--expose-secret-label`: Secret labels copied onto series as `secret_label_<key>`.
-    pub expose_secret_labels: Vec<String>,
-    /// `--max-cache-duration`: re-list at a random time between half and all of it; zero
-    /// re-lists every refresh.
-    pub max_cache_duration: Duration,
     /// `--kube-api-rate-limit-qps`.
     pub rate_limit_qps: f64,
     /// `--kube-api-rate-limit-burst`.
     pub rate_limit_burst: u32,
-    /// `--kube-page-size`.
-    pub page_size: u32,
+    /// What the source lists and keeps: `-s`, `-c`, the namespace and label filters,
+    /// `--expose-secret-label`, `--max-cache-duration`, `--kube-page-size`.
+    pub source: Settings,
 }
 
 impl PartialEq for KubeFlags {
     fn eq(&self, other: &Self) -> bool {
         format!("{self:?}") == format!("{other:?}")
-    }
-}
-
-impl KubeFlags {
-    /// What the Kubernetes source lists and keeps, in its own terms.
-    pub fn settings(&self) -> Settings {
-        Settings {
-            secret_types: self.secret_types.clone(),
-            configmap_keys: self.configmap_keys.clone(),
-            include_namespaces: self.include_namespaces.clone(),
-            exclude_namespaces: self.exclude_namespaces.clone(),
-            include_namespace_labels: self.include_namespace_labels.clone(),
-            exclude_namespace_labels: self.exclude_namespace_labels.clone(),
-            include_labels: self.include_labels.clone(),
-            exclude_labels: self.exclude_labels.clone(),
-            expose_secret_labels: self.expose_secret_labels.clone(),
-            max_cache_duration: self.max_cache_duration,
-            page_size: self.page_size,
-        }
     }
 }
 
@@ -570,8 +531,7 @@ fn kube_flags(given: &Given) -> Result<Option<KubeFlags>, String> {
             })
             .collect()
     };
-    let flags = KubeFlags {
-        kubeconfig: given.last("--kubeconfig"),
+    let source = Settings {
         secret_types,
         configmap_keys: given
             .all("--configmap-keys")
@@ -593,6 +553,17 @@ fn kube_flags(given: &Given) -> Result<Option<KubeFlags>, String> {
                 parse_duration(&text).map_err(|why| format!("--max-cache-duration: {why}"))?
             }
         },
+        page_size: match given.last("--kube-page-size") {
+            None => 100,
+            Some(n) => n
+                .parse()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| format!("--kube-page-size: not a positive integer: {n:?}"))?,
+        },
+    };
+    let flags = KubeFlags {
+        kubeconfig: given.last("--kubeconfig"),
         rate_limit_qps: match given.last("--kube-api-rate-limit-qps") {
             None => 0.0,
             Some(n) => n
@@ -609,14 +580,7 @@ fn kube_flags(given: &Given) -> Result<Option<KubeFlags>, String> {
                 format!("--kube-api-rate-limit-burst: not a non-negative integer: {n:?}")
             })?,
         },
-        page_size: match given.last("--kube-page-size") {
-            None => 100,
-            Some(n) => n
-                .parse()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| format!("--kube-page-size: not a positive integer: {n:?}"))?,
-        },
+        source,
     };
     Ok(watch.then_some(flags))
 }
@@ -807,8 +771,8 @@ mod tests {
         }
         let config = run(&args.iter().map(String::as_str).collect::<Vec<_>>()).unwrap();
         let kube = config.kube.unwrap();
-        assert_eq!(kube.page_size, 3);
-        assert_eq!(kube.expose_secret_labels, ["app"]);
+        assert_eq!(kube.source.page_size, 3);
+        assert_eq!(kube.source.expose_secret_labels, ["app"]);
         assert!(config.systemd_socket && config.debug && config.profile);
         assert_eq!(config.workers, Some(3));
         // And each short name stands for its long one.

@@ -388,7 +388,7 @@ mod tests {
         let mut all = vec!["--watch-kube-secrets"];
         all.extend_from_slice(args);
         match parse(all.iter().map(Into::into).collect()).unwrap() {
-            Command::Run(config) => Rules::new(config.kube.unwrap().settings()),
+            Command::Run(config) => Rules::new(config.kube.unwrap().source),
             _ => unreachable!(),
         }
     }
