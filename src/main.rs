@@ -106,14 +106,20 @@ fn tune_malloc(workers: usize) -> Option<String> {
     if missing.is_empty() {
         return None;
     }
+    // The binary's own path rather than /proc/self/exe, whose name would become the
+    // process's (`exe` in top and ps).
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(error) => return Some(format!("find this binary (/proc/self/exe): {error}")),
+    };
     let mut args = std::env::args_os();
     let arg0 = args.next().unwrap_or_default();
-    let error = std::process::Command::new("/proc/self/exe")
+    let error = std::process::Command::new(&exe)
         .arg0(arg0)
         .args(args)
         .envs(missing)
         .exec();
-    Some(format!("re-execute /proc/self/exe: {error}"))
+    Some(format!("re-execute {}: {error}", exe.display()))
 }
 
 fn init_logging(debug: bool) {
@@ -158,7 +164,7 @@ fn kube_source(
         .map_err(Failure::Usage)?;
     Ok(kube::KubeSource::new(
         client,
-        kube::secrets::Rules::new(flags.settings()),
+        kube::secrets::Rules::new(flags.source.clone()),
         labels,
         interval,
     ))

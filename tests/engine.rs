@@ -191,6 +191,11 @@ fn malloc_is_tuned_for_the_pool_unless_the_operator_says_otherwise() {
         environment(pid, "MALLOC_MMAP_THRESHOLD_").as_deref(),
         Some("131072")
     );
+    let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+    assert!(
+        "x509-certificate-exporter".starts_with(name.trim_end()),
+        "the process keeps its name in top and ps: {name:?}"
+    );
     exporter.wait_ready();
 
     let mut cmd = std::process::Command::new(BIN);
