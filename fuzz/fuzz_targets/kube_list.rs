@@ -27,7 +27,7 @@ fn rules() -> &'static Rules {
         ];
         let args = args.iter().map(OsString::from).collect();
         match cli::parse(args) {
-            Ok(Command::Run(config)) => Rules::new(config.kube.expect("Kubernetes flags")),
+            Ok(Command::Run(config)) => Rules::new(config.kube.expect("Kubernetes flags").source),
             _ => unreachable!("the flags above are valid"),
         }
     })
