@@ -143,13 +143,7 @@ impl Run {
 
     /// GET /metrics at the start of a new second; returns the time it took and the body.
     pub fn scrape(&self, gzip: bool) -> (Duration, Vec<u8>) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap();
-        std::thread::sleep(
-            Duration::from_nanos(1_000_000_000 - u64::from(now.subsec_nanos()))
-                + Duration::from_millis(5),
-        );
+        sleep_to_next_second();
         self.scrape_now(gzip)
     }
 
@@ -215,6 +209,20 @@ impl Drop for Run {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Sleeps until 5 ms into the next second. Every timed request, the exporter's and the
+/// floors' alike, starts so: this machine answers the first request after an idle moment
+/// several milliseconds slower than one that follows another at once (measured on a floor
+/// serving fixed bytes: 0.6 ms back to back, 5–10 ms after 1.3 s idle).
+pub fn sleep_to_next_second() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    std::thread::sleep(
+        Duration::from_nanos(1_000_000_000 - u64::from(now.subsec_nanos()))
+            + Duration::from_millis(5),
+    );
 }
 
 fn status(port: u16, path: &str) -> Option<u16> {
