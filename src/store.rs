@@ -642,6 +642,20 @@ mod tests {
         assert_eq!(after.certs().count(), 3);
     }
 
+    /// Publishes, checks the view's series as (item labels, fingerprint, discriminated),
+    /// and returns the view.
+    fn published(store: &mut Store, want: &[(&str, u32, bool)], why: &str) -> Arc<View> {
+        store.publish();
+        let view = store.view();
+        let certs: Vec<_> = view
+            .certs()
+            .map(|(i, s, d)| (i, s.fingerprint, d))
+            .collect();
+        assert_eq!(certs, want, "{why}");
+        assert_eq!(view.cert_count(), want.len());
+        view
+    }
+
     #[test]
     fn a_label_set_that_two_sources_hold_is_one_set_of_series() {
         let mut store = Store::new(3);
@@ -653,44 +667,29 @@ mod tests {
             0,
         ));
         store.apply(report(2, vec![shared(7)], 0));
-        store.publish();
-        let view = store.view();
-        let certs: Vec<_> = view
-            .certs()
-            .map(|(i, s, d)| (i, s.fingerprint, d))
-            .collect();
-        assert_eq!(
-            certs,
-            [("f=\"b\"", 7, false), ("f=\"same\"", 7, false)],
-            "the same certificate under the same labels twice is one series, after the rest"
+        published(
+            &mut store,
+            &[("f=\"b\"", 7, false), ("f=\"same\"", 7, false)],
+            "the same certificate under the same labels twice is one series, after the rest",
         );
-        assert_eq!(view.cert_count(), 2);
         // The second source now sees another certificate under the shared labels.
         store.apply(report(2, vec![shared(9)], 0));
-        store.publish();
-        let view = store.view();
-        let certs: Vec<_> = view
-            .certs()
-            .map(|(i, s, d)| (i, s.fingerprint, d))
-            .collect();
-        assert_eq!(
-            certs,
-            [
+        published(
+            &mut store,
+            &[
                 ("f=\"b\"", 7, false),
                 ("f=\"same\"", 7, true),
-                ("f=\"same\"", 9, true)
-            ]
+                ("f=\"same\"", 9, true),
+            ],
+            "two certificates under the shared labels each get a discriminator",
         );
         // And lets go of it: the first source's item is its own again.
         store.apply(report(2, vec![], 0));
-        store.publish();
-        let view = store.view();
-        let certs: Vec<_> = view
-            .certs()
-            .map(|(i, s, d)| (i, s.fingerprint, d))
-            .collect();
-        assert_eq!(certs, [("f=\"same\"", 7, false), ("f=\"b\"", 7, false)]);
-        assert_eq!(view.cert_count(), 2);
+        let view = published(
+            &mut store,
+            &[("f=\"same\"", 7, false), ("f=\"b\"", 7, false)],
+            "the label set is the first source's alone again",
+        );
         assert_eq!(
             view.error_series().collect::<Vec<_>>(),
             [("f=\"same\"", false), ("f=\"a\"", true), ("f=\"b\"", false)]
