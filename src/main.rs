@@ -71,6 +71,9 @@ fn main() -> ExitCode {
     }
 }
 
+/// Set on the run that [`tune_malloc`] starts, so that it starts one at most.
+const MALLOC_TUNED: &str = "X509_EXPORTER_MALLOC_TUNED";
+
 /// Allocations from this size on are mapped on their own and returned to the system when
 /// freed, whatever glibc has seen before.
 const MALLOC_MMAP_THRESHOLD: &str = "131072";
@@ -106,6 +109,11 @@ fn tune_malloc(workers: usize) -> Option<String> {
     if missing.is_empty() {
         return None;
     }
+    // Once only: where the loader drops MALLOC_* from the environment (a binary with file
+    // capabilities run in secure mode), the variables would be missing after every run again.
+    if std::env::var_os(MALLOC_TUNED).is_some() {
+        return Some("the environment dropped the malloc variables".to_string());
+    }
     // The binary's own path rather than /proc/self/exe, whose name would become the
     // process's (`exe` in top and ps).
     let exe = match std::env::current_exe() {
@@ -118,6 +126,7 @@ fn tune_malloc(workers: usize) -> Option<String> {
         .arg0(arg0)
         .args(args)
         .envs(missing)
+        .env(MALLOC_TUNED, "1")
         .exec();
     Some(format!("re-execute {}: {error}", exe.display()))
 }

@@ -213,4 +213,18 @@ fn malloc_is_tuned_for_the_pool_unless_the_operator_says_otherwise() {
         Some("131072"),
         "and the other one still set"
     );
+
+    // A run that was started for the tuning and still lacks the variables (a loader that
+    // drops them) goes on untuned rather than starting itself again and again.
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.arg("--listen-address=127.0.0.1:0")
+        .env("X509_EXPORTER_MALLOC_TUNED", "1")
+        .env_remove("MALLOC_ARENA_MAX")
+        .env_remove("MALLOC_MMAP_THRESHOLD_");
+    let exporter = Exporter::spawn(cmd);
+    assert_eq!(environment(exporter.child.id(), "MALLOC_ARENA_MAX"), None);
+    exporter.wait_log(
+        "malloc not tuned: the environment dropped",
+        Duration::from_secs(5),
+    );
 }
