@@ -18,7 +18,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use crate::fsio::{read_found, read_limited, why};
 use crate::glob::Pattern;
 use crate::labels::LabelConfig;
-use crate::model::Item;
+use crate::model::{Item, Items};
 use crate::pem;
 use crate::poll::{Pass, Source};
 
@@ -179,6 +179,8 @@ pub struct FileSource {
     /// Refreshes so far: cache entries not seen in the latest one are dropped.
     pass: u64,
     failed: BTreeMap<PathBuf, Arc<Item>>,
+    /// The latest pass's items, handed on whole while nothing changes.
+    last: Items,
 }
 
 /// What [`FileSource::list`] hands each path to: `Ok(true)` for a file to read, `Ok(false)`
@@ -241,6 +243,7 @@ impl FileSource {
             cache: HashMap::default(),
             pass: 0,
             failed: BTreeMap::new(),
+            last: Items::default(),
         }
     }
 
@@ -707,11 +710,17 @@ impl Source for FileSource {
         self.pass = self.pass.wrapping_add(1);
         let pass = self.pass;
         let mut cache = std::mem::take(&mut self.cache);
-        let mut items: Vec<Option<Arc<Item>>> = Vec::with_capacity(cache.len());
-        let place = |done: Done, items: &mut [Option<Arc<Item>>], cache: &mut Cache| {
-            items[done.slot] = Some(Arc::clone(&done.item));
+        let previous = Arc::clone(&self.last);
+        let mut items = Listing::after(&previous);
+        // Cache entries this pass has seen or written: fewer than the cache holds means some
+        // are gone.
+        let mut kept = 0usize;
+        // Returns 1 for an entry new to this pass, to count in `kept`.
+        let place = |done: Done, items: &mut Listing, cache: &mut Cache| {
+            items.place(done.slot, Arc::clone(&done.item));
             let (key, item) = (done.key, done.item);
-            cache.insert(done.id, Cached { key, item, pass });
+            let old = cache.insert(done.id, Cached { key, item, pass });
+            usize::from(old.is_none_or(|old| old.pass != pass))
         };
         let this = &*self;
         let (errors, failed) = std::thread::scope(|scope| {
@@ -724,12 +733,12 @@ impl Source for FileSource {
                 };
                 match cached.filter(|c| Some(c.key) == found.key) {
                     Some(cached) => {
+                        kept += usize::from(cached.pass != pass);
                         cached.pass = pass;
-                        items.push(Some(Arc::clone(&cached.item)));
+                        items.keep(&cached.item);
                     }
                     None => {
-                        let slot = items.len();
-                        items.push(None);
+                        let slot = items.reserve();
                         let path = path.to_path_buf();
                         readers.add(Job {
                             slot,
@@ -738,34 +747,107 @@ impl Source for FileSource {
                             found,
                         });
                         for done in readers.done.drain(..) {
-                            place(done, &mut items, &mut cache);
+                            kept += place(done, &mut items, &mut cache);
                         }
                     }
                 }
                 Ok(true)
             });
             for done in readers.finish() {
-                place(done, &mut items, &mut cache);
+                kept += place(done, &mut items, &mut cache);
             }
             listed
         });
-        let mut items: Vec<Arc<Item>> = items.into_iter().flatten().collect();
-        cache.retain(|_, entry| entry.pass == pass);
+        if kept < cache.len() {
+            cache.retain(|_, entry| entry.pass == pass);
+        }
         self.cache = cache;
         let failed: BTreeMap<PathBuf, Arc<Item>> = failed
             .into_iter()
             .map(|(path, e)| self.failed_item(path, e))
             .collect();
-        items.extend(failed.values().cloned());
+        for item in failed.values() {
+            items.keep(item);
+        }
         self.failed = failed;
-        self.labels.prune();
+        let items = items.finish();
+        if !Arc::ptr_eq(&items, &previous) {
+            self.labels.prune();
+        }
+        self.last = Arc::clone(&items);
         Pass::complete(items, errors)
+    }
+}
+
+/// A pass's items in listing order, built only from the first that differs from the
+/// previous pass's: while each item is the previous pass's at the same place, nothing is
+/// cloned, and a pass that found everything as it was hands the previous slice on.
+struct Listing<'a> {
+    previous: &'a Items,
+    /// How many leading items are the previous pass's, until one differs.
+    same: usize,
+    /// Every item so far once one differed; `None` in a place whose file is being read.
+    built: Option<Vec<Option<Arc<Item>>>>,
+}
+
+impl<'a> Listing<'a> {
+    fn after(previous: &'a Items) -> Self {
+        Self {
+            previous,
+            same: 0,
+            built: None,
+        }
+    }
+
+    /// The next item, known already.
+    fn keep(&mut self, item: &Arc<Item>) {
+        if self.built.is_none()
+            && self
+                .previous
+                .get(self.same)
+                .is_some_and(|p| Arc::ptr_eq(p, item))
+        {
+            self.same += 1;
+        } else {
+            self.built().push(Some(Arc::clone(item)));
+        }
+    }
+
+    /// A place for the next item, filled by [`Listing::place`] once its file is read.
+    fn reserve(&mut self) -> usize {
+        let built = self.built();
+        built.push(None);
+        built.len() - 1
+    }
+
+    fn place(&mut self, slot: usize, item: Arc<Item>) {
+        if let Some(built) = &mut self.built {
+            built[slot] = Some(item);
+        }
+    }
+
+    fn built(&mut self) -> &mut Vec<Option<Arc<Item>>> {
+        let (previous, same) = (self.previous, self.same);
+        self.built.get_or_insert_with(|| {
+            let mut built = Vec::with_capacity(previous.len());
+            built.extend(previous[..same].iter().map(|item| Some(Arc::clone(item))));
+            built
+        })
+    }
+
+    fn finish(self) -> Items {
+        match self.built {
+            None if self.same == self.previous.len() => Arc::clone(self.previous),
+            None => self.previous[..self.same].into(),
+            Some(built) => built.into_iter().flatten().collect(),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
 
     #[test]
     fn names_that_promise_a_certificate() {
@@ -859,14 +941,10 @@ mod tests {
         let items = |pass: &Pass| pass.items.iter().map(|i| (**i).clone()).collect::<Vec<_>>();
         assert_eq!(items(&parallel), items(&serial));
         assert_eq!(parallel.errors, serial.errors);
-        // What the readers parsed is cached: an unchanged refresh reads nothing again.
+        // What the readers parsed is cached: an unchanged refresh reads nothing again, and
+        // hands on the very same items.
         let again = source.refresh();
-        assert_eq!(again.items.len(), parallel.items.len());
-        assert!(again
-            .items
-            .iter()
-            .zip(&parallel.items)
-            .all(|(a, b)| Arc::ptr_eq(a, b)));
+        assert!(Arc::ptr_eq(&again.items, &parallel.items));
         fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -890,6 +968,66 @@ mod tests {
             2,
             "every thread given back"
         );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_refresh_hands_on_the_same_items_and_rebuilds_only_what_changed() {
+        let dir = scratch("listing");
+        populate(&dir, 27);
+        let spare = SpareThreads::new(1);
+        let mut watched = source(&dir, &spare);
+        let values = |pass: &Pass| pass.items.iter().map(|i| (**i).clone()).collect::<Vec<_>>();
+        let new_items = |pass: &Pass, before: &Pass| {
+            let old: HashSet<*const Item> = before.items.iter().map(Arc::as_ptr).collect();
+            pass.items
+                .iter()
+                .filter(|i| !old.contains(&Arc::as_ptr(i)))
+                .count()
+        };
+        let first = watched.refresh();
+        assert!(
+            first.items.iter().any(|i| !i.errors.is_empty()),
+            "failed items too"
+        );
+        assert!(Arc::ptr_eq(&watched.refresh().items, &first.items));
+        let mut before = first;
+        // Each change in turn, against what a source reading everything afresh finds.
+        let changes: [(&str, usize, fn(&Path)); 4] = [
+            ("a file removed", 0, |d| {
+                fs::remove_file(d.join("f0001.pem")).unwrap()
+            }),
+            ("a file rewritten", 1, |d| {
+                fs::write(d.join("f0002.pem"), "none\n").unwrap()
+            }),
+            ("a file added", 1, |d| {
+                fs::copy(d.join("f0000.pem"), d.join("new.pem"))
+                    .map(drop)
+                    .unwrap()
+            }),
+            ("the last failure gone", 0, |d| {
+                fs::remove_file(d.join("f0025.der")).unwrap()
+            }),
+        ];
+        for (change, read, apply) in changes {
+            apply(&dir);
+            let pass = watched.refresh();
+            assert_eq!(
+                values(&pass),
+                values(&source(&dir, &spare).refresh()),
+                "{change}"
+            );
+            assert_eq!(
+                new_items(&pass, &before),
+                read,
+                "{change}: items read again"
+            );
+            assert!(
+                Arc::ptr_eq(&watched.refresh().items, &pass.items),
+                "{change}: then unchanged"
+            );
+            before = pass;
+        }
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -67,13 +67,17 @@ pub struct Item {
     pub errors: Box<[String]>,
 }
 
+/// Every item of a source after one refresh, shared whole: a pass that changed nothing hands
+/// on the previous pass's slice, so that it costs nothing per item to send, compare or drop.
+pub type Items = Arc<[Arc<Item>]>;
+
 /// The whole truth of one source after one refresh.
 #[derive(Debug, Clone)]
 pub struct Report {
     /// Index of the source, in command-line order.
     pub source: usize,
     /// Every item the source holds now; what is absent has gone.
-    pub items: Vec<Arc<Item>>,
+    pub items: Items,
     /// Failures that belong to no item (a glob that matched nothing, an unreadable directory).
     pub errors: Vec<String>,
     /// False when the items are exactly those of the previous report.

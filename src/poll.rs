@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, never, unbounded, Receiver, RecvTimeoutError, Sender};
 
-use crate::model::{Item, Report};
+use crate::model::{Items, Report};
 use crate::store::{Store, View};
 
 /// The pool's size when `--workers` is not given: the available cores, at most this.
@@ -32,8 +32,9 @@ const STOP_WAIT: Duration = Duration::from_secs(5);
 /// The result of one refresh of a source.
 #[derive(Clone)]
 pub struct Pass {
-    /// Every item the source holds now.
-    pub items: Vec<Arc<Item>>,
+    /// Every item the source holds now: the previous pass's slice itself when nothing
+    /// changed, so that the pass is known unchanged without looking at each item.
+    pub items: Items,
     /// Failures that belong to no item.
     pub errors: Vec<String>,
     /// The source reached everything it covers (for an API: every call succeeded).
@@ -45,9 +46,9 @@ pub struct Pass {
 
 impl Pass {
     /// A pass that reached everything it covers.
-    pub fn complete(items: Vec<Arc<Item>>, errors: Vec<String>) -> Self {
+    pub fn complete(items: impl Into<Items>, errors: Vec<String>) -> Self {
         Self {
-            items,
+            items: items.into(),
             errors,
             ready: true,
             retry_in: None,
@@ -306,8 +307,8 @@ struct Slot {
     name: String,
     /// The lane its refreshes are handed to.
     lane: usize,
-    /// [`identity`] of the previous pass; `None` before the first.
-    previous: Option<u64>,
+    /// The previous pass's items and failures; `None` before the first.
+    previous: Option<(Items, Vec<String>)>,
     /// The failures logged and not yet resolved.
     logged: HashSet<String>,
 }
@@ -340,10 +341,9 @@ impl Slot {
                 thread_cpu().saturating_sub(cpu).as_secs_f64() * 1e3
             );
         }
-        // The previous pass's items are still alive in the store or the report queue: the
-        // same source never runs twice at once, and its report is sent before it returns.
-        let digest = identity(&pass);
-        let changed = self.previous != Some(digest);
+        let changed = !self.previous.as_ref().is_some_and(|(items, errors)| {
+            same_items(items, &pass.items) && *errors == pass.errors
+        });
         // An unchanged pass has the same failures: nothing appeared or cleared.
         if changed {
             log_transitions(&self.name, &pass, &mut self.logged);
@@ -357,7 +357,9 @@ impl Slot {
                 pass.items.len()
             );
         }
-        self.previous = Some(digest);
+        if changed {
+            self.previous = Some((Arc::clone(&pass.items), pass.errors.clone()));
+        }
         let report = Report {
             source: self.index,
             items: pass.items,
@@ -498,16 +500,11 @@ fn next_due(
     }
 }
 
-/// A digest of which items (by address) and which failures a pass holds: equal digests mean
-/// an unchanged pass, as long as the previous pass's items are alive (no new item can have
-/// an old one's address).
-fn identity(pass: &Pass) -> u64 {
-    let mut h = std::hash::DefaultHasher::new();
-    for item in &pass.items {
-        std::hash::Hash::hash(&Arc::as_ptr(item), &mut h);
-    }
-    std::hash::Hash::hash(&pass.errors, &mut h);
-    std::hash::Hasher::finish(&h)
+/// Whether two passes hold the very same items in the same order: the same slice (a
+/// source that found nothing changed hands it on), or slices of the same items.
+fn same_items(a: &Items, b: &Items) -> bool {
+    Arc::ptr_eq(a, b)
+        || (a.len() == b.len() && a.iter().zip(b.iter()).all(|(a, b)| Arc::ptr_eq(a, b)))
 }
 
 /// CPU time this thread has used so far (zero where /proc does not say).
@@ -614,7 +611,7 @@ mod tests {
     fn report(source: usize) -> Report {
         Report {
             source,
-            items: Vec::new(),
+            items: Items::default(),
             errors: Vec::new(),
             changed: true,
             ready: true,

@@ -501,7 +501,7 @@ mod tests {
         let mut store = Store::new(1);
         store.apply(Report {
             source: 0,
-            items: vec![
+            items: [
                 item(
                     "/etc/ssl/web/bundle.pem",
                     vec![
@@ -520,7 +520,8 @@ mod tests {
                     vec![],
                     vec!["read /etc/ssl/broken.pem: no certificate found".into()],
                 ),
-            ],
+            ]
+            .into(),
             errors: vec![],
             changed: true,
             ready: true,

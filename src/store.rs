@@ -10,7 +10,9 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use crate::model::{Item, Report, Series};
+#[cfg(test)]
+use crate::model::Item;
+use crate::model::{Items, Report, Series};
 
 /// What a scrape renders; shared with the HTTP loop and its workers, never changed once
 /// published.
@@ -34,13 +36,16 @@ pub struct View {
 /// sources share.
 #[derive(Default)]
 struct Rows {
-    items: Vec<Arc<Item>>,
+    /// The report's own slice when the rows are one source's.
+    items: Items,
     /// A digest of each item's labels.
     digests: Vec<u64>,
     /// (item, series, needs a discriminator), in item order.
     certs: Vec<(u32, u32, bool)>,
     /// (item, has a failure), one per distinct label set, in item order.
     errors: Vec<(u32, bool)>,
+    /// The items' read failures.
+    failures: u64,
 }
 
 /// Label sets held by more than one source, and their merged rows.
@@ -170,17 +175,21 @@ impl Store {
         let Some(slot) = self.slots.get_mut(index) else {
             return;
         };
-        let errors = error_count(&report) as u64;
-        self.errors_total += errors;
-        slot.errors = errors;
         slot.settled |= report.ready;
         self.pending = true;
+        // The items' own failures are counted once, with their rows.
+        let mut errors = report.errors.len() as u64;
         if slot.reported && !report.changed {
+            slot.errors = errors + slot.rows.failures;
+            self.errors_total += slot.errors;
             return;
         }
         slot.reported = true;
         self.changed = true;
         let rows = Arc::new(rows_of(report.items));
+        errors += rows.failures;
+        slot.errors = errors;
+        self.errors_total += errors;
         let old = std::mem::replace(&mut slot.rows, Arc::clone(&rows));
         if self.slots.len() > 1 {
             self.track_holders(index as u32, &old.digests, &rows.digests);
@@ -307,14 +316,14 @@ impl Store {
         }
         Shared {
             digests: self.shared.keys().copied().collect(),
-            rows: rows_of(items),
+            rows: rows_of(items.into()),
         }
     }
 }
 
 /// The de-duplicated rows of `items`: identical label sets of the same certificate are one
 /// series; of different certificates, each gets a discriminator. Hashing, not sorting.
-fn rows_of(items: Vec<Arc<Item>>) -> Rows {
+fn rows_of(items: Items) -> Rows {
     let digests: Vec<u64> = items.iter().map(|item| digest(&item.labels)).collect();
     let mut certs: Vec<(u32, u32, bool)> =
         Vec::with_capacity(items.iter().map(|i| i.series.len()).sum());
@@ -372,7 +381,9 @@ fn rows_of(items: Vec<Arc<Item>>) -> Rows {
     // x509_cert_error: one series per label set, failing if any item behind it failed.
     let mut errors: Vec<(u32, bool)> = Vec::new();
     let mut by_labels: HashMap<&str, usize> = HashMap::new();
+    let mut failures = 0;
     for (i, item) in items.iter().enumerate() {
+        failures += item.errors.len() as u64;
         if item.series.is_empty() && item.errors.is_empty() {
             continue;
         }
@@ -391,6 +402,7 @@ fn rows_of(items: Vec<Arc<Item>>) -> Rows {
         digests,
         certs,
         errors,
+        failures,
     }
 }
 
@@ -427,17 +439,13 @@ pub fn view_of(item: Item) -> Arc<View> {
     let mut store = Store::new(1);
     store.apply(Report {
         source: 0,
-        items: vec![Arc::new(item)],
+        items: [Arc::new(item)].into(),
         errors: vec![],
         changed: true,
         ready: true,
     });
     store.publish();
     store.view()
-}
-
-fn error_count(report: &Report) -> usize {
-    report.errors.len() + report.items.iter().map(|i| i.errors.len()).sum::<usize>()
 }
 
 #[cfg(test)]
@@ -465,7 +473,7 @@ mod tests {
     fn report(source: usize, items: Vec<Arc<Item>>, errors: usize) -> Report {
         Report {
             source,
-            items,
+            items: items.into(),
             errors: (0..errors).map(|i| format!("source error {i}")).collect(),
             changed: true,
             ready: true,
@@ -574,7 +582,7 @@ mod tests {
         let first = store.view();
         let mut again = report(0, vec![], 0);
         again.changed = false;
-        again.items = vec![item("f=\"a\"", vec![series("x=\"1\"", 7)], 1)];
+        again.items = [item("f=\"a\"", vec![series("x=\"1\"", 7)], 1)].into();
         store.apply(again);
         store.publish();
         let second = store.view();
@@ -703,11 +711,11 @@ mod tests {
         Vec<(String, bool)>,
     );
 
-    fn expected(latest: &[Vec<Arc<Item>>]) -> Expected {
+    fn expected(latest: &[Items]) -> Expected {
         use std::collections::{BTreeMap, BTreeSet};
         let mut certs: BTreeMap<(String, String, String), BTreeSet<u32>> = BTreeMap::new();
         let mut errors: BTreeMap<String, bool> = BTreeMap::new();
-        for item in latest.iter().flatten() {
+        for item in latest.iter().flat_map(|items| items.iter()) {
             for s in item.series.iter() {
                 let key = (
                     item.labels.to_string(),
@@ -767,7 +775,7 @@ mod tests {
         };
         for sources in [1, 2, 5] {
             let mut store = Store::new(sources);
-            let mut latest: Vec<Vec<Arc<Item>>> = vec![Vec::new(); sources];
+            let mut latest: Vec<Items> = vec![Items::default(); sources];
             for step in 0..400 {
                 let source = next(sources as u64) as usize;
                 let mut r = report(source, Vec::new(), 0);

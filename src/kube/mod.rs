@@ -296,7 +296,7 @@ impl Source for KubeSource {
         };
         self.labels.prune();
         let pass = Pass {
-            items: self.items(),
+            items: self.items().into(),
             errors,
             ready,
             retry_in,
