@@ -993,7 +993,9 @@ mod tests {
         assert!(Arc::ptr_eq(&watched.refresh().items, &first.items));
         let mut before = first;
         // Each change in turn, against what a source reading everything afresh finds.
-        let changes: [(&str, usize, fn(&Path)); 4] = [
+        // (what, files read again, the change)
+        type Change = (&'static str, usize, fn(&Path));
+        let changes: [Change; 4] = [
             ("a file removed", 0, |d| {
                 fs::remove_file(d.join("f0001.pem")).unwrap()
             }),
