@@ -35,7 +35,7 @@ const CERT_SUFFIXES: [&str; 4] = [".pem", ".crt", ".cer", ".der"];
 /// target), kept as a 128-bit digest (16 bytes a file instead of about 80); equal keys mean
 /// the file need not be read again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FileKey(u128);
+pub struct FileKey(u64, u64);
 
 impl FileKey {
     /// The key of `path` now: the followed target's identity plus the symlink's target.
@@ -63,7 +63,7 @@ impl FileKey {
                 .hash(&mut h);
             h.finish()
         };
-        Self((u128::from(digest(1)) << 64) | u128::from(digest(2)))
+        Self(digest(1), digest(2))
     }
 }
 
@@ -172,29 +172,32 @@ pub struct FileSource {
     labels: Arc<LabelConfig>,
     /// Where a large refresh borrows threads to parse on.
     spare: Arc<SpareThreads>,
-    /// By a 64-bit digest of the path (the path itself is in the item's labels already). Two
-    /// paths with the same digest would only make each other be read again: the file key
-    /// still tells them apart.
-    cache: Cache,
-    /// Refreshes so far: cache entries not seen in the latest one are dropped.
-    pass: u64,
     failed: BTreeMap<PathBuf, Arc<Item>>,
-    /// The latest pass's items, handed on whole while nothing changes.
+    /// The latest pass's items, handed on whole while nothing changes: each file listed, in
+    /// the listing's order, then each path that could not be resolved.
     last: Items,
+    /// Each file listed in the latest pass, at its item's place in `last`. A refresh finds
+    /// them in the same order while the listing is unchanged: no lookup per file.
+    known: Vec<Known>,
+    /// Where each path digest is in `known`, for a file found out of that order. Two paths
+    /// with the same digest would only make each other be read again: the file key still
+    /// tells them apart.
+    index: Index,
 }
 
 /// What [`FileSource::list`] hands each path to: `Ok(true)` for a file to read, `Ok(false)`
 /// for one skipped by the rules, `Err` for one that could not be looked at.
 type Visit<'a> = dyn FnMut(&Path, Option<fs::FileType>, Promise) -> Result<bool, String> + 'a;
 
-/// The last result of every file, by the digest of its path.
-type Cache = HashMap<u64, Cached, BuildHasherDefault<Digest>>;
+/// A place in [`FileSource::known`] by path digest.
+type Index = HashMap<u64, u32, BuildHasherDefault<Digest>>;
 
-/// The last result for one file.
-struct Cached {
+/// One file as the latest pass listed it.
+#[derive(Clone, Copy)]
+struct Known {
+    /// The digest of its path (the path itself is in the item's labels already).
+    id: u64,
     key: FileKey,
-    item: Arc<Item>,
-    pass: u64,
 }
 
 /// What the listing found at one path: enough to tell whether it changed.
@@ -209,7 +212,7 @@ struct Found {
     promise: Promise,
 }
 
-/// One file to read, with its place among the items and in the cache.
+/// One file to read, with its place among the items.
 struct Job {
     slot: usize,
     id: u64,
@@ -240,10 +243,10 @@ impl FileSource {
             skip_symlinks,
             labels,
             spare: SpareThreads::new(1),
-            cache: HashMap::default(),
-            pass: 0,
             failed: BTreeMap::new(),
             last: Items::default(),
+            known: Vec::new(),
+            index: Index::default(),
         }
     }
 
@@ -422,7 +425,7 @@ impl FileSource {
         // Not looked at by the listing and not opened: its key from a stat now, or one that
         // matches nothing (the next refresh looks again).
         let key = key.unwrap_or_else(|| {
-            fs::metadata(&job.path).map_or(FileKey(0), |meta| FileKey::from_meta(&meta, None))
+            fs::metadata(&job.path).map_or(FileKey(0, 0), |meta| FileKey::from_meta(&meta, None))
         });
         Done {
             slot: job.slot,
@@ -706,39 +709,29 @@ impl Source for FileSource {
     }
 
     fn refresh(&mut self) -> Pass {
-        // The cache is updated in place: no second map of every file on each refresh.
-        self.pass = self.pass.wrapping_add(1);
-        let pass = self.pass;
-        let mut cache = std::mem::take(&mut self.cache);
         let previous = Arc::clone(&self.last);
-        let mut items = Listing::after(&previous);
-        // Cache entries this pass has seen or written: fewer than the cache holds means some
-        // are gone.
-        let mut kept = 0usize;
-        // Returns 1 for an entry new to this pass, to count in `kept`.
-        let place = |done: Done, items: &mut Listing, cache: &mut Cache| {
-            items.place(done.slot, Arc::clone(&done.item));
-            let (key, item) = (done.key, done.item);
-            let old = cache.insert(done.id, Cached { key, item, pass });
-            usize::from(old.is_none_or(|old| old.pass != pass))
+        let known = std::mem::take(&mut self.known);
+        let mut listing = Listing::after(&previous, &known);
+        let place = |done: Done, listing: &mut Listing| {
+            let known = Known {
+                id: done.id,
+                key: done.key,
+            };
+            listing.place(done.slot, done.item, known);
         };
         let this = &*self;
         let (errors, failed) = std::thread::scope(|scope| {
             let mut readers = Readers::new(this, scope);
-            let listed = this.list(&mut |path, known, promise| {
+            let listed = this.list(&mut |path, entry, promise| {
                 let id = path_id(path);
-                let cached = cache.get_mut(&id);
-                let Some(found) = this.resolve(path, known, promise, cached.is_some())? else {
+                let at = listing.find(id, &this.index);
+                let Some(found) = this.resolve(path, entry, promise, at.is_some())? else {
                     return Ok(false);
                 };
-                match cached.filter(|c| Some(c.key) == found.key) {
-                    Some(cached) => {
-                        kept += usize::from(cached.pass != pass);
-                        cached.pass = pass;
-                        items.keep(&cached.item);
-                    }
+                match at.filter(|&at| Some(known[at].key) == found.key) {
+                    Some(at) => listing.keep_listed(at),
                     None => {
-                        let slot = items.reserve();
+                        let slot = listing.reserve(id);
                         let path = path.to_path_buf();
                         readers.add(Job {
                             slot,
@@ -747,60 +740,128 @@ impl Source for FileSource {
                             found,
                         });
                         for done in readers.done.drain(..) {
-                            kept += place(done, &mut items, &mut cache);
+                            place(done, &mut listing);
                         }
                     }
                 }
                 Ok(true)
             });
             for done in readers.finish() {
-                kept += place(done, &mut items, &mut cache);
+                place(done, &mut listing);
             }
             listed
         });
-        if kept < cache.len() {
-            cache.retain(|_, entry| entry.pass == pass);
-        }
-        self.cache = cache;
         let failed: BTreeMap<PathBuf, Arc<Item>> = failed
             .into_iter()
             .map(|(path, e)| self.failed_item(path, e))
             .collect();
         for item in failed.values() {
-            items.keep(item);
+            listing.keep_failed(item);
         }
         self.failed = failed;
-        let items = items.finish();
-        if !Arc::ptr_eq(&items, &previous) {
-            self.labels.prune();
+        let (items, now_known) = listing.finish();
+        match now_known {
+            None => self.known = known,
+            Some(now_known) => {
+                drop(known);
+                self.index.clear();
+                self.index.extend(
+                    now_known
+                        .iter()
+                        .enumerate()
+                        .map(|(at, k)| (k.id, at as u32)),
+                );
+                self.index.shrink_to(now_known.len());
+                self.known = now_known;
+                self.labels.prune();
+            }
         }
         self.last = Arc::clone(&items);
         Pass::complete(items, errors)
     }
 }
 
-/// A pass's items in listing order, built only from the first that differs from the
-/// previous pass's: while each item is the previous pass's at the same place, nothing is
-/// cloned, and a pass that found everything as it was hands the previous slice on.
+/// A pass's items and files in listing order, built only from the first that differs from
+/// the previous pass's: while each file is found where the previous pass had it, nothing is
+/// looked up or cloned, and a pass that found everything as it was hands the previous
+/// items on whole.
 struct Listing<'a> {
     previous: &'a Items,
+    /// The previous pass's files, at their items' places.
+    known: &'a [Known],
+    /// Where the next file is expected in `known`: after the last one found there.
+    cursor: usize,
     /// How many leading items are the previous pass's, until one differs.
     same: usize,
-    /// Every item so far once one differed; `None` in a place whose file is being read.
-    built: Option<Vec<Option<Arc<Item>>>>,
+    /// Files listed so far.
+    listed: usize,
+    /// Every item and file so far once one differed; `None` in a place whose file is being
+    /// read.
+    built: Option<Built>,
 }
 
+/// A pass's items (`None` while a file is read) and files listed, once built.
+type Built = (Vec<Option<Arc<Item>>>, Vec<Known>);
+
 impl<'a> Listing<'a> {
-    fn after(previous: &'a Items) -> Self {
+    fn after(previous: &'a Items, known: &'a [Known]) -> Self {
         Self {
             previous,
+            known,
+            cursor: 0,
             same: 0,
+            listed: 0,
             built: None,
         }
     }
 
-    /// The next item, known already.
-    fn keep(&mut self, item: &Arc<Item>) {
+    /// The place of the file with path digest `id` in the previous pass, if it was listed:
+    /// the one after the last found, as long as the listing goes on as it did, else where
+    /// the index says.
+    fn find(&mut self, id: u64, index: &Index) -> Option<usize> {
+        let at = match self.known.get(self.cursor) {
+            Some(known) if known.id == id => self.cursor,
+            _ => *index.get(&id)? as usize,
+        };
+        self.cursor = at + 1;
+        Some(at)
+    }
+
+    /// The next file is the previous pass's at `at`, unchanged.
+    fn keep_listed(&mut self, at: usize) {
+        if self.built.is_none() && at == self.same {
+            self.same += 1;
+        } else {
+            let (item, file) = (Arc::clone(&self.previous[at]), self.known[at]);
+            let (items, known) = self.built();
+            items.push(Some(item));
+            known.push(file);
+        }
+        self.listed += 1;
+    }
+
+    /// A place for the next file, filled by [`Listing::place`] once it is read.
+    fn reserve(&mut self, id: u64) -> usize {
+        let (items, known) = self.built();
+        items.push(None);
+        known.push(Known {
+            id,
+            key: FileKey(0, 0),
+        });
+        let slot = items.len() - 1;
+        self.listed += 1;
+        slot
+    }
+
+    fn place(&mut self, slot: usize, item: Arc<Item>, file: Known) {
+        if let Some((items, known)) = &mut self.built {
+            items[slot] = Some(item);
+            known[slot] = file;
+        }
+    }
+
+    /// The next item, after every file listed: a path that could not be resolved.
+    fn keep_failed(&mut self, item: &Arc<Item>) {
         if self.built.is_none()
             && self
                 .previous
@@ -809,37 +870,42 @@ impl<'a> Listing<'a> {
         {
             self.same += 1;
         } else {
-            self.built().push(Some(Arc::clone(item)));
+            self.built().0.push(Some(Arc::clone(item)));
         }
     }
 
-    /// A place for the next item, filled by [`Listing::place`] once its file is read.
-    fn reserve(&mut self) -> usize {
-        let built = self.built();
-        built.push(None);
-        built.len() - 1
+    fn built(&mut self) -> (&mut Vec<Option<Arc<Item>>>, &mut Vec<Known>) {
+        let (previous, known, same, listed) = (self.previous, self.known, self.same, self.listed);
+        let (items, known) = self.built.get_or_insert_with(|| {
+            let mut items = Vec::with_capacity(previous.len());
+            items.extend(previous[..same].iter().map(|item| Some(Arc::clone(item))));
+            // The files listed so far are the previous pass's at the same places.
+            let mut now = Vec::with_capacity(known.len());
+            now.extend_from_slice(&known[..listed]);
+            (items, now)
+        });
+        (items, known)
     }
 
-    fn place(&mut self, slot: usize, item: Arc<Item>) {
-        if let Some(built) = &mut self.built {
-            built[slot] = Some(item);
-        }
-    }
-
-    fn built(&mut self) -> &mut Vec<Option<Arc<Item>>> {
-        let (previous, same) = (self.previous, self.same);
-        self.built.get_or_insert_with(|| {
-            let mut built = Vec::with_capacity(previous.len());
-            built.extend(previous[..same].iter().map(|item| Some(Arc::clone(item))));
-            built
-        })
-    }
-
-    fn finish(self) -> Items {
+    /// The items, and the files listed unless they are the previous pass's.
+    fn finish(self) -> (Items, Option<Vec<Known>>) {
         match self.built {
-            None if self.same == self.previous.len() => Arc::clone(self.previous),
-            None => self.previous[..self.same].into(),
-            Some(built) => built.into_iter().flatten().collect(),
+            None if self.same == self.previous.len() && self.listed == self.known.len() => {
+                (Arc::clone(self.previous), None)
+            }
+            None => (
+                self.previous[..self.same].into(),
+                Some(self.known[..self.listed].to_vec()),
+            ),
+            Some((items, mut known)) => {
+                // Every reserved place is filled: each file handed to the readers comes back.
+                let mut at = 0;
+                known.retain(|_| {
+                    at += 1;
+                    items[at - 1].is_some()
+                });
+                (items.into_iter().flatten().collect(), Some(known))
+            }
         }
     }
 }
