@@ -187,7 +187,7 @@ pub struct FileSource {
 
 /// What [`FileSource::list`] hands each path to: `Ok(true)` for a file to read, `Ok(false)`
 /// for one skipped by the rules, `Err` for one that could not be looked at.
-type Visit<'a> = dyn FnMut(&Path, Option<fs::FileType>, Promise) -> Result<bool, String> + 'a;
+type Visit<'a> = dyn FnMut(&Path, Option<&fs::DirEntry>, Promise) -> Result<bool, String> + 'a;
 
 /// A place in [`FileSource::known`] by path digest.
 type Index = HashMap<u64, u32, BuildHasherDefault<Digest>>;
@@ -261,17 +261,17 @@ impl FileSource {
     /// (no list of every file is built); returns the failures that belong to no file and the
     /// paths that could not be resolved.
     ///
-    /// `visit` gets each path with its type when the listing told it and what it promises,
-    /// and says whether it was a file to read (or why it failed).
+    /// `visit` gets each path with its directory entry when a listing found it and what it
+    /// promises, and says whether it was a file to read (or why it failed).
     fn list(&self, visit: &mut Visit) -> (Vec<String>, Vec<(PathBuf, String)>) {
         let mut visited = 0usize;
         let mut failed = Vec::new();
         let pattern = self.pattern.as_str();
         match self.mode {
             Mode::Files => {
-                let mut errors = self.pattern.expand_each(&mut |path, known| match visit(
+                let mut errors = self.pattern.expand_each(&mut |path, entry| match visit(
                     path,
-                    known,
+                    entry,
                     Promise::Named,
                 ) {
                     Ok(true) => visited += 1,
@@ -285,7 +285,8 @@ impl FileSource {
             }
             Mode::Dirs => {
                 let mut dirs = Vec::new();
-                let mut errors = self.pattern.expand_each(&mut |path, known| {
+                let mut errors = self.pattern.expand_each(&mut |path, entry| {
+                    let known = entry.and_then(|e| e.file_type().ok());
                     let symlink = || match known {
                         Some(t) => t.is_symlink(),
                         None => is_symlink(path),
@@ -314,11 +315,9 @@ impl FileSource {
                     // In the directory's own order, which is stable while it is unchanged:
                     // sorting would mean holding every name at once.
                     for entry in entries.flatten() {
-                        let (path, known) = (entry.path(), entry.file_type().ok());
-                        let bytes = path.as_os_str().as_bytes();
-                        let name = bytes.rsplit(|&b| b == b'/').next().unwrap_or(bytes);
-                        let promise = promise_of_name(name);
-                        match visit(&path, known, promise) {
+                        let path = entry.path();
+                        let promise = promise_of_name(entry.file_name().as_bytes());
+                        match visit(&path, Some(&entry), promise) {
                             Ok(_) => {}
                             Err(e) if promise == Promise::CertName => failed.push((path, e)),
                             Err(e) => {
@@ -333,23 +332,32 @@ impl FileSource {
     }
 
     /// Applies the symlink and file-type rules to one path. `Ok(None)`: skip silently.
-    /// `known` is the entry's type when a directory listing already told it (no lstat then):
-    /// a regular file costs one stat, or none when no earlier result needs its key
-    /// (`need_key` false: a first scan), a symlink a readlink and a stat.
+    /// `entry` is its directory entry when a listing found it, whose type is known without
+    /// an lstat: a regular file costs one stat of its name in the listed directory (not a
+    /// walk of its whole path), or none when no earlier result needs its key (`need_key`
+    /// false: a first scan); a symlink costs a readlink and a stat.
     fn resolve(
         &self,
         path: &Path,
-        known: Option<fs::FileType>,
+        entry: Option<&fs::DirEntry>,
         promise: Promise,
         need_key: bool,
     ) -> Result<Option<Found>, String> {
-        if !need_key && known.is_some_and(|t| t.is_file()) {
-            return Ok(Some(Found {
-                key: None,
+        let known = entry.and_then(|e| e.file_type().ok());
+        if let Some(entry) = entry.filter(|_| known.is_some_and(|t| t.is_file())) {
+            let regular = |key| Found {
+                key,
                 regular: true,
                 beside: None,
                 promise,
-            }));
+            };
+            if !need_key {
+                return Ok(Some(regular(None)));
+            }
+            // Replaced by something else since it was listed: the whole road below.
+            if let Some(meta) = entry.metadata().ok().filter(|m| m.is_file()) {
+                return Ok(Some(regular(Some(FileKey::from_meta(&meta, None)))));
+            }
         }
         let fail = |why: String| format!("read {}: {why}", path.display());
         let is_symlink = match known {

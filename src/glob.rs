@@ -2,7 +2,10 @@
 //! expanded against the filesystem on every refresh.
 
 use std::collections::HashSet;
+use std::ffi::OsStr;
 use std::fs;
+use std::ops::Range;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -118,10 +121,10 @@ impl Pattern {
     }
 
     /// Hands every existing path the pattern matches to `visit`, in sorted order and each
-    /// once, with its type when the directory listing told it (`None`: the base path, not
-    /// looked at). No list of every match is built, and each directory is listed once however
+    /// once, with its directory entry when a listing found it (`None`: the base path, not
+    /// looked at): its type is known then, and its metadata is one name away. No list of every match is built, and each directory is listed once however
     /// many segments apply to it. Returns the directories that could not be listed.
-    pub fn expand_each(&self, visit: &mut dyn FnMut(&Path, Option<fs::FileType>)) -> Vec<String> {
+    pub fn expand_each(&self, visit: &mut dyn FnMut(&Path, Option<&fs::DirEntry>)) -> Vec<String> {
         let mut errors = Vec::new();
         let start = self.close(1);
         if self.is_literal() || start & self.done() != 0 {
@@ -141,6 +144,7 @@ impl Pattern {
                 false => self.base.clone(),
             },
             name: Vec::new(),
+            lists: Vec::new(),
         };
         self.walk(&mut walk, start, 0);
         errors
@@ -195,12 +199,17 @@ impl Pattern {
                 return;
             }
         };
-        let mut children: Vec<(std::ffi::OsString, Option<fs::FileType>)> = entries
-            .flatten()
-            .map(|entry| (entry.file_name(), entry.file_type().ok()))
-            .collect();
-        children.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        for (name, file_type) in children {
+        let mut list = walk.lists.pop().unwrap_or_default();
+        for entry in entries.flatten() {
+            let start = list.names.len();
+            list.names.extend_from_slice(entry.file_name().as_bytes());
+            list.entries.push((start..list.names.len(), entry));
+        }
+        let List { names, entries } = &mut list;
+        entries.sort_unstable_by(|a, b| names[a.0.clone()].cmp(&names[b.0.clone()]));
+        for (span, entry) in entries.drain(..) {
+            let name = OsStr::from_bytes(&names[span]);
+            let file_type = entry.file_type().ok();
             // States reached through `**` (real directories only are descended) and
             // through a named component (symlinked directories too).
             let through_any = states & self.any_dirs;
@@ -226,9 +235,9 @@ impl Pattern {
                 continue;
             }
             let reached = self.close(through_any | through_name);
-            walk.path.push(&name);
+            walk.path.push(name);
             if reached & self.done() != 0 {
-                (walk.visit)(&walk.path, file_type);
+                (walk.visit)(&walk.path, Some(&entry));
             }
             let real_dir = file_type.is_some_and(|t| t.is_dir());
             let symlink = file_type.is_some_and(|t| t.is_symlink());
@@ -242,6 +251,8 @@ impl Pattern {
             self.walk(walk, descend, depth + 1);
             walk.path.pop();
         }
+        list.names.clear();
+        walk.lists.push(list);
     }
 }
 
@@ -249,11 +260,23 @@ impl Pattern {
 struct Walk<'a> {
     visited: HashSet<(u64, u64, usize)>,
     errors: &'a mut Vec<String>,
-    visit: &'a mut dyn FnMut(&Path, Option<fs::FileType>),
+    visit: &'a mut dyn FnMut(&Path, Option<&fs::DirEntry>),
     /// The directory being listed, as the pattern reaches it (empty: the working directory).
     path: PathBuf,
     /// An entry's name as characters, for matching (one buffer for the whole walk).
     name: Vec<char>,
+    /// Emptied lists of a directory's entries, one for each level being walked: kept
+    /// rather than grown and freed for every directory, which would cost more than the
+    /// walk on a tree of many small directories.
+    lists: Vec<List>,
+}
+
+/// A directory's entries, each with its name's place in one buffer: the names are copied
+/// there rather than each held in an allocation of its own.
+#[derive(Default)]
+struct List {
+    names: Vec<u8>,
+    entries: Vec<(Range<usize>, fs::DirEntry)>,
 }
 
 fn is_dir(path: &Path) -> bool {
