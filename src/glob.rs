@@ -112,18 +112,22 @@ impl Pattern {
         self.segments.is_empty()
     }
 
-    /// Lists every existing path the pattern matches, sorted. `**` does not follow symlinked
-    /// directories (no loops); named components do.
+    /// Lists every existing path the pattern matches, sorted by component. `**` does not
+    /// follow symlinked directories (no loops); named components do.
     pub fn expand(&self) -> Expansion {
         let mut paths = Vec::new();
         let errors = self.expand_each(&mut |path, _| paths.push(path.to_path_buf()));
+        paths.sort_unstable();
         Expansion { paths, errors }
     }
 
-    /// Hands every existing path the pattern matches to `visit`, in sorted order and each
-    /// once, with its directory entry when a listing found it (`None`: the base path, not
-    /// looked at): its type is known then, and its metadata is one name away. No list of every match is built, and each directory is listed once however
-    /// many segments apply to it. Returns the directories that could not be listed.
+    /// Hands every existing path the pattern matches to `visit`, each once, with its
+    /// directory entry when a listing found it (`None`: the base path, not looked at): its
+    /// type is known then, and its metadata is one name away. A directory's matches come in
+    /// its listing's order, which holds while it is unchanged; the directories below it
+    /// follow, in name order. No list of every match is built, and each directory is listed
+    /// once however many segments apply to it. Returns the directories that could not be
+    /// listed.
     pub fn expand_each(&self, visit: &mut dyn FnMut(&Path, Option<&fs::DirEntry>)) -> Vec<String> {
         let mut errors = Vec::new();
         let start = self.close(1);
@@ -168,7 +172,7 @@ impl Pattern {
     }
 
     /// Lists `walk.path` once and applies every segment in `states` (closed under `**`) to
-    /// its entries, in name order, descending depth-first: so matches come out sorted.
+    /// its entries, then descends into the directories they reach, in name order.
     fn walk(&self, walk: &mut Walk<'_>, states: u64, depth: usize) {
         let mut states = states & !self.done();
         if states == 0 || depth > MAX_DEPTH {
@@ -199,16 +203,12 @@ impl Pattern {
                 return;
             }
         };
-        let mut list = walk.lists.pop().unwrap_or_default();
+        // Matches are handed on as the listing finds them, in its order (stable while the
+        // directory is unchanged), and each entry is let go at once; the directories to
+        // descend into are kept and walked after, in name order, one listing open at a time.
+        let mut below = walk.lists.pop().unwrap_or_default();
         for entry in entries.flatten() {
-            let start = list.names.len();
-            list.names.extend_from_slice(entry.file_name().as_bytes());
-            list.entries.push((start..list.names.len(), entry));
-        }
-        let List { names, entries } = &mut list;
-        entries.sort_unstable_by(|a, b| names[a.0.clone()].cmp(&names[b.0.clone()]));
-        for (span, entry) in entries.drain(..) {
-            let name = OsStr::from_bytes(&names[span]);
+            let name = entry.file_name();
             let file_type = entry.file_type().ok();
             // States reached through `**` (real directories only are descended) and
             // through a named component (symlinked directories too).
@@ -235,7 +235,7 @@ impl Pattern {
                 continue;
             }
             let reached = self.close(through_any | through_name);
-            walk.path.push(name);
+            walk.path.push(&name);
             if reached & self.done() != 0 {
                 (walk.visit)(&walk.path, Some(&entry));
             }
@@ -248,11 +248,22 @@ impl Pattern {
             } else {
                 0
             };
+            walk.path.pop();
+            if descend & !self.done() != 0 {
+                let start = below.names.len();
+                below.names.extend_from_slice(name.as_bytes());
+                below.dirs.push((start..below.names.len(), descend));
+            }
+        }
+        let Below { names, dirs } = &mut below;
+        dirs.sort_unstable_by(|a, b| names[a.0.clone()].cmp(&names[b.0.clone()]));
+        for (span, descend) in dirs.drain(..) {
+            walk.path.push(OsStr::from_bytes(&names[span]));
             self.walk(walk, descend, depth + 1);
             walk.path.pop();
         }
-        list.names.clear();
-        walk.lists.push(list);
+        below.names.clear();
+        walk.lists.push(below);
     }
 }
 
@@ -265,18 +276,17 @@ struct Walk<'a> {
     path: PathBuf,
     /// An entry's name as characters, for matching (one buffer for the whole walk).
     name: Vec<char>,
-    /// Emptied lists of a directory's entries, one for each level being walked: kept
-    /// rather than grown and freed for every directory, which would cost more than the
-    /// walk on a tree of many small directories.
-    lists: Vec<List>,
+    /// Emptied lists of the directories to descend into, one for each level being walked:
+    /// kept rather than made again for every directory.
+    lists: Vec<Below>,
 }
 
-/// A directory's entries, each with its name's place in one buffer: the names are copied
-/// there rather than each held in an allocation of its own.
+/// The directories below one being listed that the walk descends into, with the states
+/// that reach them: their names in one buffer, each at its place.
 #[derive(Default)]
-struct List {
+struct Below {
     names: Vec<u8>,
-    entries: Vec<(Range<usize>, fs::DirEntry)>,
+    dirs: Vec<(Range<usize>, u64)>,
 }
 
 fn is_dir(path: &Path) -> bool {
