@@ -556,15 +556,7 @@ fn floor_c_cached(body: &[u8]) -> Duration {
     )
     .unwrap();
     let port: u16 = port.trim().parse().unwrap();
-    support::sleep_to_next_second();
-    let start = Instant::now();
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut sink = Vec::new();
-    stream.read_to_end(&mut sink).unwrap();
-    let elapsed = start.elapsed();
+    let (elapsed, sink) = ask_floor(port);
     assert!(child.wait().unwrap().success());
     std::fs::remove_file(&path).unwrap();
     assert!(sink.ends_with(body), "(c') sent the body");
@@ -713,17 +705,22 @@ fn serve_once(payload: impl FnOnce() -> Vec<u8> + Send + 'static) -> (Duration, 
         stream.write_all(&payload).unwrap();
         payload.len()
     });
-    // Timed as the exporter's scrapes are: at the start of a new second.
+    let (elapsed, _) = ask_floor(port);
+    (elapsed, server.join().unwrap())
+}
+
+/// One request to a floor on `port`, sent at the start of a new second as the exporter's
+/// scrapes are: the time from connect to the last byte, and what came back.
+fn ask_floor(port: u16) -> (Duration, Vec<u8>) {
     support::sleep_to_next_second();
     let start = Instant::now();
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream
         .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
-    let mut sink = Vec::new();
-    stream.read_to_end(&mut sink).unwrap();
-    let elapsed = start.elapsed();
-    (elapsed, server.join().unwrap())
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    (start.elapsed(), answer)
 }
 
 // ---------------------------------------------------------------------------------------
