@@ -1,6 +1,7 @@
 //! Label sets: which labels a certificate gets, `-l` filtering, path trimming and escaping.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
@@ -34,31 +35,37 @@ impl LabelConfig {
 
     /// An origin's labels (an [`crate::model::Item`]'s), in the order given.
     pub fn origin(&self, pairs: &[Pair]) -> Box<str> {
-        let mut out = String::new();
-        for (name, value) in pairs {
-            self.push(&mut out, name, value);
-        }
-        out.into_boxed_str()
+        SCRATCH.with_borrow_mut(|out| {
+            out.clear();
+            for (name, value) in pairs {
+                self.push(out, name, value);
+            }
+            Box::from(out.as_str())
+        })
     }
 
     /// The series of one certificate: `extra` pairs (a kubeconfig entry's kind and key),
-    /// the serial number and the subject; the issuer's labels apart, shared.
+    /// the serial number and the subject; the issuer's labels apart, shared. Both are
+    /// written in a buffer kept by the thread, then copied once at their size.
     pub fn series(&self, extra: &[Pair], cert: &CertInfo) -> Series {
-        let mut out = String::with_capacity(192);
-        for (name, value) in extra {
-            self.push(&mut out, name, value);
-        }
-        self.push(&mut out, "serial_number", &cert.serial);
-        self.push_name(&mut out, &SUBJECT, &cert.subject);
-        let mut issuer = String::with_capacity(128);
-        self.push_name(&mut issuer, &ISSUER, &cert.issuer);
-        Series {
-            labels: out.into_boxed_str(),
-            issuer: self.intern(issuer),
-            not_before: cert.not_before,
-            not_after: cert.not_after,
-            fingerprint: cert.fingerprint,
-        }
+        SCRATCH.with_borrow_mut(|out| {
+            out.clear();
+            for (name, value) in extra {
+                self.push(out, name, value);
+            }
+            self.push(out, "serial_number", &cert.serial);
+            self.push_name(out, &SUBJECT, &cert.subject);
+            let labels = Box::from(out.as_str());
+            out.clear();
+            self.push_name(out, &ISSUER, &cert.issuer);
+            Series {
+                labels,
+                issuer: self.intern(out),
+                not_before: cert.not_before,
+                not_after: cert.not_after,
+                fingerprint: cert.fingerprint,
+            }
+        })
     }
 
     /// Forgets the issuer label sets no certificate uses any more.
@@ -67,9 +74,9 @@ impl LabelConfig {
         issuers.retain(|issuer| Arc::strong_count(issuer) > 1);
     }
 
-    fn intern(&self, text: String) -> Arc<str> {
+    fn intern(&self, text: &str) -> Arc<str> {
         let mut issuers = self.issuers.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(shared) = issuers.get(text.as_str()) {
+        if let Some(shared) = issuers.get(text) {
             return Arc::clone(shared);
         }
         let shared: Arc<str> = text.into();
@@ -78,8 +85,7 @@ impl LabelConfig {
     }
 
     fn push_name(&self, out: &mut String, names: &[&str; 6], dn: &Name) {
-        let values = [&dn.c, &dn.st, &dn.l, &dn.o, &dn.ou, &dn.cn];
-        for (name, value) in names.iter().zip(values) {
+        for (name, value) in names.iter().zip(dn.values()) {
             self.push(out, name, value);
         }
     }
@@ -101,6 +107,11 @@ impl LabelConfig {
         escape_into(out, value);
         out.push('"');
     }
+}
+
+thread_local! {
+    /// Where label sets are written before they are copied out at their size.
+    static SCRATCH: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
 const ISSUER: [&str; 6] = [
@@ -136,10 +147,19 @@ pub fn escape_into(out: &mut String, value: &str) {
     }
 }
 
-/// Lexical clean of a slash-separated path, as Go's `path.Clean`.
-pub fn clean_path(path: &str) -> String {
+/// Lexical clean of a slash-separated path, as Go's `path.Clean`; a clean path (the usual
+/// case) is handed back as it is.
+pub fn clean_path(path: &str) -> Cow<'_, str> {
+    let relative = path.strip_prefix('/').unwrap_or(path);
+    if !relative.is_empty()
+        && relative
+            .split('/')
+            .all(|part| !matches!(part, "" | "." | ".."))
+    {
+        return Cow::Borrowed(path);
+    }
     if path.is_empty() {
-        return ".".to_string();
+        return Cow::Borrowed(".");
     }
     let rooted = path.starts_with('/');
     let mut parts: Vec<&str> = Vec::new();
@@ -157,11 +177,11 @@ pub fn clean_path(path: &str) -> String {
         }
     }
     let joined = parts.join("/");
-    match (rooted, joined.is_empty()) {
+    Cow::Owned(match (rooted, joined.is_empty()) {
         (true, _) => format!("/{joined}"),
         (false, true) => ".".to_string(),
         (false, false) => joined,
-    }
+    })
 }
 
 /// Drops `n` leading components as v3 does (`/tmp/test.pem` with 1 → `/test.pem`,
@@ -199,6 +219,11 @@ mod tests {
         assert_eq!(clean_path("../test/x/../basic.pem"), "../test/basic.pem");
         assert_eq!(clean_path("/../x"), "/x");
         assert_eq!(clean_path("./x"), "x");
+        assert_eq!(clean_path("/a/b/"), "/a/b");
+        assert_eq!(clean_path("/"), "/");
+        assert_eq!(clean_path(""), ".");
+        assert_eq!(clean_path("a/.hidden/..b"), "a/.hidden/..b");
+        assert!(matches!(clean_path("/a/b.pem"), Cow::Borrowed(_)));
     }
 
     #[test]
@@ -228,16 +253,8 @@ mod tests {
     fn certificate_labels_in_a_fixed_order() {
         let mut cert = CertInfo {
             serial: "-5".into(),
-            subject: crate::model::Name {
-                cn: "leaf".into(),
-                o: "Org".into(),
-                ..Default::default()
-            },
-            issuer: crate::model::Name {
-                cn: "CA".into(),
-                c: "FR".into(),
-                ..Default::default()
-            },
+            subject: Name::new(["", "", "", "Org", "", "leaf"]),
+            issuer: Name::new(["FR", "", "", "", "", "CA"]),
             not_before: 1,
             not_after: 2,
             fingerprint: 3,

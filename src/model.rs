@@ -1,4 +1,5 @@
-//! Shared vocabulary: the types every module passes around. No logic lives here.
+//! Shared vocabulary: the types every module passes around. No logic lives here beyond
+//! their own accessors.
 
 use std::sync::Arc;
 
@@ -19,21 +20,51 @@ pub struct CertInfo {
     pub fingerprint: u32,
 }
 
-/// The distinguished-name attributes exported as labels; an empty string means absent.
+/// The distinguished-name attributes exported as labels, in label order: C, ST, L, O, OU
+/// (each its first value) and CN (its last value, as Go's `pkix.Name` keeps them). An empty
+/// value means absent. The six values share one string: a certificate's names cost two
+/// allocations, not twelve.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Name {
-    /// countryName, first value.
-    pub c: String,
-    /// stateOrProvinceName, first value.
-    pub st: String,
-    /// localityName, first value.
-    pub l: String,
-    /// organizationName, first value.
-    pub o: String,
-    /// organizationalUnitName, first value.
-    pub ou: String,
-    /// commonName, last value.
-    pub cn: String,
+    /// The values one after another.
+    text: String,
+    /// Where each value ends in `text`.
+    ends: [u32; 6],
+}
+
+impl Name {
+    /// A name of these six values, in label order.
+    pub fn new(values: [&str; 6]) -> Self {
+        let mut name = Name::default();
+        for (i, value) in values.into_iter().enumerate() {
+            name.push(i, |text| text.push_str(value));
+        }
+        name
+    }
+
+    /// Appends the value at `index` (0 to 5, each once and in order) by `write`, which
+    /// appends it to the string it is given.
+    pub fn push(&mut self, index: usize, write: impl FnOnce(&mut String)) {
+        write(&mut self.text);
+        let end = u32::try_from(self.text.len()).unwrap_or(u32::MAX);
+        self.ends[index..].fill(end);
+    }
+
+    /// The six values, in label order.
+    pub fn values(&self) -> [&str; 6] {
+        let mut start = 0;
+        self.ends.map(|end| {
+            let end = end as usize;
+            let value = self.text.get(start..end).unwrap_or_default();
+            start = end;
+            value
+        })
+    }
+
+    /// The common name.
+    pub fn cn(&self) -> &str {
+        self.values()[5]
+    }
 }
 
 /// One exported certificate: its own labels and its two dates.

@@ -99,7 +99,7 @@ fn well_formed(data: &[u8]) -> Option<bool> {
                 blocks += 1;
             } else if let Some(rest) = line.strip_prefix(b"-----END ") {
                 let label = open.take()?;
-                if trim_end(rest) != format!("{label}-----").as_bytes() {
+                if trim_end(rest).strip_suffix(b"-----") != Some(label.as_bytes()) {
                     return None;
                 }
             }
@@ -280,53 +280,55 @@ pub fn cert_info(der: &[u8]) -> Result<CertInfo, String> {
 /// The exported attributes of a distinguished name: first value of C, ST, L, O, OU and the
 /// last value of CN, as Go's `pkix.Name` keeps them.
 fn name(dn: &X509Name<'_>) -> Name {
-    let mut out = Name::default();
-    for rdn in dn.iter_rdn() {
-        for attr in rdn.iter() {
-            let oid = attr.attr_type();
-            let first = |field: &mut String, want: &Oid<'_>| {
-                if oid == want && field.is_empty() {
-                    *field = decode_string(attr.attr_value());
-                }
-            };
-            first(&mut out.c, &OID_X509_COUNTRY_NAME);
-            first(&mut out.st, &OID_X509_STATE_OR_PROVINCE_NAME);
-            first(&mut out.l, &OID_X509_LOCALITY_NAME);
-            first(&mut out.o, &OID_X509_ORGANIZATION_NAME);
-            first(&mut out.ou, &OID_X509_ORGANIZATIONAL_UNIT);
-            if oid == &OID_X509_COMMON_NAME {
-                out.cn = decode_string(attr.attr_value());
+    const OIDS: [&Oid<'static>; 6] = [
+        &OID_X509_COUNTRY_NAME,
+        &OID_X509_STATE_OR_PROVINCE_NAME,
+        &OID_X509_LOCALITY_NAME,
+        &OID_X509_ORGANIZATION_NAME,
+        &OID_X509_ORGANIZATIONAL_UNIT,
+        &OID_X509_COMMON_NAME,
+    ];
+    let mut picked: [Option<&Any<'_>>; 6] = [None; 6];
+    for attr in dn.iter_rdn().flat_map(|rdn| rdn.iter()) {
+        let oid = attr.attr_type();
+        if let Some(i) = OIDS.iter().position(|want| oid == *want) {
+            // An empty value counts as absent: a later one is taken.
+            if i == 5 || picked[i].is_none_or(|v| v.data.is_empty()) {
+                picked[i] = Some(attr.attr_value());
             }
+        }
+    }
+    let mut out = Name::default();
+    for (i, value) in picked.into_iter().enumerate() {
+        if let Some(value) = value {
+            out.push(i, |text| decode_into(text, value));
         }
     }
     out
 }
 
-/// Decodes an ASN.1 string of any of the types found in names. Bytes that do not decode in
-/// the types read byte by byte (PrintableString, IA5String…) become U+FFFD; the Unicode
-/// types were checked by [`strict::check`] and decode whole.
-fn decode_string(value: &Any<'_>) -> String {
+/// Decodes an ASN.1 string of any of the types found in names onto `out`. Bytes that do
+/// not decode in the types read byte by byte (PrintableString, IA5String…) become U+FFFD;
+/// the Unicode types were checked by [`strict::check`] and decode whole.
+fn decode_into(out: &mut String, value: &Any<'_>) {
     let data = value.data;
     match value.tag() {
-        Tag::T61String => data.iter().map(|&b| char::from(b)).collect(),
+        Tag::T61String => out.extend(data.iter().map(|&b| char::from(b))),
         Tag::BmpString => {
             let units = data.chunks(2).map(|c| match c {
                 [hi, lo] => u16::from_be_bytes([*hi, *lo]),
                 _ => 0xFFFD,
             });
-            char::decode_utf16(units)
-                .map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER))
-                .collect()
+            out.extend(char::decode_utf16(units).map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER)))
         }
-        Tag::UniversalString => data
-            .chunks(4)
-            .map(|c| match c {
+        Tag::UniversalString => out.extend(data.chunks(4).map(|c| {
+            match c {
                 [a, b, c, d] => char::from_u32(u32::from_be_bytes([*a, *b, *c, *d]))
                     .unwrap_or(char::REPLACEMENT_CHARACTER),
                 _ => char::REPLACEMENT_CHARACTER,
-            })
-            .collect(),
-        _ => String::from_utf8_lossy(data).into_owned(),
+            }
+        })),
+        _ => out.push_str(&String::from_utf8_lossy(data)),
     }
 }
 
@@ -480,6 +482,11 @@ mod tests {
 
     #[test]
     fn strings_of_every_type_decode() {
+        let decode_string = |value: &Any<'_>| {
+            let mut out = String::from("x");
+            decode_into(&mut out, value);
+            out.split_off(1)
+        };
         let any = |tag: Tag, data: &'static [u8]| Any::from_tag_and_data(tag, data);
         assert_eq!(decode_string(&any(Tag::T61String, b"caf\xe9")), "café");
         assert_eq!(
@@ -533,7 +540,7 @@ mod tests {
     fn a_block_every_stack_refuses_is_an_error_on_both_paths() {
         let good = with_cn(b"abc");
         let bad = with_cn(b"a\xffc");
-        assert_eq!(cert_info(&good).unwrap().subject.cn, "abc");
+        assert_eq!(cert_info(&good).unwrap().subject.cn(), "abc");
         assert_eq!(
             cert_info(&bad).unwrap_err(),
             "subject: UTF8String is not valid UTF-8 in CN"

@@ -460,13 +460,8 @@ mod tests {
         use crate::labels::LabelConfig;
         use crate::model::{CertInfo, Name, Report};
         let config = LabelConfig::default();
-        let name = |c: &str, st: &str, l: &str, o: &str, ou: &str, cn: &str| Name {
-            c: c.into(),
-            st: st.into(),
-            l: l.into(),
-            o: o.into(),
-            ou: ou.into(),
-            cn: cn.into(),
+        let name = |c: &str, st: &str, l: &str, o: &str, ou: &str, cn: &str| {
+            Name::new([c, st, l, o, ou, cn])
         };
         let ca = name("", "", "", "Acme", "", "Acme CA");
         let odd = name("", "", "", "", "", "back\\slash\nline");

@@ -845,7 +845,7 @@ fn oracles(dir: &TempDir, variants: &[Variant]) -> Vec<Verdicts> {
 fn ours(der: &[u8]) -> Result<String, String> {
     let parsed = parse_certificates(der);
     let alone = match (parsed.certs.as_slice(), parsed.errors.as_slice()) {
-        ([cert], []) => Ok(cert.subject.cn.clone()),
+        ([cert], []) => Ok(cert.subject.cn().to_string()),
         ([], [error]) => Err(error.clone()),
         other => panic!("neither one certificate nor one error: {other:?}"),
     };
