@@ -17,7 +17,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, never, unbounded, Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{
+    bounded, never, unbounded, Receiver, RecvTimeoutError, Sender, TryRecvError,
+};
 
 use crate::model::{Items, Report};
 use crate::store::{Store, View};
@@ -26,6 +28,9 @@ use crate::store::{Store, View};
 pub const MAX_DEFAULT_WORKERS: usize = 8;
 /// Reports waiting for the store thread; a worker that finds the queue full waits.
 const REPORT_QUEUE: usize = 64;
+/// The longest a worker holds back a finished refresh while its lane has more (see
+/// [`work`]).
+const HOLD_FOR: Duration = Duration::from_millis(10);
 /// How long [`Engine::stop`] waits for the pool's refreshes under way.
 const STOP_WAIT: Duration = Duration::from_secs(5);
 
@@ -208,7 +213,7 @@ impl Engine {
             let stopping = Arc::clone(&stopping);
             thread::Builder::new().name(name).spawn(move || {
                 let _ended = ended; // dropped when this thread ends
-                work(&jobs, &reports, &finished, &stopping);
+                work(&jobs, &reports, &finished, &stopping, HOLD_FOR);
             })
         };
         // Lane 0 is the pool; each network source has a lane of its own after it.
@@ -311,6 +316,8 @@ struct Slot {
     previous: Option<(Items, Vec<String>)>,
     /// The failures logged and not yet resolved.
     logged: HashSet<String>,
+    /// How long the previous refresh took; `None` before the first.
+    took: Option<Duration>,
 }
 
 impl Slot {
@@ -322,22 +329,26 @@ impl Slot {
             lane,
             previous: None,
             logged: HashSet::new(),
+            took: None,
         }
     }
 
     /// Refreshes the source, logs what went wrong or right again, and returns the report
     /// with the wait the source asked for, if any.
     fn refresh(&mut self) -> (Report, Option<Duration>) {
-        // Timed only when the line is logged.
-        let timing = log::log_enabled!(log::Level::Debug).then(|| (Instant::now(), thread_cpu()));
+        let started = Instant::now();
+        // Thread CPU is read only when the line is logged.
+        let timing = log::log_enabled!(log::Level::Debug).then(thread_cpu);
         let pass = self.source.refresh();
-        if let Some((started, cpu)) = timing {
+        let took = started.elapsed();
+        self.took = Some(took);
+        if let Some(cpu) = timing {
             // benches/support reads this line: keep its shape.
             log::debug!(
                 "{}: refreshed {} items in {:.1} ms ({:.1} ms CPU)",
                 self.name,
                 pass.items.len(),
-                started.elapsed().as_secs_f64() * 1e3,
+                took.as_secs_f64() * 1e3,
                 thread_cpu().saturating_sub(cpu).as_secs_f64() * 1e3
             );
         }
@@ -387,30 +398,64 @@ struct Finished {
 
 /// A worker: runs the refreshes its lane hands it until the lane is closed or the engine
 /// stops.
+///
+/// While more refreshes wait in its lane (sources falling due together), a worker holds
+/// back what only bookkeeping needs (finished refreshes and unchanged reports) and hands it
+/// over before it would wait, or before a refresh that would keep it more than `hold` (in
+/// the engine, [`HOLD_FOR`]) after the first was held (judged by how long that source's
+/// previous refresh took): the
+/// scheduler and the store thread then wake once per burst of short refreshes, not once per
+/// source. A changed report goes at once.
 fn work(
     jobs: &Receiver<Job>,
     reports: &Sender<Report>,
     finished: &Sender<Finished>,
     stopping: &AtomicBool,
+    hold: Duration,
 ) {
-    for Job { mut slot, due } in jobs.iter() {
+    let (mut quiet, mut done) = (Vec::new(), Vec::<Finished>::new());
+    let hand_over = |quiet: &mut Vec<Report>, done: &mut Vec<Finished>| {
+        quiet.drain(..).all(|report| reports.send(report).is_ok())
+            && done.drain(..).all(|done| finished.send(done).is_ok())
+    };
+    loop {
+        let job = match jobs.try_recv() {
+            Ok(job) => job,
+            Err(TryRecvError::Disconnected) => return,
+            Err(TryRecvError::Empty) => {
+                if !hand_over(&mut quiet, &mut done) {
+                    return;
+                }
+                match jobs.recv() {
+                    Ok(job) => job,
+                    Err(_) => return,
+                }
+            }
+        };
         if stopping.load(Ordering::SeqCst) {
             return;
         }
+        let Job { mut slot, due } = job;
+        if let Some(first) = done.first() {
+            let until = first.at + hold;
+            if slot.took.is_none_or(|took| Instant::now() + took > until)
+                && !hand_over(&mut quiet, &mut done)
+            {
+                return;
+            }
+        }
         let (report, retry_in) = slot.refresh();
-        if reports.send(report).is_err() {
+        if !report.changed {
+            quiet.push(report);
+        } else if reports.send(report).is_err() {
             return;
         }
-        let at = Instant::now();
-        let done = Finished {
+        done.push(Finished {
             slot,
             due,
-            at,
+            at: Instant::now(),
             retry_in,
-        };
-        if finished.send(done).is_err() {
-            return;
-        }
+        });
     }
 }
 
@@ -622,6 +667,83 @@ mod tests {
 
     fn runs(runs: &Arc<Mutex<Vec<Run>>>) -> Vec<Run> {
         lock(runs).clone()
+    }
+
+    #[test]
+    fn a_worker_hands_back_a_burst_of_short_refreshes_at_its_end_and_never_holds_past_a_long_one() {
+        // A slot that has refreshed once: the next pass is unchanged, its duration known.
+        let primed = |index: usize, fake: Fake| {
+            let mut slot = Slot::new(index, Box::new(fake), 0);
+            assert!(slot.refresh().0.changed);
+            slot
+        };
+        let short = |index| primed(index, Fake::new("short", Lane::Pool, Duration::ZERO).0);
+        let job = |slot| Job {
+            slot,
+            due: Instant::now(),
+        };
+        static STOPPING: AtomicBool = AtomicBool::new(false);
+        // The worker over `queued`, held for `hold`; its channels.
+        let start = |queued: Vec<Slot>, hold: Duration| {
+            let (jobs_in, jobs) = unbounded();
+            queued
+                .into_iter()
+                .for_each(|slot| jobs_in.send(job(slot)).unwrap());
+            let (reports_out, reports) = unbounded();
+            let (finished_out, finished) = unbounded::<Finished>();
+            let worker = thread::spawn(move || {
+                work(&jobs, &reports_out, &finished_out, &STOPPING, hold);
+            });
+            (jobs_in, reports, finished, worker)
+        };
+        let next =
+            |finished: &Receiver<Finished>| finished.recv_timeout(Duration::from_secs(5)).unwrap();
+
+        // Three short refreshes queued together, held for as long as it takes: nothing
+        // comes back before the last has run.
+        let (last, last_runs) = Fake::new("last", Lane::Pool, Duration::from_millis(20));
+        let last = primed(2, last);
+        lock(&last_runs).clear();
+        let (jobs_in, reports, finished, worker) =
+            start(vec![short(0), short(1), last], Duration::from_secs(60));
+        let first = next(&finished);
+        let last_ended = runs(&last_runs).first().map(|run| run.ended);
+        assert!(
+            last_ended.is_some_and(|ended| ended <= Instant::now()),
+            "the first came back before the last had run"
+        );
+        let returned: Vec<usize> = [first, next(&finished), next(&finished)]
+            .iter()
+            .map(|done| done.slot.index)
+            .collect();
+        assert_eq!(returned, [0, 1, 2]);
+        let quiet: Vec<Report> = reports.try_iter().collect();
+        assert_eq!(quiet.len(), 3);
+        assert!(quiet.iter().all(|report| !report.changed));
+        drop(jobs_in);
+        worker.join().unwrap();
+
+        // A short refresh, then one whose last run took longer than the hold: the short
+        // one comes back before the long one starts, however long that one hangs.
+        let (long, long_runs) = Fake::new("long", Lane::Pool, Duration::from_millis(50));
+        let (open, gate) = unbounded();
+        open.send(()).unwrap();
+        let long = primed(
+            1,
+            Fake {
+                gate: Some(gate),
+                ..long
+            },
+        );
+        assert!(long.took.unwrap() >= Duration::from_millis(50));
+        let (jobs_in, _reports, finished, worker) =
+            start(vec![short(0), long], Duration::from_millis(10));
+        assert_eq!(next(&finished).slot.index, 0);
+        assert_eq!(runs(&long_runs).len(), 1, "the long one still hangs");
+        drop(open);
+        assert_eq!(next(&finished).slot.index, 1);
+        drop(jobs_in);
+        worker.join().unwrap();
     }
 
     #[test]
