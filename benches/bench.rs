@@ -1,6 +1,9 @@
 //! `make bench`: speed and memory of the release binary on 127.0.0.1, each figure against a
 //! floor measured in the same run by a small program here:
-//!   (a) lstat every file (a' for a tree: walk its directories and lstat every entry);
+//!   (a) lstat every file (a' for a tree: walk its directories and lstat every entry),
+//!   back to back; for the whole-process CPU rows, once a second in a process of its own,
+//!   measured as the exporter is (a walk once a second costs more than back to back: it
+//!   finds the caches cold, as the exporter's refresh does);
 //!   (b) read and parse every certificate with x509-parser and keep the label strings,
 //!   nothing else (its own process, for its peak RSS, on one thread);
 //!   (c) gzip: compress the exporter's plain body at level 1, then serve it;
@@ -27,7 +30,8 @@
 //!   `getconf CLK_TCK`) between two moments a refresh was logged, divided by the refreshes
 //!   logged in between (over all sources, per source), with `--refresh-interval=1s` and
 //!   nothing changing: 200 `-d` flags against one glob over the same 200 directories; and
-//!   one `-d DIR` (against a) or one `-f 'TREE/**/*.pem'` (against a').
+//!   one `-d DIR` (against a) or one `-f 'TREE/**/*.pem'` (against a'), each against its
+//!   floor once a second (the target) and back to back (for comparison, no target).
 //! - churn (10k): the files hard-linked into a scratch directory; each second 1 % of them is
 //!   replaced by a rename from a sibling directory on the same filesystem (a different
 //!   certificate of the corpus each time), and half a second later a gzip scrape must export
@@ -86,6 +90,9 @@ fn main() {
     }
     if args.get(1).map(String::as_str) == Some("floor-c-cached") {
         return floor_c_cached_child(Path::new(&args[2]));
+    }
+    if args.get(1).map(String::as_str) == Some("floor-a-paced") {
+        return floor_a_paced_child(Path::new(&args[2]), &args[3]);
     }
     let smoke = args.iter().any(|a| a == "--smoke") || std::env::var_os("BENCH_SMOKE").is_some();
     SMOKE.store(smoke, std::sync::atomic::Ordering::Relaxed);
@@ -799,16 +806,19 @@ fn engine_figures(flat: &Path, n: usize, certs: usize) -> Vec<Row> {
     let (mut one200, mut many200, mut flat_cpu, mut star_cpu) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut floor_flat, mut floor_tree) = (Vec::new(), Vec::new());
+    let (mut warm_flat, mut warm_tree) = (Vec::new(), Vec::new());
     floor_a(flat);
     floor_a_tree(&tree);
     for _ in 0..window_rounds() {
         many200.push(cpu_per_refresh(&each200, dirs200.len()));
         one200.push(cpu_per_refresh(std::slice::from_ref(&glob200), 1));
         flat_cpu.push(cpu_per_refresh(std::slice::from_ref(&flat_arg), 1));
-        // The floors are short: the median of 5 runs each time, next to the windows.
-        floor_flat.push(median((0..5).map(|_| floor_a(flat))));
+        floor_flat.push(floor_a_paced(flat, "flat"));
+        // The back-to-back floors are short: the median of 5 runs each time.
+        warm_flat.push(median((0..5).map(|_| floor_a(flat))));
         star_cpu.push(cpu_per_refresh(std::slice::from_ref(&globstar), 1));
-        floor_tree.push(median((0..5).map(|_| floor_a_tree(&tree))));
+        floor_tree.push(floor_a_paced(&tree, "tree"));
+        warm_tree.push(median((0..5).map(|_| floor_a_tree(&tree))));
     }
     let (one200, many200) = (pick(one200), pick(many200));
     rows.push(Row::new(
@@ -821,22 +831,34 @@ fn engine_figures(flat: &Path, n: usize, certs: usize) -> Vec<Row> {
         r(many200, one200),
         1.25,
     ));
-    let (flat_cpu, floor_flat) = (pick(flat_cpu), pick(floor_flat));
-    rows.push(Row::new(
-        &format!("refresh, nothing changed, {k} files, whole-process CPU, `-d DIR`"),
-        ms(flat_cpu),
-        format!("(a) lstat: {}", ms(floor_flat)),
-        r(flat_cpu, floor_flat),
-        2.0,
-    ));
-    let (star_cpu, floor_tree) = (pick(star_cpu), pick(floor_tree));
-    rows.push(Row::new(
-        &format!("refresh, nothing changed, {k} files, whole-process CPU, `-f 'TREE/**/*.pem'`"),
-        ms(star_cpu),
-        format!("(a') walk + lstat: {}", ms(floor_tree)),
-        r(star_cpu, floor_tree),
-        2.0,
-    ));
+    let whole = [
+        ("`-d DIR`", "(a)", "lstat", flat_cpu, floor_flat, warm_flat),
+        (
+            "`-f 'TREE/**/*.pem'`",
+            "(a')",
+            "walk + lstat",
+            star_cpu,
+            floor_tree,
+            warm_tree,
+        ),
+    ];
+    for (flag, floor, what, cpu, paced, warm) in whole {
+        let (cpu, paced, warm) = (pick(cpu), pick(paced), pick(warm));
+        rows.push(Row::new(
+            &format!("refresh, nothing changed, {k} files, whole-process CPU, {flag}"),
+            ms(cpu),
+            format!("{floor} {what} once a second, whole process: {}", ms(paced)),
+            r(cpu, paced),
+            2.0,
+        ));
+        rows.push(Row::new(
+            &format!("the same against the floor run back to back, {flag}"),
+            ms(cpu),
+            format!("{floor} {what}, warm: {}", ms(warm)),
+            r(cpu, warm),
+            0.0,
+        ));
+    }
     rows
 }
 
@@ -870,39 +892,88 @@ fn start_to_ready(sources: &[String], certs: Option<usize>) -> (Duration, u64, u
 }
 
 /// Whole-process CPU per refresh of each of `per_round` sources, with nothing changing and
-/// `--refresh-interval=1s`: the CPU between two logged refreshes, over the rounds of refreshes
-/// logged in between (a round: as many refreshes as sources).
+/// `--refresh-interval=1s`: see [`cpu_per_round`].
 fn cpu_per_refresh(sources: &[String], per_round: usize) -> Duration {
+    let mut args: Vec<&str> = sources.iter().map(String::as_str).collect();
+    args.push("--refresh-interval=1s");
+    let run = Run::start(&args);
+    run.wait_ready();
+    let cpu = cpu_per_round(run.child.id(), || run.refresh_count(), per_round);
+    cpu.unwrap_or_else(|count| panic!("{} sources: only {count} refreshes", sources.len()))
+}
+
+/// Whole-process CPU of process `pid` per round of `per_round` events counted by `count`
+/// (refreshes logged, passes of a floor): the CPU between two events, over the rounds in
+/// between, after two rounds to settle. Errs with the events seen when too few came.
+fn cpu_per_round(pid: u32, count: impl Fn() -> usize, per_round: usize) -> Result<Duration, usize> {
     let smoke = SMOKE.load(std::sync::atomic::Ordering::Relaxed);
     let (wanted, cap) = match smoke {
         true => (10, Duration::from_secs(20)),
         false => (20, Duration::from_secs(60)),
     };
-    let mut args: Vec<&str> = sources.iter().map(String::as_str).collect();
-    args.push("--refresh-interval=1s");
-    let run = Run::start(&args);
-    run.wait_ready();
-    // A first round after ready settles caches; the window opens at a refresh's log line.
-    let settle = run.refresh_count() + 2 * per_round;
-    let wait_for = |count: usize, until: Instant| {
-        while run.refresh_count() < count && Instant::now() < until {
+    // The first rounds settle caches; the window opens at an event.
+    let settle = count() + 2 * per_round;
+    let wait_for = |want: usize, until: Instant| {
+        while count() < want && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(1));
         }
     };
     wait_for(settle, Instant::now() + cap);
-    let seen = run.refresh_count();
+    let seen = count();
     wait_for(seen + 1, Instant::now() + cap);
-    let (from, cpu_from) = (run.refresh_count(), run.cpu());
+    let (from, cpu_from) = (count(), support::cpu_of(pid));
     wait_for(from + wanted * per_round, Instant::now() + cap);
-    let (to, cpu_to) = (run.refresh_count(), run.cpu());
-    let refreshes = (to - from) as f64 / per_round as f64;
-    assert!(
-        refreshes >= 1.0,
-        "{} sources: only {} refreshes in {cap:?}",
-        sources.len(),
-        to - from
+    let (to, cpu_to) = (count(), support::cpu_of(pid));
+    let rounds = (to - from) as f64 / per_round as f64;
+    match rounds >= 1.0 {
+        true => Ok((cpu_to - cpu_from).div_f64(rounds)),
+        false => Err(to - from),
+    }
+}
+
+/// (a) and (a') as a node pays them: a process of its own that walks `dir` once a second
+/// (`flat`: lstat every entry; `tree`: as [`floor_a_tree`]), its whole-process CPU per pass
+/// measured as the exporter's is.
+fn floor_a_paced(dir: &Path, mode: &str) -> Duration {
+    use std::io::BufRead as _;
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["floor-a-paced".as_ref(), dir.as_os_str(), mode.as_ref()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let passes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let stdout = child.stdout.take().unwrap();
+    let counter = Arc::clone(&passes);
+    std::thread::spawn(move || {
+        for _ in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    let cpu = cpu_per_round(
+        child.id(),
+        || passes.load(std::sync::atomic::Ordering::Relaxed),
+        1,
     );
-    (cpu_to - cpu_from).div_f64(refreshes)
+    child.kill().unwrap();
+    child.wait().unwrap();
+    cpu.unwrap_or_else(|count| panic!("paced floor: only {count} passes"))
+}
+
+/// The child of [`floor_a_paced`]: a pass every second, a line on stdout after each.
+fn floor_a_paced_child(dir: &Path, mode: &str) {
+    let mut next = Instant::now();
+    loop {
+        match mode {
+            "flat" => floor_a(dir),
+            _ => floor_a_tree(dir),
+        };
+        println!("pass");
+        next += Duration::from_secs(1);
+        sleep_until(next);
+    }
 }
 
 /// (a'): walk the tree's directories and lstat every entry.
