@@ -417,9 +417,8 @@ impl FileSource {
         {
             return (path, Arc::clone(item));
         }
-        let pairs = self.labels.file_pairs(&path.to_string_lossy());
         let item = Item {
-            labels: self.labels.origin(&pairs),
+            labels: self.labels.file_origin(&path.to_string_lossy()),
             series: Box::new([]),
             errors: Box::new([error]),
         };
@@ -447,7 +446,6 @@ impl FileSource {
     /// listing left it unknown.
     fn parse(&self, path: &Path, found: &Found, key: &mut Option<FileKey>) -> Item {
         let display = path.to_string_lossy();
-        let pairs = self.labels.file_pairs(&display);
         let mut errors = Vec::new();
         let mut series = Vec::new();
         let target = found.beside.as_deref().unwrap_or(path);
@@ -465,6 +463,8 @@ impl FileSource {
             Err(e) => errors.push(e),
             Ok(data) => {
                 let parsed = pem::parse_certificates(&data);
+                // At its final size: boxing it then costs no reallocation.
+                series.reserve_exact(parsed.certs.len());
                 for cert in &parsed.certs {
                     // The store merges a certificate repeated in one place into one series.
                     series.push(self.labels.series(&[], cert));
@@ -487,7 +487,7 @@ impl FileSource {
             }
         }
         Item {
-            labels: self.labels.origin(&pairs),
+            labels: self.labels.file_origin(&display),
             series: series.into(),
             errors: errors.into(),
         }

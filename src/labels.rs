@@ -25,12 +25,32 @@ pub struct LabelConfig {
 impl LabelConfig {
     /// `filename` and `filepath` of a file origin.
     pub fn file_pairs(&self, path: &str) -> Vec<Pair> {
+        self.with_file_values(path, |filename, filepath| {
+            vec![
+                ("filename".into(), filename.to_string()),
+                ("filepath".into(), filepath.to_string()),
+            ]
+        })
+    }
+
+    /// The labels of a file origin, as [`Self::origin`] renders [`Self::file_pairs`], without
+    /// the pairs.
+    pub fn file_origin(&self, path: &str) -> Box<str> {
+        self.with_file_values(path, |filename, filepath| {
+            SCRATCH.with_borrow_mut(|out| {
+                out.clear();
+                self.push(out, "filename", filename);
+                self.push(out, "filepath", filepath);
+                Box::from(out.as_str())
+            })
+        })
+    }
+
+    /// Calls `f` with the `filename` and `filepath` values of a file origin.
+    fn with_file_values<R>(&self, path: &str, f: impl FnOnce(&str, &str) -> R) -> R {
         let clean = clean_path(path);
-        let filename = clean.rsplit('/').next().unwrap_or_default().to_string();
-        vec![
-            ("filename".into(), filename),
-            ("filepath".into(), trim_components(&clean, self.trim)),
-        ]
+        let filename = clean.rsplit('/').next().unwrap_or_default();
+        f(filename, &trim_components(&clean, self.trim))
     }
 
     /// An origin's labels (an [`crate::model::Item`]'s), in the order given.
@@ -186,9 +206,9 @@ pub fn clean_path(path: &str) -> Cow<'_, str> {
 
 /// Drops `n` leading components as v3 does (`/tmp/test.pem` with 1 → `/test.pem`,
 /// `a/b/c.pem` with 1 → `b/c.pem`), but always keeps the file name.
-pub fn trim_components(path: &str, n: usize) -> String {
+pub fn trim_components(path: &str, n: usize) -> Cow<'_, str> {
     if n == 0 {
-        return path.to_string();
+        return Cow::Borrowed(path);
     }
     let (prefix, rest) = match path.strip_prefix('/') {
         Some(rest) => ("/", rest),
@@ -196,7 +216,7 @@ pub fn trim_components(path: &str, n: usize) -> String {
     };
     let parts: Vec<&str> = rest.split('/').collect();
     let keep = n.min(parts.len().saturating_sub(1));
-    format!("{prefix}{}", parts[keep..].join("/"))
+    Cow::Owned(format!("{prefix}{}", parts[keep..].join("/")))
 }
 
 #[cfg(test)]
@@ -235,6 +255,19 @@ mod tests {
             ("m".into(), String::new()),
         ];
         assert_eq!(&*config.origin(&pairs), "z=\"a\\\"b\\\\c\\nd\",a=\"1\"");
+        let trimmed = LabelConfig {
+            trim: 1,
+            ..Default::default()
+        };
+        for path in ["/a//b/c \"x\".pem", "rel/./d.pem", "e.pem"] {
+            for config in [&config, &trimmed] {
+                assert_eq!(
+                    config.file_origin(path),
+                    config.origin(&config.file_pairs(path)),
+                    "{path}"
+                );
+            }
+        }
         let only_z = LabelConfig {
             allow: Some(vec!["z".into()]),
             trim: 0,

@@ -82,7 +82,7 @@ fn well_formed(data: &[u8]) -> Option<bool> {
     let mut open: Option<&str> = None;
     let mut blocks = 0;
     let mut pos = 0;
-    while let Some(offset) = data[pos..].iter().position(|&b| b == b'-') {
+    while let Some(offset) = find_dash(&data[pos..]) {
         let at = pos + offset;
         let end = data[at..]
             .iter()
@@ -110,6 +110,30 @@ fn well_formed(data: &[u8]) -> Option<bool> {
         Some(_) => None,
         None => Some(blocks > 0),
     }
+}
+
+/// The first `-` in `data`, looked for eight bytes at a time: PEM bodies are long runs of
+/// base64, which has none.
+fn find_dash(data: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    const DASHES: u64 = u64::from_ne_bytes([b'-'; 8]);
+    let mut words = data.chunks_exact(8);
+    let mut start = 0;
+    for word in words.by_ref() {
+        let mut bytes = [0; 8];
+        bytes.copy_from_slice(word);
+        // A byte of `x` is zero where `word` has a dash; this sees whether any is.
+        let x = u64::from_ne_bytes(bytes) ^ DASHES;
+        if x.wrapping_sub(ONES) & !x & HIGHS != 0 {
+            break;
+        }
+        start += 8;
+    }
+    data[start..]
+        .iter()
+        .position(|&b| b == b'-')
+        .map(|at| start + at)
 }
 
 /// Every block framed on its own, so that one bad block is reported and its neighbours read.
@@ -478,6 +502,21 @@ mod tests {
         let data = b"-----BEGIN PRIVATE KEY-----\n!!!!\n-----END PRIVATE KEY-----\n";
         let parsed = parse_certificates(data);
         assert!(parsed.certs.is_empty() && parsed.errors.is_empty() && parsed.had_pem);
+    }
+
+    #[test]
+    fn a_dash_is_found_wherever_it_is() {
+        for len in 0..40 {
+            let mut data = vec![b'A'; len];
+            assert_eq!(find_dash(&data), None);
+            for at in 0..len {
+                data[at] = b'-';
+                assert_eq!(find_dash(&data), Some(at), "{len} {at}");
+                data[at] = 0xad; // '-' with the high bit set
+                assert_eq!(find_dash(&data), None, "{len} {at}");
+                data[at] = b'A';
+            }
+        }
     }
 
     #[test]
