@@ -14,6 +14,9 @@
 //!   (d) per request, render the same series from label strings and integers prepared before
 //!   the request (name, `{labels}`, ' ', integer, '\n'; a certificate's series share one label
 //!   string, escaped when prepared; comment lines copied), then serve that text.
+//! "Ready" is the first /readyz 200, polled every millisecond or every hundredth of the
+//! time since the start once that is longer (at most 1 % late, and few connections for the
+//! exporter to answer while it scans: the floors are not polled).
 //! Every floor answers one request on 127.0.0.1, timed from the client's connect to its last
 //! byte and sent at the start of a new second, like the exporter's scrapes (after an idle
 //! moment this machine answers several milliseconds slower than back to back).
