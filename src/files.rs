@@ -28,6 +28,14 @@ const PARALLEL_FROM: usize = 256;
 /// Files handed to a parsing thread at a time.
 const BATCH: usize = 32;
 
+/// A thread keeps its read buffer for the next file up to this capacity.
+const KEPT_READ_BUFFER: usize = 256 * 1024;
+
+thread_local! {
+    /// The buffer the thread's last file was read into, kept for the next one.
+    static READ_BUFFER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
 /// File names that promise a certificate: holding none is then a read error.
 const CERT_SUFFIXES: [&str; 4] = [".pem", ".crt", ".cer", ".der"];
 
@@ -446,23 +454,36 @@ impl FileSource {
     /// listing left it unknown.
     fn parse(&self, path: &Path, found: &Found, key: &mut Option<FileKey>) -> Item {
         let display = path.to_string_lossy();
-        let mut errors = Vec::new();
-        let mut series = Vec::new();
         let target = found.beside.as_deref().unwrap_or(path);
         let data = match found.regular {
-            true => read_found(target).map(|(data, meta)| {
+            true => read_found(target, READ_BUFFER.take()).map(|(data, meta)| {
                 key.get_or_insert_with(|| FileKey::from_meta(&meta, None));
                 data
             }),
             false => read_limited(target),
         };
-        match data.map_err(|why| format!("read {}: {why}", target.display())) {
+        let data = data.map_err(|why| format!("read {}: {why}", target.display()));
+        let item = self.item_of(&display, found, &data);
+        if let Ok(mut buffer) = data {
+            if buffer.capacity() <= KEPT_READ_BUFFER {
+                buffer.clear();
+                READ_BUFFER.set(buffer);
+            }
+        }
+        item
+    }
+
+    /// The item of the file at `display`, from what reading it gave.
+    fn item_of(&self, display: &str, found: &Found, data: &Result<Vec<u8>, String>) -> Item {
+        let mut errors = Vec::new();
+        let mut series = Vec::new();
+        match data {
             Err(e) if found.promise == Promise::Other => {
                 log::debug!("{e} (skipped: not named like a certificate)")
             }
-            Err(e) => errors.push(e),
+            Err(e) => errors.push(e.clone()),
             Ok(data) => {
-                let parsed = pem::parse_certificates(&data);
+                let parsed = pem::parse_certificates(data);
                 // At its final size: boxing it then costs no reallocation.
                 series.reserve_exact(parsed.certs.len());
                 for cert in &parsed.certs {
@@ -487,7 +508,7 @@ impl FileSource {
             }
         }
         Item {
-            labels: self.labels.file_origin(&display),
+            labels: self.labels.file_origin(display),
             series: series.into(),
             errors: errors.into(),
         }

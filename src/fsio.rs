@@ -36,13 +36,14 @@ pub fn read_capped(path: &Path) -> Result<Vec<u8>, String> {
 pub fn read_limited(path: &Path) -> Result<Vec<u8>, String> {
     let meta = fs::metadata(path).map_err(|e| why(&e))?;
     check_regular(&meta)?;
-    read_found(path).map(|(data, _)| data)
+    read_found(path, Vec::new()).map(|(data, _)| data)
 }
 
 /// [`read_limited`] for a path that a directory listing or a stat has just shown to be a
 /// regular file: no stat of the path before opening it (the type and size are still checked
-/// on the handle). Returns the handle's metadata too. Errors give only the cause.
-pub fn read_found(path: &Path) -> Result<(Vec<u8>, Metadata), String> {
+/// on the handle). Reads into `buffer` (emptied first: a caller may hand one back to be
+/// reused) and returns it with the handle's metadata. Errors give only the cause.
+pub fn read_found(path: &Path, buffer: Vec<u8>) -> Result<(Vec<u8>, Metadata), String> {
     let file = fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
@@ -50,7 +51,9 @@ pub fn read_found(path: &Path) -> Result<(Vec<u8>, Metadata), String> {
         .map_err(|e| why(&e))?;
     let meta = file.metadata().map_err(|e| why(&e))?;
     check_regular(&meta)?;
-    let mut data = Vec::with_capacity(meta.len() as usize);
+    let mut data = buffer;
+    data.clear();
+    data.reserve_exact(meta.len() as usize);
     file.take(MAX_FILE_SIZE + 1)
         .read_to_end(&mut data)
         .map_err(|e| why(&e))?;
@@ -133,12 +136,19 @@ mod tests {
             .set_len(MAX_FILE_SIZE + 1)
             .unwrap();
         assert!(read_capped(&big).unwrap_err().contains("larger than"));
-        assert!(read_found(&big).unwrap_err().contains("larger than"));
+        assert!(read_found(&big, Vec::new())
+            .unwrap_err()
+            .contains("larger than"));
         // Opened without a stat first, a FIFO is still refused on the handle, not waited on.
         let fifo = dir.join("fifo.pem");
         let made = std::process::Command::new("mkfifo").arg(&fifo).status();
         assert!(made.unwrap().success());
-        assert!(read_found(&fifo).unwrap_err().contains("FIFO"));
+        assert!(read_found(&fifo, Vec::new()).unwrap_err().contains("FIFO"));
+        // A buffer handed back holds the file alone, whatever it held before.
+        let small = dir.join("small.pem");
+        fs::write(&small, b"abc").unwrap();
+        let (data, meta) = read_found(&small, b"left over from a longer file".to_vec()).unwrap();
+        assert_eq!((data.as_slice(), meta.len()), (&b"abc"[..], 3));
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -42,6 +42,14 @@ impl Name {
         name
     }
 
+    /// An empty name with room for `bytes` of values.
+    pub fn with_capacity(bytes: usize) -> Self {
+        Name {
+            text: String::with_capacity(bytes),
+            ends: [0; 6],
+        }
+    }
+
     /// Appends the value at `index` (0 to 5, each once and in order) by `write`, which
     /// appends it to the string it is given.
     pub fn push(&mut self, index: usize, write: impl FnOnce(&mut String)) {

@@ -322,7 +322,9 @@ fn name(dn: &X509Name<'_>) -> Name {
             }
         }
     }
-    let mut out = Name::default();
+    // Room for the values as they are encoded: enough but for the few Latin-1 or UCS-2
+    // characters that take more bytes once decoded.
+    let mut out = Name::with_capacity(picked.iter().flatten().map(|v| v.data.len()).sum());
     for (i, value) in picked.into_iter().enumerate() {
         if let Some(value) = value {
             out.push(i, |text| decode_into(text, value));
@@ -365,13 +367,15 @@ fn serial_decimal(bytes: &[u8]) -> Result<String, String> {
         ));
     }
     let negative = bytes.first().is_some_and(|b| b & 0x80 != 0);
-    let mut magnitude = bytes.to_vec();
+    let mut magnitude = [0; MAX_SERIAL_BYTES];
+    let digits = &mut magnitude[..bytes.len()];
+    digits.copy_from_slice(bytes);
     if negative {
         // Two's complement: invert and add one.
-        for b in magnitude.iter_mut() {
+        for b in digits.iter_mut() {
             *b = !*b;
         }
-        for b in magnitude.iter_mut().rev() {
+        for b in digits.iter_mut().rev() {
             let (sum, carry) = b.overflowing_add(1);
             *b = sum;
             if !carry {
@@ -379,9 +383,10 @@ fn serial_decimal(bytes: &[u8]) -> Result<String, String> {
             }
         }
     }
-    // Repeated division by 10^9 over big-endian base-256 digits.
-    let mut chunks = Vec::new();
-    let mut digits = magnitude;
+    // Repeated division by 10^9 over big-endian base-256 digits, least significant chunk
+    // first: 256 bytes make at most 617 decimal digits, 69 chunks.
+    let mut chunks = [0u32; 69];
+    let mut count = 0;
     while digits.iter().any(|&b| b != 0) {
         let mut rem: u64 = 0;
         for b in digits.iter_mut() {
@@ -389,22 +394,34 @@ fn serial_decimal(bytes: &[u8]) -> Result<String, String> {
             *b = (cur / 1_000_000_000) as u8;
             rem = cur % 1_000_000_000;
         }
-        chunks.push(rem as u32);
+        chunks[count] = rem as u32;
+        count += 1;
     }
-    let mut out = String::new();
+    let mut out = String::with_capacity(1 + 9 * count.max(1));
     if negative {
         out.push('-');
     }
-    match chunks.split_last() {
+    match chunks[..count].split_last() {
         None => out.push('0'),
         Some((top, rest)) => {
             let _ = write!(out, "{top}");
-            for chunk in rest.iter().rev() {
-                let _ = write!(out, "{chunk:09}");
+            for &chunk in rest.iter().rev() {
+                push_nine_digits(&mut out, chunk);
             }
         }
     }
     Ok(out)
+}
+
+/// Appends `n` (below 10^9) as nine decimal digits, zeros leading.
+fn push_nine_digits(out: &mut String, n: u32) {
+    let mut digits = [b'0'; 9];
+    let mut n = n;
+    for d in digits.iter_mut().rev() {
+        *d = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    out.extend(digits.iter().map(|&d| char::from(d)));
 }
 
 #[cfg(test)]
@@ -430,6 +447,31 @@ mod tests {
             "730750818665451459101842416358141509827966271487"
         );
         assert!(serial_decimal(&[1; 300]).is_err());
+        // The longest accepted, 2^2047 - 1 and its negation -2^2047, against decimal
+        // doubling.
+        let mut decimal = vec![1u8]; // least significant digit first
+        for _ in 0..2047 {
+            let mut carry = 0;
+            for d in decimal.iter_mut() {
+                let twice = *d * 2 + carry;
+                (*d, carry) = (twice % 10, twice / 10);
+            }
+            if carry > 0 {
+                decimal.push(carry);
+            }
+        }
+        let text = |digits: &[u8]| -> String {
+            digits.iter().rev().map(|d| char::from(b'0' + d)).collect()
+        };
+        let power = text(&decimal);
+        decimal[0] -= 1; // 2^2047 ends in 8: no borrow
+        let mut longest = vec![0x7f];
+        longest.extend([0xff; MAX_SERIAL_BYTES - 1]);
+        assert_eq!(serial_decimal(&longest).unwrap(), text(&decimal));
+        let mut lowest = vec![0x80];
+        lowest.extend([0x00; MAX_SERIAL_BYTES - 1]);
+        assert_eq!(serial_decimal(&lowest).unwrap(), format!("-{power}"));
+        assert_eq!(power.len(), 617);
     }
 
     #[test]
