@@ -26,7 +26,8 @@ use crate::store::{Store, View};
 
 /// The pool's size when `--workers` is not given: the available cores, at most this.
 pub const MAX_DEFAULT_WORKERS: usize = 8;
-/// Reports waiting for the store thread; a worker that finds the queue full waits.
+/// Batches of reports waiting for the store thread; a worker that finds the queue full
+/// waits.
 const REPORT_QUEUE: usize = 64;
 /// The longest a worker holds back a finished refresh while its lane has more (see
 /// [`work`]).
@@ -197,7 +198,7 @@ impl Engine {
         let store = Store::new(sources.len());
         let views = Views::default();
         views.set(Published::of(&store));
-        let (reports_tx, reports) = bounded::<Report>(REPORT_QUEUE);
+        let (reports_tx, reports) = bounded::<Vec<Report>>(REPORT_QUEUE);
         {
             let views = views.clone();
             thread::Builder::new()
@@ -290,12 +291,11 @@ impl Engine {
     }
 }
 
-/// The store thread: applies each report and whatever else has arrived with it, publishes
-/// one view for them all, and tells `views`. Returns when every sender is gone.
-fn run_store(mut store: Store, reports: &Receiver<Report>, views: &Views) {
-    for report in reports.iter() {
-        store.apply(report);
-        for report in reports.try_iter() {
+/// The store thread: applies each batch of reports and whatever else has arrived with it,
+/// publishes one view for them all, and tells `views`. Returns when every sender is gone.
+fn run_store(mut store: Store, reports: &Receiver<Vec<Report>>, views: &Views) {
+    for batch in reports.iter() {
+        for report in batch.into_iter().chain(reports.try_iter().flatten()) {
             store.apply(report);
         }
         store.publish();
@@ -403,19 +403,19 @@ struct Finished {
 /// back what only bookkeeping needs (finished refreshes and unchanged reports) and hands it
 /// over before it would wait, or before a refresh that would keep it more than `hold` (in
 /// the engine, [`HOLD_FOR`]) after the first was held (judged by how long that source's
-/// previous refresh took): the
-/// scheduler and the store thread then wake once per burst of short refreshes, not once per
-/// source. A changed report goes at once.
+/// previous refresh took): the scheduler and the store thread then wake once per burst of
+/// short refreshes, not once per source, and the unchanged reports travel as one batch. A
+/// changed report goes at once.
 fn work(
     jobs: &Receiver<Job>,
-    reports: &Sender<Report>,
+    reports: &Sender<Vec<Report>>,
     finished: &Sender<Finished>,
     stopping: &AtomicBool,
     hold: Duration,
 ) {
     let (mut quiet, mut done) = (Vec::new(), Vec::<Finished>::new());
     let hand_over = |quiet: &mut Vec<Report>, done: &mut Vec<Finished>| {
-        quiet.drain(..).all(|report| reports.send(report).is_ok())
+        (quiet.is_empty() || reports.send(std::mem::take(quiet)).is_ok())
             && done.drain(..).all(|done| finished.send(done).is_ok())
     };
     loop {
@@ -447,7 +447,7 @@ fn work(
         let (report, retry_in) = slot.refresh();
         if !report.changed {
             quiet.push(report);
-        } else if reports.send(report).is_err() {
+        } else if reports.send(vec![report]).is_err() {
             return;
         }
         done.push(Finished {
@@ -496,7 +496,14 @@ impl Scheduler {
             };
             crossbeam_channel::select! {
                 recv(finished) -> done => match done {
-                    Ok(done) => self.take_back(done),
+                    // With whatever else has come back meanwhile (a worker hands back a
+                    // burst at once): one pass of this loop, one timer, for all of them.
+                    Ok(done) => {
+                        self.take_back(done);
+                        for done in finished.try_iter() {
+                            self.take_back(done);
+                        }
+                    }
                     Err(_) => return,
                 },
                 recv(stop) -> _ => return,
@@ -717,7 +724,9 @@ mod tests {
             .map(|done| done.slot.index)
             .collect();
         assert_eq!(returned, [0, 1, 2]);
-        let quiet: Vec<Report> = reports.try_iter().collect();
+        let quiet: Vec<Vec<Report>> = reports.try_iter().collect();
+        assert_eq!(quiet.len(), 1, "one batch");
+        let quiet = &quiet[0];
         assert_eq!(quiet.len(), 3);
         assert!(quiet.iter().all(|report| !report.changed));
         drop(jobs_in);
@@ -754,10 +763,15 @@ mod tests {
         views.on_first_pass(move || {
             n.fetch_add(1, Ordering::SeqCst);
         });
-        // Thirty reports of three sources, all queued before the store thread looks.
+        // Thirty reports of three sources, all queued before the store thread looks, some
+        // alone and some in batches.
         let (tx, rx) = unbounded();
-        for i in 0..30 {
-            tx.send(report(i % 3)).unwrap();
+        for i in 0..10 {
+            tx.send(vec![report(i % 3)]).unwrap();
+        }
+        for i in 0..5 {
+            tx.send((0..4).map(|j| report((i + j) % 3)).collect())
+                .unwrap();
         }
         drop(tx);
         run_store(Store::new(3), &rx, &views);
@@ -783,10 +797,10 @@ mod tests {
                 thread::sleep(Duration::from_millis(1));
             }
         };
-        tx.send(report(0)).unwrap();
+        tx.send(vec![report(0)]).unwrap();
         wait_for(1);
         assert!(!views.now().first_pass_done);
-        tx.send(report(1)).unwrap();
+        tx.send(vec![report(1)]).unwrap();
         wait_for(2);
         assert!(views.now().first_pass_done);
         drop(tx);
