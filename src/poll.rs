@@ -32,6 +32,10 @@ const REPORT_QUEUE: usize = 64;
 /// The longest a worker holds back a finished refresh while its lane has more (see
 /// [`work`]).
 const HOLD_FOR: Duration = Duration::from_millis(10);
+/// The most finished refreshes a worker holds back at once: a refresh that hangs (a file
+/// on a dead network mount) delays at most these sources' next turns, not every source
+/// of the burst.
+const HELD_MOST: usize = 16;
 /// How long [`Engine::stop`] waits for the pool's refreshes under way.
 const STOP_WAIT: Duration = Duration::from_secs(5);
 
@@ -403,9 +407,9 @@ struct Finished {
 /// back what only bookkeeping needs (finished refreshes and unchanged reports) and hands it
 /// over before it would wait, or before a refresh that would keep it more than `hold` (in
 /// the engine, [`HOLD_FOR`]) after the first was held (judged by how long that source's
-/// previous refresh took): the scheduler and the store thread then wake once per burst of
-/// short refreshes, not once per source, and the unchanged reports travel as one batch. A
-/// changed report goes at once.
+/// previous refresh took), and never more than [`HELD_MOST`] at once: the scheduler and the
+/// store thread then wake once per few short refreshes, not once per source, and the
+/// unchanged reports travel in batches. A changed report goes at once.
 fn work(
     jobs: &Receiver<Job>,
     reports: &Sender<Vec<Report>>,
@@ -438,9 +442,8 @@ fn work(
         let Job { mut slot, due } = job;
         if let Some(first) = done.first() {
             let until = first.at + hold;
-            if slot.took.is_none_or(|took| Instant::now() + took > until)
-                && !hand_over(&mut quiet, &mut done)
-            {
+            let late = slot.took.is_none_or(|took| Instant::now() + took > until);
+            if (late || done.len() >= HELD_MOST) && !hand_over(&mut quiet, &mut done) {
                 return;
             }
         }
@@ -751,6 +754,29 @@ mod tests {
         assert_eq!(runs(&long_runs).len(), 1, "the long one still hangs");
         drop(open);
         assert_eq!(next(&finished).slot.index, 1);
+        drop(jobs_in);
+        worker.join().unwrap();
+
+        // Quick refreshes, then one as quick last time that now hangs: those before it come
+        // back while it hangs, as many as may be held.
+        let (open, gate) = unbounded();
+        open.send(()).unwrap();
+        let (stuck, stuck_runs) = Fake::new("stuck", Lane::Pool, Duration::ZERO);
+        let stuck = primed(
+            HELD_MOST,
+            Fake {
+                gate: Some(gate),
+                ..stuck
+            },
+        );
+        let mut queued: Vec<Slot> = (0..HELD_MOST).map(short).collect();
+        queued.push(stuck);
+        let (jobs_in, _reports, finished, worker) = start(queued, Duration::from_secs(60));
+        let back: Vec<usize> = (0..HELD_MOST).map(|_| next(&finished).slot.index).collect();
+        assert_eq!(back, (0..HELD_MOST).collect::<Vec<_>>());
+        assert_eq!(runs(&stuck_runs).len(), 1, "the last one still hangs");
+        drop(open);
+        assert_eq!(next(&finished).slot.index, HELD_MOST);
         drop(jobs_in);
         worker.join().unwrap();
     }
