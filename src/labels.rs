@@ -37,8 +37,7 @@ impl LabelConfig {
     /// the pairs.
     pub fn file_origin(&self, path: &str) -> Box<str> {
         self.with_file_values(path, |filename, filepath| {
-            SCRATCH.with_borrow_mut(|out| {
-                out.clear();
+            in_scratch(|out| {
                 self.push(out, "filename", filename);
                 self.push(out, "filepath", filepath);
                 Box::from(out.as_str())
@@ -55,8 +54,7 @@ impl LabelConfig {
 
     /// An origin's labels (an [`crate::model::Item`]'s), in the order given.
     pub fn origin(&self, pairs: &[Pair]) -> Box<str> {
-        SCRATCH.with_borrow_mut(|out| {
-            out.clear();
+        in_scratch(|out| {
             for (name, value) in pairs {
                 self.push(out, name, value);
             }
@@ -68,8 +66,7 @@ impl LabelConfig {
     /// the serial number and the subject; the issuer's labels apart, shared. Both are
     /// written in a buffer kept by the thread, then copied once at their size.
     pub fn series(&self, extra: &[Pair], cert: &CertInfo) -> Series {
-        SCRATCH.with_borrow_mut(|out| {
-            out.clear();
+        in_scratch(|out| {
             for (name, value) in extra {
                 self.push(out, name, value);
             }
@@ -132,6 +129,22 @@ impl LabelConfig {
 thread_local! {
     /// Where label sets are written before they are copied out at their size.
     static SCRATCH: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// A thread keeps its label buffer up to this capacity: one certificate with a name of
+/// megabytes does not leave each parsing thread holding megabytes.
+const KEPT_SCRATCH: usize = 64 * 1024;
+
+/// Runs `f` on the thread's label buffer, emptied, and gives back what it returns.
+fn in_scratch<R>(f: impl FnOnce(&mut String) -> R) -> R {
+    SCRATCH.with_borrow_mut(|out| {
+        out.clear();
+        let result = f(out);
+        if out.capacity() > KEPT_SCRATCH {
+            *out = String::new();
+        }
+        result
+    })
 }
 
 const ISSUER: [&str; 6] = [
@@ -280,6 +293,20 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(&*none.origin(&pairs), "");
+    }
+
+    #[test]
+    fn a_huge_label_set_is_not_kept_by_the_thread() {
+        let config = LabelConfig::default();
+        let huge = "x".repeat(4 * KEPT_SCRATCH);
+        let labels = config.origin(&[("a".into(), huge.clone())]);
+        assert_eq!(labels.len(), huge.len() + 4);
+        assert!(SCRATCH.with_borrow(|out| out.capacity()) <= KEPT_SCRATCH);
+        config.origin(&[("a".into(), "small".into())]);
+        assert!(
+            SCRATCH.with_borrow(|out| out.capacity()) > 0,
+            "a small one is kept"
+        );
     }
 
     #[test]
