@@ -30,8 +30,9 @@
 //!   the same directories: start to /readyz 200, VmHWM at ready, and the most threads seen in
 //!   /proc/PID/status while waiting for ready (against a fixed 16).
 //! - whole-process CPU per refresh: utime + stime from /proc/PID/stat (ticks of
-//!   `getconf CLK_TCK`) between two moments a refresh was logged, divided by the refreshes
-//!   logged in between (over all sources, per source), with `--refresh-interval=1s` and
+//!   `getconf CLK_TCK`) over a window of 20 whole seconds placed between rounds (every
+//!   source's refresh falls due on the same whole seconds after the engine's start), logging
+//!   at info, divided by the 20 rounds, with `--refresh-interval=1s` and
 //!   nothing changing: 200 `-d` flags against one glob over the same 200 directories; and
 //!   one `-d DIR` (against a) or one `-f 'TREE/**/*.pem'` (against a'), each against its
 //!   floor once a second (the target) and back to back (for comparison, no target).
@@ -813,13 +814,13 @@ fn engine_figures(flat: &Path, n: usize, certs: usize) -> Vec<Row> {
     floor_a(flat);
     floor_a_tree(&tree);
     for _ in 0..window_rounds() {
-        many200.push(cpu_per_refresh(&each200, dirs200.len()));
-        one200.push(cpu_per_refresh(std::slice::from_ref(&glob200), 1));
-        flat_cpu.push(cpu_per_refresh(std::slice::from_ref(&flat_arg), 1));
+        many200.push(cpu_per_refresh(&each200));
+        one200.push(cpu_per_refresh(std::slice::from_ref(&glob200)));
+        flat_cpu.push(cpu_per_refresh(std::slice::from_ref(&flat_arg)));
         floor_flat.push(floor_a_paced(flat, "flat"));
         // The back-to-back floors are short: the median of 5 runs each time.
         warm_flat.push(median((0..5).map(|_| floor_a(flat))));
-        star_cpu.push(cpu_per_refresh(std::slice::from_ref(&globstar), 1));
+        star_cpu.push(cpu_per_refresh(std::slice::from_ref(&globstar)));
         floor_tree.push(floor_a_paced(&tree, "tree"));
         warm_tree.push(median((0..5).map(|_| floor_a_tree(&tree))));
     }
@@ -894,42 +895,63 @@ fn start_to_ready(sources: &[String], certs: Option<usize>) -> (Duration, u64, u
     (ready, hwm, threads)
 }
 
-/// Whole-process CPU per refresh of each of `per_round` sources, with nothing changing and
-/// `--refresh-interval=1s`: see [`cpu_per_round`].
-fn cpu_per_refresh(sources: &[String], per_round: usize) -> Duration {
+/// Whole-process CPU per round (every source refreshed once), with nothing changing and
+/// `--refresh-interval=1s`, logging at info (a debug line per source refresh would cost the
+/// 200 sources 200 lines a round, which a node does not pay). With no line to count, rounds
+/// are counted by the clock: the scheduler sets every source due at the engine's start and
+/// again an interval after it was due, so rounds start at whole seconds after the engine's
+/// start, which comes before the first /healthz answer. A window from half a second past a
+/// whole second after the process started to the same point `wanted` seconds later holds
+/// exactly `wanted` round starts, as long as the engine started and a round ends within
+/// half a second (asserted for the first; a round here takes tens of milliseconds).
+fn cpu_per_refresh(sources: &[String]) -> Duration {
     let mut args: Vec<&str> = sources.iter().map(String::as_str).collect();
     args.push("--refresh-interval=1s");
-    let run = Run::start(&args);
-    run.wait_ready();
-    let cpu = cpu_per_round(run.child.id(), || run.refresh_count(), per_round);
-    cpu.unwrap_or_else(|count| panic!("{} sources: only {count} refreshes", sources.len()))
+    let run = Run::start_env(&args, &[("RUST_LOG", "x509_certificate_exporter=info")]);
+    assert!(
+        run.listening < Duration::from_millis(250),
+        "the engine must start within a quarter second to pace the window: {:?}",
+        run.listening
+    );
+    let ready = run.wait_ready();
+    let wanted = match SMOKE.load(std::sync::atomic::Ordering::Relaxed) {
+        true => 10,
+        false => 20,
+    };
+    // Two rounds after ready settle the caches.
+    let from =
+        run.started() + Duration::from_secs(ready.as_secs() + 3) + Duration::from_millis(500);
+    sleep_until(from);
+    let cpu_from = run.cpu();
+    sleep_until(from + Duration::from_secs(wanted));
+    let cpu_to = run.cpu();
+    let quiet = run.warnings();
+    assert!(quiet.is_empty(), "{} sources: {quiet:?}", sources.len());
+    (cpu_to - cpu_from) / wanted as u32
 }
 
-/// Whole-process CPU of process `pid` per round of `per_round` events counted by `count`
-/// (refreshes logged, passes of a floor): the CPU between two events, over the rounds in
-/// between, after two rounds to settle. Errs with the events seen when too few came.
-fn cpu_per_round(pid: u32, count: impl Fn() -> usize, per_round: usize) -> Result<Duration, usize> {
+/// Whole-process CPU of process `pid` per pass of a floor, passes counted by `count`: the
+/// CPU between two passes, over the passes in between, after two passes to settle. Errs
+/// with the passes seen when too few came.
+fn cpu_per_pass(pid: u32, count: impl Fn() -> usize) -> Result<Duration, usize> {
     let smoke = SMOKE.load(std::sync::atomic::Ordering::Relaxed);
     let (wanted, cap) = match smoke {
         true => (10, Duration::from_secs(20)),
         false => (20, Duration::from_secs(60)),
     };
-    // The first rounds settle caches; the window opens at an event.
-    let settle = count() + 2 * per_round;
     let wait_for = |want: usize, until: Instant| {
         while count() < want && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(1));
         }
     };
-    wait_for(settle, Instant::now() + cap);
+    wait_for(count() + 2, Instant::now() + cap);
     let seen = count();
     wait_for(seen + 1, Instant::now() + cap);
     let (from, cpu_from) = (count(), support::cpu_of(pid));
-    wait_for(from + wanted * per_round, Instant::now() + cap);
+    wait_for(from + wanted, Instant::now() + cap);
     let (to, cpu_to) = (count(), support::cpu_of(pid));
-    let rounds = (to - from) as f64 / per_round as f64;
-    match rounds >= 1.0 {
-        true => Ok((cpu_to - cpu_from).div_f64(rounds)),
+    match to > from {
+        true => Ok((cpu_to - cpu_from) / (to - from) as u32),
         false => Err(to - from),
     }
 }
@@ -955,11 +977,9 @@ fn floor_a_paced(dir: &Path, mode: &str) -> Duration {
             counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     });
-    let cpu = cpu_per_round(
-        child.id(),
-        || passes.load(std::sync::atomic::Ordering::Relaxed),
-        1,
-    );
+    let cpu = cpu_per_pass(child.id(), || {
+        passes.load(std::sync::atomic::Ordering::Relaxed)
+    });
     child.kill().unwrap();
     child.wait().unwrap();
     cpu.unwrap_or_else(|count| panic!("paced floor: only {count} passes"))

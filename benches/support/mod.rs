@@ -126,6 +126,20 @@ impl Run {
         cpu_of(self.child.id())
     }
 
+    /// When the process was started.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// The warnings and errors logged so far.
+    pub fn warnings(&self) -> Vec<String> {
+        let log = self.log.lock().unwrap();
+        let bad = log
+            .iter()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR"));
+        bad.cloned().collect()
+    }
+
     /// Refreshes logged so far, over every source (one debug line each).
     pub fn refresh_count(&self) -> usize {
         self.refreshed.load(Ordering::Relaxed)
