@@ -196,7 +196,7 @@ fn main() {
     write_section(
         "files",
         &format!(
-            "Measured by `make bench` (benches/bench.rs) on {} cores ({cpu}): the release binary on 127.0.0.1, medians of {ROUNDS} rounds, each ratio against a floor measured in the same run (see the top of benches/bench.rs). Refresh times come from the exporter's own debug log (wall and thread CPU of one refresh), except the whole-process CPU rows (utime + stime from /proc between two logged refreshes, over the refreshes in between). The engine rows compare the exporter with many sources against itself with one source over the same files; churn compares the RSS under churn with the same process's quiet RSS.\n\n{table}",
+            "Measured by `make bench` (benches/bench.rs) on {} cores ({cpu}): the release binary on 127.0.0.1, medians of {ROUNDS} rounds, each ratio against a floor measured in the same run (see the top of benches/bench.rs). Refresh times come from the exporter's own debug log (wall and thread CPU of one refresh), except the whole-process CPU rows (utime + stime from /proc over 20 whole seconds placed between refresh rounds, logging at info, divided by the 20 rounds; for the paced floors, between two passes, over the passes in between). The cached gzip row takes three answers a round on each side. The engine rows compare the exporter with many sources against itself with one source over the same files; churn compares the RSS under churn with the same process's quiet RSS.\n\n{table}",
             std::thread::available_parallelism().map_or(1, |n| n.get())
         ),
     );
