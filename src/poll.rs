@@ -38,6 +38,9 @@ const HOLD_FOR: Duration = Duration::from_millis(10);
 const HELD_MOST: usize = 16;
 /// How long [`Engine::stop`] waits for the pool's refreshes under way.
 const STOP_WAIT: Duration = Duration::from_secs(5);
+/// How long after a source asks for an early refresh ([`Wake`]) that refresh starts: what
+/// else it sees meanwhile (a burst of changes on a watch) goes into the same refresh.
+const WAKE_DELAY: Duration = Duration::from_millis(200);
 
 /// The result of one refresh of a source.
 #[derive(Clone)]
@@ -89,6 +92,28 @@ pub trait Source: Send {
     /// files; a source that waits on the network must answer [`Lane::Network`].
     fn lane(&self) -> Lane {
         Lane::Pool
+    }
+    /// Given once, before the first refresh: the handle a source that learns of changes
+    /// between refreshes (a Kubernetes watch) uses to ask for one early. The default keeps
+    /// to the interval.
+    fn attach(&mut self, wake: Wake) {
+        let _ = wake;
+    }
+}
+
+/// Asks the engine to refresh one source soon ([`WAKE_DELAY`] from now, or that long after
+/// the refresh under way ends), whatever its interval. Cheap to clone and to call often:
+/// calls that arrive before the refresh starts are one refresh.
+#[derive(Clone)]
+pub struct Wake {
+    index: usize,
+    wakes: Sender<usize>,
+}
+
+impl Wake {
+    /// Asks for the refresh; does nothing once the engine has stopped.
+    pub fn wake(&self) {
+        let _ = self.wakes.send(self.index);
     }
 }
 
@@ -212,6 +237,7 @@ impl Engine {
 
         let stopping = Arc::new(AtomicBool::new(false));
         let (finished_tx, finished) = unbounded::<Finished>();
+        let (wakes_tx, wakes) = unbounded::<usize>();
         let (ended_tx, pool_ended) = bounded::<()>(0);
         let worker = |name: String, jobs: Receiver<Job>, ended: Option<Sender<()>>| {
             let (reports, finished) = (reports_tx.clone(), finished_tx.clone());
@@ -233,7 +259,11 @@ impl Engine {
         drop(ended_tx);
         let mut lanes = vec![pool_tx];
         let mut slots = Vec::with_capacity(sources.len());
-        for (index, source) in sources.into_iter().enumerate() {
+        for (index, mut source) in sources.into_iter().enumerate() {
+            source.attach(Wake {
+                index,
+                wakes: wakes_tx.clone(),
+            });
             let lane = match source.lane() {
                 Lane::Pool => 0,
                 Lane::Network => {
@@ -257,6 +287,8 @@ impl Engine {
 
         let (stop, stopped) = bounded::<()>(0);
         let scheduler = Scheduler {
+            next: vec![None; slots.len()],
+            woken: vec![false; slots.len()],
             slots,
             lanes,
             due: BinaryHeap::new(),
@@ -264,7 +296,7 @@ impl Engine {
         };
         let scheduler = thread::Builder::new()
             .name("scheduler".into())
-            .spawn(move || scheduler.run(&finished, &stopped))?;
+            .spawn(move || scheduler.run(&finished, &wakes, &stopped))?;
         Ok(Engine {
             views,
             stopping,
@@ -468,17 +500,26 @@ struct Scheduler {
     slots: Vec<Option<Slot>>,
     /// Where each lane takes its jobs.
     lanes: Vec<Sender<Job>>,
-    /// (when, source index), earliest first.
+    /// (when, source index), earliest first. An entry whose time is not the source's
+    /// [`Scheduler::next`] was overtaken by a wake and is skipped.
     due: BinaryHeap<Reverse<(Instant, usize)>>,
+    /// By source index: when it is next due; `None` while out on a lane.
+    next: Vec<Option<Instant>>,
+    /// By source index: woken while out on a lane.
+    woken: Vec<bool>,
     interval: Duration,
 }
 
 impl Scheduler {
     /// Hands out refreshes as they fall due and takes them back as they finish, until
     /// `stop` is closed or every worker is gone.
-    fn run(mut self, finished: &Receiver<Finished>, stop: &Receiver<()>) {
+    fn run(mut self, finished: &Receiver<Finished>, wakes: &Receiver<usize>, stop: &Receiver<()>) {
+        // Sources that never wake drop their handles: a closed channel would be ready at
+        // every turn of the loop, so it is then replaced by one that never is.
+        let mut wakes = wakes.clone();
         let start = Instant::now();
         self.due = (0..self.slots.len()).map(|i| Reverse((start, i))).collect();
+        self.next = vec![Some(start); self.slots.len()];
         loop {
             let now = Instant::now();
             while let Some(&Reverse((at, index))) = self.due.peek() {
@@ -486,6 +527,10 @@ impl Scheduler {
                     break;
                 }
                 self.due.pop();
+                if self.next[index] != Some(at) {
+                    continue;
+                }
+                self.next[index] = None;
                 if let Some(slot) = self.slots[index].take() {
                     let lane = slot.lane;
                     if self.lanes[lane].send(Job { slot, due: at }).is_err() {
@@ -509,10 +554,39 @@ impl Scheduler {
                     }
                     Err(_) => return,
                 },
+                recv(wakes) -> index => match index {
+                    Ok(index) => {
+                        self.wake(index);
+                        for index in wakes.try_iter() {
+                            self.wake(index);
+                        }
+                    }
+                    Err(_) => wakes = never(),
+                },
                 recv(stop) -> _ => return,
                 recv(timer) -> _ => {}
             }
         }
+    }
+
+    /// Brings a source's next refresh forward to [`WAKE_DELAY`] from now, or marks it to
+    /// follow the refresh under way that closely.
+    fn wake(&mut self, index: usize) {
+        match self.next.get(index) {
+            Some(Some(next)) => {
+                let at = Instant::now() + WAKE_DELAY;
+                if at < *next {
+                    self.set_next(index, at);
+                }
+            }
+            Some(None) => self.woken[index] = true,
+            None => {}
+        }
+    }
+
+    fn set_next(&mut self, index: usize, at: Instant) {
+        self.next[index] = Some(at);
+        self.due.push(Reverse((at, index)));
     }
 
     /// Takes a finished refresh back and sets when the source is next due.
@@ -532,8 +606,12 @@ impl Scheduler {
                 self.interval
             );
         }
-        self.due.push(Reverse((next, slot.index)));
         let index = slot.index;
+        let next = match std::mem::take(&mut self.woken[index]) {
+            true => next.min(at + WAKE_DELAY),
+            false => next,
+        };
+        self.set_next(index, next);
         self.slots[index] = Some(slot);
     }
 }
@@ -616,6 +694,8 @@ mod tests {
         /// When set, a refresh waits here until the sender is dropped (a hung server).
         gate: Option<Receiver<()>>,
         runs: Arc<Mutex<Vec<Run>>>,
+        /// The engine's wake handle, once attached.
+        wake: Arc<Mutex<Option<Wake>>>,
     }
 
     #[derive(Clone, Debug)]
@@ -634,6 +714,7 @@ mod tests {
                 takes,
                 gate: None,
                 runs: Arc::clone(&runs),
+                wake: Arc::default(),
             };
             (fake, runs)
         }
@@ -662,6 +743,10 @@ mod tests {
 
         fn lane(&self) -> Lane {
             self.lane
+        }
+
+        fn attach(&mut self, wake: Wake) {
+            *lock(&self.wake) = Some(wake);
         }
     }
 
@@ -900,6 +985,138 @@ mod tests {
             thread::sleep(Duration::from_millis(5));
         }
         assert_eq!(runs(&api_runs)[0].thread, "network-1");
+    }
+
+    #[test]
+    fn a_wake_brings_the_next_refresh_forward_and_many_wakes_make_one_refresh() {
+        let (api, api_runs) = Fake::new("api", Lane::Network, Duration::ZERO);
+        let (files, file_runs) = Fake::new("files", Lane::Pool, Duration::ZERO);
+        let handle = Arc::clone(&api.wake);
+        let settings = Settings {
+            interval: Duration::from_secs(3600),
+            workers: 1,
+        };
+        let engine = Engine::start(vec![Box::new(files), Box::new(api)], settings).unwrap();
+        let wait_for = |of: &Arc<Mutex<Vec<Run>>>, count: usize| {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while runs(of).len() < count {
+                assert!(
+                    Instant::now() < deadline,
+                    "{count} refreshes: {:?}",
+                    runs(of)
+                );
+                thread::sleep(Duration::from_millis(2));
+            }
+        };
+        wait_for(&api_runs, 1);
+        let wake = lock(&handle)
+            .clone()
+            .expect("attached before the first refresh");
+        // A burst of wakes: one refresh, about WAKE_DELAY later, not an hour.
+        let woken = Instant::now();
+        for _ in 0..50 {
+            wake.wake();
+        }
+        wait_for(&api_runs, 2);
+        let second = runs(&api_runs)[1].started;
+        assert!(second >= woken + WAKE_DELAY - Duration::from_millis(5));
+        assert!(second < woken + WAKE_DELAY + Duration::from_millis(500));
+        thread::sleep(WAKE_DELAY * 3);
+        assert_eq!(runs(&api_runs).len(), 2, "fifty wakes, one refresh");
+        // The interval's own turn was overtaken, not added to: nothing more comes.
+        assert_eq!(runs(&file_runs).len(), 1, "the other source keeps its hour");
+        engine.stop();
+    }
+
+    /// CPU used so far by this process's threads named `scheduler`.
+    fn schedulers_cpu() -> Duration {
+        let mut ticks = 0;
+        for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            if comm.trim() != "scheduler" {
+                continue;
+            }
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            let fields: Vec<&str> = stat.rsplit(") ").next().unwrap_or("").split(' ').collect();
+            // utime and stime are fields 14 and 15 of the line, 12 and 13 after `) `.
+            ticks += fields
+                .get(11)
+                .and_then(|t| t.parse::<u64>().ok())
+                .unwrap_or(0);
+            ticks += fields
+                .get(12)
+                .and_then(|t| t.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+        Duration::from_millis(ticks * 10)
+    }
+
+    #[test]
+    fn an_engine_whose_sources_never_wake_it_sleeps() {
+        // The file sources drop the wake handle they are given: the scheduler must not take
+        // the closed channel for a stream of wakes.
+        let (files, file_runs) = Fake::new("files", Lane::Pool, Duration::ZERO);
+        struct Deaf(Fake);
+        impl Source for Deaf {
+            fn describe(&self) -> String {
+                self.0.describe()
+            }
+            fn refresh(&mut self) -> Pass {
+                self.0.refresh()
+            }
+        }
+        let settings = Settings {
+            interval: Duration::from_secs(3600),
+            workers: 1,
+        };
+        let engine = Engine::start(vec![Box::new(Deaf(files))], settings).unwrap();
+        thread::sleep(Duration::from_millis(100));
+        let before = schedulers_cpu();
+        thread::sleep(Duration::from_millis(600));
+        let used = schedulers_cpu().saturating_sub(before);
+        engine.stop();
+        assert_eq!(runs(&file_runs).len(), 1);
+        // A spinning scheduler burns the whole 600 ms; an idle one, nothing measurable
+        // (others running in parallel tests included).
+        assert!(used < Duration::from_millis(200), "{used:?}");
+    }
+
+    #[test]
+    fn a_wake_during_a_refresh_is_one_more_refresh_after_it() {
+        let (mut api, api_runs) = Fake::new("api", Lane::Network, Duration::ZERO);
+        let handle = Arc::clone(&api.wake);
+        let (release, gate) = bounded::<()>(0);
+        api.gate = Some(gate);
+        let settings = Settings {
+            interval: Duration::from_secs(3600),
+            workers: 1,
+        };
+        let engine = Engine::start(vec![Box::new(api)], settings).unwrap();
+        // The first refresh waits at its gate: wake it meanwhile, twice.
+        thread::sleep(Duration::from_millis(50));
+        let wake = lock(&handle).clone().unwrap();
+        wake.wake();
+        wake.wake();
+        release.send(()).unwrap();
+        // The gate is passed once; later refreshes find it closed and go straight on.
+        drop(release);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while runs(&api_runs).len() < 2 {
+            assert!(Instant::now() < deadline, "{:?}", runs(&api_runs));
+            thread::sleep(Duration::from_millis(2));
+        }
+        let runs_now = runs(&api_runs);
+        let gap = runs_now[1]
+            .started
+            .saturating_duration_since(runs_now[0].ended);
+        assert!(gap >= WAKE_DELAY - Duration::from_millis(5), "{gap:?}");
+        thread::sleep(Duration::from_millis(800));
+        assert_eq!(
+            runs(&api_runs).len(),
+            2,
+            "two wakes during it, one refresh after"
+        );
+        engine.stop();
     }
 
     #[test]
