@@ -34,7 +34,8 @@ pub struct Config {
     /// `--workers`: threads that refresh the file sources; `None` leaves the choice to the
     /// engine (the available cores, capped).
     pub workers: Option<usize>,
-    /// Kubernetes Secrets and ConfigMaps, when `--watch-kube-secrets` is given.
+    /// The Kubernetes source, when `--watch-kube-secrets` or `--watch-kube-ca-bundles` is
+    /// given.
     pub kube: Option<KubeFlags>,
     /// `--web.config.file`: TLS and basic auth for the listener.
     pub web_config_file: Option<std::path::PathBuf>,
@@ -55,6 +56,8 @@ pub struct KubeFlags {
     pub rate_limit_qps: f64,
     /// `--kube-api-rate-limit-burst`.
     pub rate_limit_burst: u32,
+    /// `--kube-watch`: list once, then watch (the default); `false` lists at every refresh.
+    pub watch: bool,
     /// What the source lists and keeps: `-s`, `-c`, the namespace and label filters,
     /// `--expose-secret-label`, `--max-cache-duration`, `--kube-page-size`.
     pub source: Settings,
@@ -105,8 +108,11 @@ pub struct Flag {
     pub repeatable: bool,
     /// `healthcheck` takes it too.
     pub healthcheck: bool,
-    /// It configures the Kubernetes source, and is refused without `--watch-kube-secrets`.
+    /// It configures the Kubernetes source, and is refused without `--watch-kube-secrets` or
+    /// `--watch-kube-ca-bundles`.
     pub kube_only: bool,
+    /// A switch that also takes `=true` or `=false` (never a separate value).
+    pub boolean: bool,
 }
 
 const fn switch(long: &'static str) -> Flag {
@@ -117,6 +123,7 @@ const fn switch(long: &'static str) -> Flag {
         repeatable: false,
         healthcheck: false,
         kube_only: false,
+        boolean: false,
     }
 }
 
@@ -128,6 +135,7 @@ const fn valued(long: &'static str, value: &'static str) -> Flag {
         repeatable: false,
         healthcheck: false,
         kube_only: false,
+        boolean: false,
     }
 }
 
@@ -159,6 +167,13 @@ impl Flag {
             ..self
         }
     }
+
+    const fn boolean(self) -> Flag {
+        Flag {
+            boolean: true,
+            ..self
+        }
+    }
 }
 
 /// The most `--workers` takes: beyond it, threads cost memory and buy nothing.
@@ -173,6 +188,7 @@ pub const FLAGS: &[Flag] = &[
     valued("--refresh-interval", "DUR"),
     valued("--workers", "N"),
     switch("--watch-kube-secrets"),
+    switch("--watch-kube-ca-bundles"),
     valued("--kubeconfig", "FILE").kube_only(),
     valued("--secret-type", "TYPE:KEYREGEX")
         .short("-s")
@@ -207,6 +223,7 @@ pub const FLAGS: &[Flag] = &[
     valued("--kube-api-rate-limit-qps", "QPS").kube_only(),
     valued("--kube-api-rate-limit-burst", "N").kube_only(),
     valued("--kube-page-size", "N").kube_only(),
+    switch("--kube-watch").boolean().kube_only(),
     valued("--expose-labels", "LIST").short("-l").repeatable(),
     switch("--expose-relative-metrics"),
     switch("--expose-per-cert-error-metrics"),
@@ -235,8 +252,10 @@ Files (repeatable; globs take *, ?, [..] and **):
       --refresh-interval=DUR       how often sources are re-checked (default 30s)
       --workers=N                  refresh threads for file sources (default: cores, at most 8)
 
-Kubernetes (the rest need --watch-kube-secrets; -s, -c, the filters and labels repeat):
+Kubernetes (the rest need one of the first two; -s, -c, the filters and labels repeat):
       --watch-kube-secrets         read certificates from Secrets (and ConfigMaps, with -c)
+      --watch-kube-ca-bundles      read the caBundles of webhook configurations, APIServices
+                                   and CRD conversion webhooks
       --kubeconfig=FILE            API access (default $KUBECONFIG, in-cluster, ~/.kube/config)
   -s, --secret-type=TYPE:KEYREGEX  Secret type, whole-key regex (default kubernetes.io/tls:tls.crt)
   -c, --configmap-keys=KEYS        ConfigMap data keys, comma-separated (default none)
@@ -251,6 +270,8 @@ Kubernetes (the rest need --watch-kube-secrets; -s, -c, the filters and labels r
       --kube-api-rate-limit-qps=QPS   client-side requests a second (default 0: no limit)
       --kube-api-rate-limit-burst=N   requests at once under that limit (default 0: no limit)
       --kube-page-size=N           objects per list request (default 100)
+      --kube-watch=false           list at every refresh instead of listing once and watching,
+                                   for API proxies that cut long requests (default true)
 
 Metrics:
   -l, --expose-labels=LIST         label names kept on x509_cert_* series (default all; \"\": none)
@@ -378,6 +399,7 @@ impl Given {
             let long = flag.long;
             let value = match (flag.value, inline) {
                 (None, None) => String::new(),
+                (None, Some(inline)) if flag.boolean => inline.to_string(),
                 (None, Some(_)) => return Err(format!("{long}: takes no value: {text}")),
                 (Some(_), Some(inline)) => {
                     if arg.to_str().is_none() {
@@ -486,11 +508,14 @@ fn expose_labels(given: &Given) -> Result<Option<Vec<String>>, String> {
 }
 
 fn kube_flags(given: &Given) -> Result<Option<KubeFlags>, String> {
-    let watch = given.has("--watch-kube-secrets");
+    let secrets = given.has("--watch-kube-secrets");
+    let ca_bundles = given.has("--watch-kube-ca-bundles");
+    let watch = secrets || ca_bundles;
     if !watch {
         if let Some(flag) = given.first_kube_only() {
             return Err(format!(
-                "{}: only meaningful with --watch-kube-secrets, which is not given",
+                "{}: only meaningful with --watch-kube-secrets or --watch-kube-ca-bundles, \
+                 neither of which is given",
                 flag.long
             ));
         }
@@ -561,9 +586,20 @@ fn kube_flags(given: &Given) -> Result<Option<KubeFlags>, String> {
                 .filter(|n| *n > 0)
                 .ok_or_else(|| format!("--kube-page-size: not a positive integer: {n:?}"))?,
         },
+        secrets,
+        ca_bundles,
     };
     let flags = KubeFlags {
         kubeconfig: given.last("--kubeconfig"),
+        watch: match given.last("--kube-watch").as_deref() {
+            None | Some("" | "true") => true,
+            Some("false") => false,
+            Some(other) => {
+                return Err(format!(
+                    "--kube-watch: expected true or false, got {other:?}"
+                ))
+            }
+        },
         rate_limit_qps: match given.last("--kube-api-rate-limit-qps") {
             None => 0.0,
             Some(n) => n
@@ -801,6 +837,7 @@ mod tests {
                 "{arg}: {err}"
             );
             assert!(run(&["--watch-kube-secrets", &arg]).is_ok(), "{arg}");
+            assert!(run(&["--watch-kube-ca-bundles", &arg]).is_ok(), "{arg}");
         }
         // The Kubernetes section of the table, and nothing else.
         let kube: Vec<_> = FLAGS
@@ -809,8 +846,39 @@ mod tests {
             .map(|f| f.long)
             .collect();
         assert_eq!(kube.first(), Some(&"--kubeconfig"));
-        assert_eq!(kube.last(), Some(&"--kube-page-size"));
-        assert_eq!(kube.len(), 14);
+        assert_eq!(kube.last(), Some(&"--kube-watch"));
+        assert_eq!(kube.len(), 15);
+    }
+
+    #[test]
+    fn kube_watch_takes_true_or_false_and_other_switches_no_value() {
+        let watch = |args: &[&str]| {
+            let config = run(args).unwrap();
+            let kube = config.kube.as_ref().unwrap();
+            (kube.watch, kube.source.secrets, kube.source.ca_bundles)
+        };
+        assert_eq!(watch(&["--watch-kube-secrets"]), (true, true, false));
+        assert_eq!(
+            watch(&["--watch-kube-ca-bundles", "--kube-watch"]),
+            (true, false, true)
+        );
+        let off = [
+            "--watch-kube-secrets",
+            "--watch-kube-ca-bundles",
+            "--kube-watch=false",
+        ];
+        assert_eq!(watch(&off), (false, true, true));
+        assert_eq!(
+            watch(&["--watch-kube-secrets", "--kube-watch=true"]),
+            (true, true, false)
+        );
+        let err = run(&["--watch-kube-secrets", "--kube-watch=no"]).unwrap_err();
+        assert_eq!(err, "--kube-watch: expected true or false, got \"no\"");
+        // `--kube-watch false` is not a value: the word is a stray argument.
+        let err = run(&["--watch-kube-secrets", "--kube-watch", "false"]).unwrap_err();
+        assert_eq!(err, "unexpected argument: false");
+        let err = run(&["--debug=true"]).unwrap_err();
+        assert_eq!(err, "--debug: takes no value: --debug=true");
     }
 
     #[test]

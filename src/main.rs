@@ -157,12 +157,13 @@ impl From<String> for Failure {
     }
 }
 
-/// The Kubernetes source; a missing or malformed configuration is a usage error.
+/// The Kubernetes source, watching or listing as `--kube-watch` says; a missing or
+/// malformed configuration is a usage error.
 fn kube_source(
     flags: &cli::KubeFlags,
     labels: Arc<LabelConfig>,
     interval: std::time::Duration,
-) -> Result<kube::KubeSource, Failure> {
+) -> Result<Box<dyn Source>, Failure> {
     let cluster = kube::config::load(flags.kubeconfig.as_deref()).map_err(Failure::Usage)?;
     log::info!(
         "Kubernetes API {} (configuration: {})",
@@ -171,12 +172,13 @@ fn kube_source(
     );
     let client = kube::client::Client::new(&cluster, flags.rate_limit_qps, flags.rate_limit_burst)
         .map_err(Failure::Usage)?;
-    Ok(kube::KubeSource::new(
-        client,
-        kube::secrets::Rules::new(flags.source.clone()),
-        labels,
-        interval,
-    ))
+    let rules = Arc::new(kube::secrets::Rules::new(flags.source.clone()));
+    Ok(match flags.watch {
+        true => Box::new(kube::watch::WatchSource::new(client, rules, labels)),
+        false => Box::new(kube::lists::ListSource::new(
+            client, rules, labels, interval,
+        )),
+    })
 }
 
 fn run(config: &Config) -> Result<(), Failure> {
@@ -218,11 +220,11 @@ fn run(config: &Config) -> Result<(), Failure> {
         )));
     }
     if let Some(flags) = &config.kube {
-        sources.push(Box::new(kube_source(
+        sources.push(kube_source(
             flags,
             Arc::clone(&labels),
             config.refresh_interval,
-        )?));
+        )?);
     }
     if sources.is_empty() {
         log::warn!("no source given (-f, -d or -k): serving only the exporter's own metrics");

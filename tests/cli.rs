@@ -50,7 +50,11 @@ fn help_lists_every_flag() {
     let help = String::from_utf8(out.stdout).unwrap();
     let documented = documented(&help);
     for flag in FLAGS {
-        let want = flag.value.map(str::to_string);
+        // A switch that takes `=true|false` shows how to turn it off.
+        let want = match flag.boolean {
+            true => Some("false".to_string()),
+            false => flag.value.map(str::to_string),
+        };
         for name in [Some(flag.long), flag.short].into_iter().flatten() {
             assert_eq!(
                 documented.get(name),
@@ -118,7 +122,13 @@ fn kubernetes_flags_without_watch_kube_secrets_exit_two_naming_the_flag() {
     let kube_only: Vec<_> = FLAGS.iter().filter(|f| f.kube_only).collect();
     assert!(kube_only.len() >= 14, "{kube_only:?}");
     for flag in kube_only {
-        let value = sample(flag.value.expect("every Kubernetes flag takes a value"));
+        let value = match flag.boolean {
+            true => "--debug",
+            false => sample(
+                flag.value
+                    .expect("a Kubernetes flag takes a value or is boolean"),
+            ),
+        };
         for name in [Some(flag.long), flag.short].into_iter().flatten() {
             let args = ["--listen-address=127.0.0.1:0", name, value];
             let out = run_briefly(&args)

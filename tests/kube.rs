@@ -7,6 +7,7 @@
 mod common;
 
 use std::process::Command;
+use std::time::Duration;
 
 use common::cluster::cluster;
 use common::*;
@@ -277,7 +278,7 @@ fn in_cluster_service_account_in_a_private_mount_namespace() {
     let script = format!(
         "set -e; mount -t tmpfs tmpfs /run; mkdir -p /run/secrets/kubernetes.io/serviceaccount; \
          mount --bind {sa} /run/secrets/kubernetes.io/serviceaccount; \
-         exec {BIN} --listen-address=127.0.0.1:0 --watch-kube-secrets --include-namespace=team-a --refresh-interval=200ms",
+         exec {BIN} --listen-address=127.0.0.1:0 --watch-kube-secrets --kube-watch=false --include-namespace=team-a --refresh-interval=200ms",
         sa = sa.0.display()
     );
     let mut cmd = Command::new("unshare");
@@ -294,7 +295,8 @@ fn in_cluster_service_account_in_a_private_mount_namespace() {
     );
     exporter.wait_log("in-cluster service account", LOG_WAIT);
     // The token file is read before each request: a replaced token is used at once (here a
-    // token without rights, then a good one again).
+    // token without rights, then a good one again). Listing at every refresh, as a watch
+    // sends a request every few minutes only (tests/kube_watch.rs has the watch's case).
     swap("..v2", c.var("NOPERM_TOKEN"));
     exporter.metrics_until("403 after the token changed", |m| {
         m.value("x509_read_errors") == 1.0
@@ -316,22 +318,27 @@ fn in_cluster_service_account_in_a_private_mount_namespace() {
     );
 }
 
-#[test]
-fn secrets_created_renewed_and_deleted_between_refreshes() {
+/// Creates a, b; renews a; deletes b, in a namespace of its own; `within` is how soon each
+/// change must show on /metrics after the API call returned.
+fn create_renew_delete(extra: &[&str], within: Duration) {
     let c = cluster();
     let ns = c.namespace("life", serde_json::json!({}));
-    let exporter = Exporter::start(&[
+    let kubeconfig = c.var("KUBECONFIG_ADMIN");
+    let mut args = vec![
         "--watch-kube-secrets",
         "--kubeconfig",
-        c.var("KUBECONFIG_ADMIN"),
+        kubeconfig,
         "--include-namespace",
         &ns,
-        "--refresh-interval=200ms",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let exporter = Exporter::start(&args);
     assert_eq!(exporter.metrics().count("x509_cert_not_after"), 0);
     c.tls_secret(&ns, "a", "a-v1");
     c.tls_secret(&ns, "b", "b");
-    exporter.metrics_until("created", |m| m.label_values("subject_CN") == ["a-v1", "b"]);
+    exporter.scrape_within(within, "created", |m| {
+        m.label_values("subject_CN") == ["a-v1", "b"]
+    });
     let now = now();
     let renewed = serde_json::json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
         "metadata": {"name": "a", "namespace": ns},
@@ -341,14 +348,29 @@ fn secrets_created_renewed_and_deleted_between_refreshes() {
         &format!("/api/v1/namespaces/{ns}/secrets/a"),
         Some(renewed),
     );
-    exporter.metrics_until("renewed", |m| m.label_values("subject_CN") == ["a-v2", "b"]);
+    exporter.scrape_within(within, "renewed", |m| {
+        m.label_values("subject_CN") == ["a-v2", "b"]
+    });
     c.call(
         "DELETE",
         &format!("/api/v1/namespaces/{ns}/secrets/b"),
         None,
     );
-    let m = exporter.metrics_until("deleted", |m| m.label_values("subject_CN") == ["a-v2"]);
+    let m = exporter.scrape_within(within, "deleted", |m| {
+        m.label_values("subject_CN") == ["a-v2"]
+    });
     assert_eq!(m.value("x509_read_errors"), 0.0);
+}
+
+#[test]
+fn secrets_created_renewed_and_deleted_show_within_two_seconds_through_the_watch() {
+    create_renew_delete(&["--refresh-interval=5m"], Duration::from_secs(2));
+}
+
+#[test]
+fn secrets_created_renewed_and_deleted_between_refreshes_without_watching() {
+    let within = Duration::from_secs(20);
+    create_renew_delete(&["--kube-watch=false", "--refresh-interval=200ms"], within);
 }
 
 /// Every Secret arrives through pages; that the list was indeed cut into pages, each asked

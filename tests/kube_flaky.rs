@@ -1,6 +1,7 @@
 //! A flaky real Kubernetes API: the kube-apiserver stopped in the middle of a paginated list
-//! and started again, and etcd compacted under a paginated list (410 Expired); and the pages
-//! of a list counted by the API server itself. This binary has an API server of its own,
+//! and started again, and etcd compacted under a paginated list (410 Expired); the API
+//! server restarted and etcd compacted under a watch; and the pages of a list, and the
+//! requests of a watch's steady state, counted by the API server itself. This binary has an API server of its own,
 //! since it stops it; its tests take turns, so the server's request counters are theirs.
 //! (A replaced service-account token is in tests/kube.rs; 429, hanging responses and
 //! bodies cut mid-JSON in tests/kube_faults.rs, against the in-process fake.)
@@ -17,11 +18,13 @@ use common::*;
 /// The tests share one API server that some of them stop: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-/// An exporter listing `ns` in pages of one Secret at `qps` requests a second.
+/// An exporter listing `ns` at every refresh (`--kube-watch=false`) in pages of one Secret
+/// at `qps` requests a second.
 fn slow_lister(ns: &str, qps: &str, refresh: &str) -> Exporter {
     let c = own_cluster();
     Exporter::start(&[
         "--watch-kube-secrets",
+        "--kube-watch=false",
         "--kubeconfig",
         c.var("KUBECONFIG_ADMIN"),
         "--include-namespace",
@@ -172,4 +175,179 @@ fn a_paginated_list_asks_the_server_once_per_page() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(c.list_requests("secrets") - before, 3);
+}
+
+/// An exporter watching `ns` (the default), refreshing every `refresh`.
+fn watcher(ns: &str, refresh: &str) -> Exporter {
+    let c = own_cluster();
+    Exporter::start(&[
+        "--watch-kube-secrets",
+        "--kubeconfig",
+        c.var("KUBECONFIG_ADMIN"),
+        "--include-namespace",
+        ns,
+        &format!("--refresh-interval={refresh}"),
+    ])
+}
+
+#[test]
+fn a_watched_namespace_costs_one_list_however_often_it_is_refreshed() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let c = own_cluster();
+    let ns = c.namespace("steady", serde_json::json!({}));
+    for i in 0..5 {
+        c.tls_secret(&ns, &format!("s{i}"), &format!("cn-{i}"));
+    }
+    let before = c.list_requests("secrets");
+    let exporter = watcher(&ns, "1s");
+    assert_eq!(exporter.metrics().count("x509_cert_not_after"), 5);
+    // Eight refreshes later: still the one list, and the change came through the watch.
+    std::thread::sleep(Duration::from_secs(8));
+    c.tls_secret(&ns, "s5", "cn-5");
+    exporter.scrape_within(Duration::from_secs(2), "the sixth", |m| {
+        m.count("x509_cert_not_after") == 6
+    });
+    assert_eq!(
+        c.list_requests("secrets") - before,
+        1,
+        "one list, then the watch"
+    );
+    assert_eq!(exporter.metrics().value("x509_read_errors_total"), 0.0);
+}
+
+#[test]
+fn the_api_server_restarted_and_etcd_compacted_under_a_watch() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let c = own_cluster();
+    let ns = c.namespace("rewatch", serde_json::json!({}));
+    for i in 0..3 {
+        c.tls_secret(&ns, &format!("s{i}"), &format!("cn-{i}"));
+    }
+    let exporter = watcher(&ns, "5m");
+    assert_eq!(exporter.metrics().count("x509_cert_not_after"), 3);
+    // Compacted while the watch is open: nothing to notice, changes keep coming.
+    c.tls_secret(&ns, "s3", "cn-3");
+    c.compact();
+    exporter.scrape_within(Duration::from_secs(2), "a change after compaction", |m| {
+        m.count("x509_cert_not_after") == 4
+    });
+
+    // A write elsewhere, then a compaction: the version the watch would resume from (its
+    // namespace's last change) is gone. The API server then goes away under the watch.
+    c.namespace("elsewhere", serde_json::json!({}));
+    c.compact();
+    let (argv, _) = c.stop_apiserver("KILL");
+    let m = exporter.scrape_within(Duration::from_secs(30), "the outage", |m| {
+        m.value("x509_read_errors") >= 1.0
+    });
+    assert_eq!(
+        m.count("x509_cert_not_after"),
+        4,
+        "the last good data is served during the outage"
+    );
+    c.start_apiserver(&argv);
+    c.tls_secret(&ns, "s4", "cn-4");
+    let m = exporter.scrape_within(Duration::from_secs(90), "recovery", |m| {
+        m.value("x509_read_errors") == 0.0 && m.count("x509_cert_not_after") == 5
+    });
+    assert!(
+        m.value("x509_read_errors_total") >= 1.0,
+        "the outage was counted"
+    );
+    exporter.wait_log("compacted away, listing again", LOG_WAIT);
+    // Watching again: the next change is as quick as ever.
+    c.tls_secret(&ns, "s5", "cn-5");
+    exporter.scrape_within(Duration::from_secs(2), "a change after the restart", |m| {
+        m.count("x509_cert_not_after") == 6
+    });
+}
+
+#[test]
+fn ca_bundles_of_a_webhook_an_api_service_and_a_crd_are_watched() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let c = own_cluster();
+    let now = now();
+    let bundle = |cn: &str| b64(pem(cn, now - 10, now + 86_400).as_bytes());
+    let exporter = Exporter::start(&[
+        "--watch-kube-ca-bundles",
+        "--kubeconfig",
+        c.var("KUBECONFIG_ADMIN"),
+        "--refresh-interval=5m",
+    ]);
+    exporter.wait_ready();
+    let hooks = "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations";
+    let webhook = |cn: &str| {
+        // Matches only a resource nobody has, and is ignored when it fails: harmless.
+        serde_json::json!({"apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingWebhookConfiguration", "metadata": {"name": "x509e-hooks"},
+            "webhooks": [{"name": "check.x509e.example.com", "sideEffects": "None",
+                "admissionReviewVersions": ["v1"], "failurePolicy": "Ignore",
+                "clientConfig": {"url": "https://127.0.0.1:1/check", "caBundle": bundle(cn)},
+                "rules": [{"apiGroups": ["x509e.example.com"], "apiVersions": ["v1"],
+                    "operations": ["CREATE"], "resources": ["nothings"]}]}]})
+    };
+    c.call("POST", hooks, Some(webhook("hook-ca-1")));
+    let services = "/apis/apiregistration.k8s.io/v1/apiservices";
+    c.call(
+        "POST",
+        services,
+        Some(
+            serde_json::json!({"apiVersion": "apiregistration.k8s.io/v1",
+            "kind": "APIService", "metadata": {"name": "v1.x509e.example.com"},
+            "spec": {"group": "x509e.example.com", "version": "v1",
+                "groupPriorityMinimum": 100, "versionPriority": 100,
+                "service": {"namespace": "default", "name": "x509e-nowhere"},
+                "caBundle": bundle("aggregated-ca")}}),
+        ),
+    );
+    let crds = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
+    c.call(
+        "POST",
+        crds,
+        Some(serde_json::json!({"apiVersion": "apiextensions.k8s.io/v1",
+            "kind": "CustomResourceDefinition", "metadata": {"name": "widgets.x509e.example.com"},
+            "spec": {"group": "x509e.example.com", "scope": "Namespaced",
+                "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+                "versions": [{"name": "v1", "served": true, "storage": true,
+                    "schema": {"openAPIV3Schema": {"type": "object"}}}],
+                "conversion": {"strategy": "Webhook", "webhook": {
+                    "conversionReviewVersions": ["v1"],
+                    "clientConfig": {"url": "https://127.0.0.1:1/convert",
+                        "caBundle": bundle("conversion-ca")}}}}})),
+    );
+    let m = exporter.scrape_within(Duration::from_secs(5), "three bundles", |m| {
+        m.count("x509_cert_not_after") == 3
+    });
+    let one = |kind: &str, cn: &str| {
+        m.one(
+            "x509_cert_not_after",
+            &[("cabundle_resource_kind", kind), ("subject_CN", cn)],
+        )
+        .labels
+        .clone()
+    };
+    let hook = one("ValidatingWebhookConfiguration", "hook-ca-1");
+    assert_eq!(hook["cabundle_resource_name"], "x509e-hooks");
+    assert_eq!(hook["cabundle_entry"], "check.x509e.example.com");
+    let service = one("APIService", "aggregated-ca");
+    assert_eq!(service["cabundle_resource_name"], "v1.x509e.example.com");
+    assert!(!service.contains_key("cabundle_entry"));
+    let crd = one("CustomResourceDefinition", "conversion-ca");
+    assert_eq!(crd["cabundle_resource_name"], "widgets.x509e.example.com");
+
+    // A bundle replaced: visible within 2 s.
+    let mut current = c.call("GET", &format!("{hooks}/x509e-hooks"), None);
+    current["webhooks"][0]["clientConfig"]["caBundle"] = bundle("hook-ca-2").into();
+    c.call("PUT", &format!("{hooks}/x509e-hooks"), Some(current));
+    exporter.scrape_within(Duration::from_secs(2), "the new bundle", |m| {
+        m.label_values("subject_CN") == ["aggregated-ca", "conversion-ca", "hook-ca-2"]
+    });
+    // Gone with their objects (and the cluster left as it was).
+    c.call("DELETE", &format!("{hooks}/x509e-hooks"), None);
+    c.call("DELETE", &format!("{services}/v1.x509e.example.com"), None);
+    c.call("DELETE", &format!("{crds}/widgets.x509e.example.com"), None);
+    let m = exporter.scrape_within(Duration::from_secs(5), "all gone", |m| {
+        m.count("x509_cert_not_after") == 0
+    });
+    assert_eq!(m.value("x509_read_errors_total"), 0.0);
 }

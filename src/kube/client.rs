@@ -8,7 +8,7 @@ use std::fmt;
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
@@ -28,6 +28,9 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 const BODY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Largest response body accepted (a page of 100 objects of at most 1 MiB each).
 const MAX_BODY: u64 = 128 * 1024 * 1024;
+/// Largest watch event accepted: one object of at most 1.5 MiB (etcd's default request
+/// limit), base64 and JSON included.
+pub const MAX_EVENT: u64 = 4 * 1024 * 1024;
 /// Longest an exec credential plugin may run, until its output closes.
 const EXEC_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest ExecCredential read from a plugin.
@@ -109,13 +112,69 @@ impl fmt::Display for ApiError {
     }
 }
 
-/// A client for one API server, used by one thread.
+/// A client for one API server. Clones share the connection pool, the exec plugin's
+/// token and the rate limit: a source's threads (its lists and each watch) are one client
+/// to the server.
+#[derive(Clone)]
 pub struct Client {
     agent: ureq::Agent,
     server: String,
     auth: Auth,
-    exec_token: Option<(String, Option<Instant>)>,
-    limiter: Option<TokenBucket>,
+    exec_token: Arc<Mutex<Option<Token>>>,
+    limiter: Option<Arc<Mutex<TokenBucket>>>,
+}
+
+/// A bearer token from an exec plugin, and when it expires.
+type Token = (String, Option<Instant>);
+
+/// The events of one watch, read one line at a time as they arrive.
+pub struct Stream {
+    reader: BufReader<ureq::BodyReader<'static>>,
+    line: Vec<u8>,
+}
+
+impl Stream {
+    /// The next event's line (without its newline), or `None` when the server ended the
+    /// watch. A line longer than [`MAX_EVENT`] is an error: the watch cannot go on in step.
+    pub fn next_line(&mut self) -> Result<Option<&[u8]>, ApiError> {
+        self.line.clear();
+        let read = (&mut self.reader)
+            .take(MAX_EVENT + 1)
+            .read_until(b'\n', &mut self.line)
+            .map_err(|e| {
+                let inner = e.get_ref().and_then(|i| i.downcast_ref::<ureq::Error>());
+                match inner {
+                    Some(ureq::Error::Timeout(_)) => ApiError::transport(
+                        "timed out: the watch stayed silent past its timeout".to_string(),
+                    ),
+                    _ => {
+                        ApiError::transport(format!("reading the watch: {}", crate::fsio::why(&e)))
+                    }
+                }
+            })?;
+        if read == 0 {
+            return Ok(None);
+        }
+        if self.line.len() as u64 > MAX_EVENT {
+            return Err(ApiError::transport(format!(
+                "a watch event longer than {MAX_EVENT} bytes"
+            )));
+        }
+        if self.line.last() == Some(&b'\n') {
+            self.line.pop();
+        } else {
+            return Err(ApiError::transport(
+                "the watch ended in the middle of an event".to_string(),
+            ));
+        }
+        Ok(Some(&self.line))
+    }
+
+    /// Whether every byte received so far has been handed out: the server has sent nothing
+    /// more yet, so this is a moment to act on the events read.
+    pub fn drained(&self) -> bool {
+        self.reader.buffer().is_empty()
+    }
 }
 
 impl Client {
@@ -191,15 +250,54 @@ impl Client {
             agent,
             server: config.server.clone(),
             auth: config.auth.clone(),
-            exec_token: None,
-            limiter: (qps > 0.0 && burst > 0).then(|| TokenBucket::new(qps, burst)),
+            exec_token: Arc::default(),
+            limiter: (qps > 0.0 && burst > 0)
+                .then(|| Arc::new(Mutex::new(TokenBucket::new(qps, burst)))),
         })
     }
 
     /// GETs `path` with the query pairs and returns the whole body of a 200 response.
-    pub fn get(&mut self, path: &str, query: &[(&str, &str)]) -> Result<Vec<u8>, ApiError> {
-        if let Some(limiter) = &mut self.limiter {
-            limiter.acquire();
+    pub fn get(&self, path: &str, query: &[(&str, &str)]) -> Result<Vec<u8>, ApiError> {
+        let mut response = self.call(path, query, BODY_TIMEOUT)?;
+        response
+            .body_mut()
+            .with_config()
+            .limit(MAX_BODY)
+            .read_to_vec()
+            .map_err(|e| ApiError::transport(format!("reading the response: {}", describe(&e))))
+    }
+
+    /// Opens a watch: GETs `path` with the query pairs (which ask for `watch=true` and a
+    /// `timeoutSeconds`) and returns its events as they come. A watch still open `within`
+    /// after its head came fails with a timeout: the server should have ended it by then.
+    pub fn watch(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        within: Duration,
+    ) -> Result<Stream, ApiError> {
+        let response = self.call(path, query, within)?;
+        let reader = response
+            .into_body()
+            .into_with_config()
+            .limit(u64::MAX)
+            .reader();
+        Ok(Stream {
+            reader: BufReader::with_capacity(64 * 1024, reader),
+            line: Vec::new(),
+        })
+    }
+
+    /// Sends a GET (after the rate limit lets it go) and returns a 200 response, its body
+    /// still to read within `body_timeout`; any other answer is an error.
+    fn call(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        body_timeout: Duration,
+    ) -> Result<ureq::http::Response<ureq::Body>, ApiError> {
+        if let Some(limiter) = &self.limiter {
+            lock(limiter).acquire();
         }
         let mut request = self.agent.get(format!("{}{path}", self.server));
         for (k, v) in query {
@@ -210,9 +308,15 @@ impl Client {
         }
         let mut response = request
             .header("Accept", "application/json")
+            .config()
+            .timeout_recv_body(Some(body_timeout))
+            .build()
             .call()
             .map_err(|e| ApiError::transport(describe(&e)))?;
         let status = response.status().as_u16();
+        if status == 200 {
+            return Ok(response);
+        }
         let retry_after = response
             .headers()
             .get("retry-after")
@@ -229,11 +333,8 @@ impl Client {
             .limit(MAX_BODY)
             .read_to_vec()
             .map_err(|e| ApiError::transport(format!("reading the response: {}", describe(&e))))?;
-        if status == 200 {
-            return Ok(body);
-        }
         if status == 401 {
-            self.exec_token = None;
+            *lock(&self.exec_token) = None;
         }
         if (300..400).contains(&status) {
             // Redirects are not followed (the token would go along): say where it led.
@@ -265,7 +366,7 @@ impl Client {
     }
 
     /// The bearer token for the next request, if any.
-    fn token(&mut self) -> Result<Option<String>, ApiError> {
+    fn token(&self) -> Result<Option<String>, ApiError> {
         match &self.auth {
             Auth::None => Ok(None),
             Auth::Token(token) => Ok(Some(token.clone())),
@@ -279,14 +380,16 @@ impl Client {
                     ))
                 }),
             Auth::Exec(exec) => {
-                let fresh = self
-                    .exec_token
+                // Held while the plugin runs: the source's other threads wait for its
+                // token rather than run it again.
+                let mut cached = lock(&self.exec_token);
+                let fresh = cached
                     .as_ref()
                     .is_some_and(|(_, expiry)| expiry.is_none_or(|at| Instant::now() < at));
                 if !fresh {
-                    self.exec_token = Some(run_exec(exec).map_err(ApiError::transport)?);
+                    *cached = Some(run_exec(exec).map_err(ApiError::transport)?);
                 }
-                Ok(self.exec_token.as_ref().map(|(t, _)| t.clone()))
+                Ok(cached.as_ref().map(|(t, _)| t.clone()))
             }
         }
     }
@@ -616,6 +719,12 @@ pub fn parse_rfc3339(text: &str) -> Option<i64> {
     let doy = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
     let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
     Some(days * 86_400 + hour * 3600 + minute * 60 + second - offset)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A client-side token bucket: `burst` requests at once, then `qps` per second.

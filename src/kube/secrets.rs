@@ -4,23 +4,26 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::reflector::Decode;
 use crate::labels::{LabelConfig, Pair};
 use crate::model::Item;
 use crate::pem;
 
 /// One page of a LIST response, borrowing from its body.
 #[derive(Deserialize)]
-pub struct Page<'a> {
-    /// List metadata (the continue token).
+#[serde(bound(deserialize = "T: Deserialize<'de>"))]
+pub struct Page<'a, T> {
+    /// List metadata (the continue token, the list's version).
     #[serde(default, borrow)]
     pub metadata: ListMeta<'a>,
     /// The objects.
-    #[serde(default, borrow)]
-    pub items: Vec<Object<'a>>,
+    #[serde(default = "Vec::new")]
+    pub items: Vec<T>,
 }
 
 /// `metadata` of a list.
@@ -29,6 +32,9 @@ pub struct ListMeta<'a> {
     /// Token for the next page; empty or absent on the last.
     #[serde(rename = "continue", default, borrow)]
     pub next: Option<Cow<'a, str>>,
+    /// The version of the list, where a watch may start.
+    #[serde(rename = "resourceVersion", default, borrow)]
+    pub resource_version: Option<Cow<'a, str>>,
 }
 
 /// A Secret, ConfigMap or Namespace: only the fields used.
@@ -66,6 +72,13 @@ pub struct ObjectMeta<'a> {
 }
 
 impl ObjectMeta<'_> {
+    /// `namespace/name` (`/name` for an object of no namespace) and the resourceVersion.
+    pub fn key(&self) -> (String, &str) {
+        let namespace = self.namespace.as_deref().unwrap_or("");
+        let key = format!("{namespace}/{}", self.name);
+        (key, self.resource_version.as_deref().unwrap_or(""))
+    }
+
     fn label_pairs(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
         self.labels
             .iter()
@@ -87,6 +100,14 @@ pub enum Kind {
     Secret,
     /// ConfigMaps.
     ConfigMap,
+    /// MutatingWebhookConfigurations (`--watch-kube-ca-bundles`).
+    MutatingWebhooks,
+    /// ValidatingWebhookConfigurations (`--watch-kube-ca-bundles`).
+    ValidatingWebhooks,
+    /// APIServices (`--watch-kube-ca-bundles`).
+    ApiServices,
+    /// CustomResourceDefinitions, for their conversion webhooks (`--watch-kube-ca-bundles`).
+    Crds,
 }
 
 impl Kind {
@@ -95,6 +116,40 @@ impl Kind {
         match self {
             Kind::Secret => "secrets",
             Kind::ConfigMap => "configmaps",
+            Kind::MutatingWebhooks => "mutatingwebhookconfigurations",
+            Kind::ValidatingWebhooks => "validatingwebhookconfigurations",
+            Kind::ApiServices => "apiservices",
+            Kind::Crds => "customresourcedefinitions",
+        }
+    }
+
+    /// Where its API lives: `/api/v1`, or `/apis/GROUP/VERSION`.
+    pub fn api(self) -> &'static str {
+        match self {
+            Kind::Secret | Kind::ConfigMap => "/api/v1",
+            Kind::MutatingWebhooks | Kind::ValidatingWebhooks => {
+                "/apis/admissionregistration.k8s.io/v1"
+            }
+            Kind::ApiServices => "/apis/apiregistration.k8s.io/v1",
+            Kind::Crds => "/apis/apiextensions.k8s.io/v1",
+        }
+    }
+
+    /// Its objects belong to no namespace: listed across the cluster whatever the
+    /// namespace filters.
+    pub fn cluster_scoped(self) -> bool {
+        !matches!(self, Kind::Secret | Kind::ConfigMap)
+    }
+
+    /// The kind as Kubernetes names it, for `cabundle_resource_kind`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Secret => "Secret",
+            Kind::ConfigMap => "ConfigMap",
+            Kind::MutatingWebhooks => "MutatingWebhookConfiguration",
+            Kind::ValidatingWebhooks => "ValidatingWebhookConfiguration",
+            Kind::ApiServices => "APIService",
+            Kind::Crds => "CustomResourceDefinition",
         }
     }
 }
@@ -135,6 +190,11 @@ pub struct Settings {
     pub max_cache_duration: Duration,
     /// Objects per list request.
     pub page_size: u32,
+    /// `--watch-kube-secrets`: Secrets (and ConfigMaps with `-c`) are read.
+    pub secrets: bool,
+    /// `--watch-kube-ca-bundles`: the caBundles of webhook configurations, APIServices and
+    /// CRD conversion webhooks are read.
+    pub ca_bundles: bool,
 }
 
 /// A Secret type and the data keys read in it.
@@ -186,11 +246,23 @@ impl Rules {
         &self.settings
     }
 
-    /// The kinds to list: Secrets, and ConfigMaps when `-c` names keys.
+    /// The kinds to list: Secrets, and ConfigMaps when `-c` names keys; the four kinds
+    /// that hold caBundles with `--watch-kube-ca-bundles`.
     pub fn kinds(&self) -> Vec<Kind> {
-        let mut kinds = vec![Kind::Secret];
-        if !self.settings.configmap_keys.is_empty() {
-            kinds.push(Kind::ConfigMap);
+        let mut kinds = Vec::new();
+        if self.settings.secrets {
+            kinds.push(Kind::Secret);
+            if !self.settings.configmap_keys.is_empty() {
+                kinds.push(Kind::ConfigMap);
+            }
+        }
+        if self.settings.ca_bundles {
+            kinds.extend([
+                Kind::MutatingWebhooks,
+                Kind::ValidatingWebhooks,
+                Kind::ApiServices,
+                Kind::Crds,
+            ]);
         }
         kinds
     }
@@ -228,7 +300,8 @@ impl Rules {
                 .labels_pass(&f.include_namespace_labels, &f.exclude_namespace_labels)
     }
 
-    /// Query parameters pushed to the server for a list of `kind`.
+    /// Query parameters pushed to the server for a list of `kind`: the Secret type, and
+    /// the label filters (which apply to Secrets and to the objects holding caBundles).
     pub fn selectors(&self, kind: Kind) -> Vec<(&'static str, String)> {
         let mut query = Vec::new();
         if kind == Kind::Secret {
@@ -236,6 +309,8 @@ impl Rules {
             if types.iter().all(|t| t.kind == types[0].kind) {
                 query.push(("fieldSelector", format!("type={}", types[0].kind)));
             }
+        }
+        if kind != Kind::ConfigMap {
             let labels = selector(&self.settings.include_labels, &self.settings.exclude_labels);
             if !labels.is_empty() {
                 query.push(("labelSelector", labels));
@@ -244,10 +319,18 @@ impl Rules {
         query
     }
 
+    /// Whether an object that holds caBundles passes the label filters.
+    pub fn keep_labels(&self, meta: &ObjectMeta<'_>) -> bool {
+        meta.labels_pass(&self.settings.include_labels, &self.settings.exclude_labels)
+    }
+
     /// Whether an object is kept (the same filters the selectors ask of the server).
     pub fn keep(&self, kind: Kind, object: &Object<'_>) -> bool {
         match kind {
             Kind::ConfigMap => true,
+            Kind::MutatingWebhooks | Kind::ValidatingWebhooks | Kind::ApiServices | Kind::Crds => {
+                self.keep_labels(&object.metadata)
+            }
             Kind::Secret => {
                 let f = &self.settings;
                 let kind = object.kind.as_deref().unwrap_or("");
@@ -265,8 +348,8 @@ impl Rules {
         let name = object.metadata.name.as_ref();
         let mut items = Vec::new();
         let (prefix, what) = match kind {
-            Kind::Secret => ("secret", "secret"),
             Kind::ConfigMap => ("configmap", "configmap"),
+            _ => ("secret", "secret"),
         };
         let origin_for = |key: &str| -> Vec<Pair> {
             let mut pairs: Vec<Pair> = vec![
@@ -292,30 +375,8 @@ impl Rules {
             pairs
         };
         let mut add = |key: &str, bytes: Result<Vec<u8>, String>| {
-            let origin = origin_for(key);
-            let mut errors = Vec::new();
-            let mut series = Vec::new();
             let place = format!("{what} {namespace}/{name} key {key}");
-            match bytes {
-                Ok(data) if data.is_empty() => return,
-                Ok(data) => {
-                    let parsed = pem::parse_certificates(&data);
-                    for cert in &parsed.certs {
-                        // The store merges a certificate repeated in one place into one series.
-                        series.push(labels.series(&[], cert));
-                    }
-                    errors.extend(parsed.errors.iter().map(|e| format!("{place}: {e}")));
-                    if series.is_empty() && errors.is_empty() {
-                        errors.push(format!("{place}: no certificate found"));
-                    }
-                }
-                Err(e) => errors.push(format!("{place}: {e}")),
-            }
-            items.push(Item {
-                labels: labels.origin(&origin),
-                series: series.into(),
-                errors: errors.into(),
-            });
+            items.extend(item_of(&origin_for(key), &place, bytes, labels));
         };
         match kind {
             Kind::Secret => {
@@ -331,6 +392,7 @@ impl Rules {
                     }
                 }
             }
+            Kind::MutatingWebhooks | Kind::ValidatingWebhooks | Kind::ApiServices | Kind::Crds => {}
             Kind::ConfigMap => {
                 for key in &self.settings.configmap_keys {
                     if let Some(text) = object.data.as_ref().and_then(|d| d.get(key.as_str())) {
@@ -348,6 +410,95 @@ impl Rules {
         }
         items
     }
+}
+
+/// Secrets or ConfigMaps, kept and decoded by the rules.
+pub struct Objects {
+    /// Which of the two.
+    pub kind: Kind,
+    /// What to keep and how to read it.
+    pub rules: Arc<Rules>,
+    /// How items are labelled.
+    pub labels: Arc<LabelConfig>,
+}
+
+impl Decode for Objects {
+    type Object<'a> = Object<'a>;
+
+    fn key<'o>(&self, object: &'o Object<'_>) -> (String, &'o str) {
+        object.metadata.key()
+    }
+
+    fn items(&self, object: &Object<'_>) -> Option<Vec<Arc<Item>>> {
+        if !self.rules.keep(self.kind, object) {
+            return None;
+        }
+        let items = self.rules.items(self.kind, object, &self.labels);
+        Some(items.into_iter().map(Arc::new).collect())
+    }
+}
+
+/// Namespaces, kept by the namespace filters; they carry no items, only their names
+/// (their keys are `/name`).
+pub struct NamespaceFilter {
+    /// The namespace filters.
+    pub rules: Arc<Rules>,
+}
+
+impl Decode for NamespaceFilter {
+    type Object<'a> = Object<'a>;
+
+    fn key<'o>(&self, object: &'o Object<'_>) -> (String, &'o str) {
+        let version = object.metadata.resource_version.as_deref().unwrap_or("");
+        (object.metadata.name.to_string(), version)
+    }
+
+    fn items(&self, object: &Object<'_>) -> Option<Vec<Arc<Item>>> {
+        self.rules.keep_namespace(object).then(Vec::new)
+    }
+}
+
+/// Where namespaces are listed for [`Namespaces::Listed`].
+pub const NAMESPACES_PATH: &str = "/api/v1/namespaces";
+
+/// The query that selects namespaces by `selector` (from [`Namespaces::Listed`]).
+pub fn namespace_selectors(selector: &str) -> Vec<(&'static str, String)> {
+    match selector.is_empty() {
+        true => Vec::new(),
+        false => vec![("labelSelector", selector.to_string())],
+    }
+}
+
+/// The item of one place that holds certificates (a Secret key, a caBundle): its series, or
+/// its errors named after `place`; `None` when the place is empty.
+pub fn item_of(
+    origin: &[Pair],
+    place: &str,
+    bytes: Result<Vec<u8>, String>,
+    labels: &LabelConfig,
+) -> Option<Item> {
+    let mut errors = Vec::new();
+    let mut series = Vec::new();
+    match bytes {
+        Ok(data) if data.is_empty() => return None,
+        Ok(data) => {
+            let parsed = pem::parse_certificates(&data);
+            for cert in &parsed.certs {
+                // The store merges a certificate repeated in one place into one series.
+                series.push(labels.series(&[], cert));
+            }
+            errors.extend(parsed.errors.iter().map(|e| format!("{place}: {e}")));
+            if series.is_empty() && errors.is_empty() {
+                errors.push(format!("{place}: no certificate found"));
+            }
+        }
+        Err(e) => errors.push(format!("{place}: {e}")),
+    }
+    Some(Item {
+        labels: labels.origin(origin),
+        series: series.into(),
+        errors: errors.into(),
+    })
 }
 
 /// A label name from a Secret label key: every character outside `[A-Za-z0-9_]` becomes `_`.

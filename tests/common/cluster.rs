@@ -205,6 +205,13 @@ impl Cluster {
     /// list. Only sound where nothing else lists `resource` meanwhile (tests/kube_flaky.rs,
     /// whose server is its own and whose tests take turns).
     pub fn list_requests(&self, resource: &str) -> u64 {
+        self.requests(resource, "LIST")
+    }
+
+    /// How many requests of `verb` (`LIST`, `WATCH`) on `resource` this API server process
+    /// has counted (`apiserver_request_total`, every code and scope; a watch is counted
+    /// when it ends).
+    pub fn requests(&self, resource: &str, verb: &str) -> u64 {
         let text = self
             .agent
             .get(format!("{}/metrics", self.var("KUBE_URL")))
@@ -220,11 +227,12 @@ impl Cluster {
             .read_to_string()
             .unwrap();
         let wanted = format!("resource=\"{resource}\"");
+        let verb = format!("verb=\"{verb}\"");
         text.lines()
             .filter(|l| {
                 l.starts_with("apiserver_request_total{")
                     && l.contains(&wanted)
-                    && l.contains("verb=\"LIST\"")
+                    && l.contains(&verb)
             })
             .map(|l| {
                 let value = l.rsplit(' ').next().unwrap();
