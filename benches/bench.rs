@@ -1493,6 +1493,14 @@ fn fake_api_connection(stream: TcpStream, pages: &[Vec<u8>]) {
                     .ok()
             })
             .unwrap_or(0);
+        if line.contains("watch=true") {
+            // A watch that nothing changes: the head, then silence until the client leaves.
+            let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+            let _ = writer.write_all(head.as_bytes());
+            let mut rest = Vec::new();
+            let _ = reader.read_to_end(&mut rest);
+            return;
+        }
         let body = &pages[page.min(pages.len() - 1)];
         let head = format!(
             "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",

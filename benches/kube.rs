@@ -1,6 +1,10 @@
 //! `make bench` (Kubernetes part): a full pass over 50,000 TLS Secrets in pages of 100 from a
 //! real kube-apiserver, against two floors measured in the same run: curl fetching the same
-//! pages, and the exporter reading the same certificates from files (for memory).
+//! pages, and the exporter reading the same certificates from files (for memory). Then the
+//! watch: the requests the API server itself counts (`apiserver_request_total` by verb)
+//! during BENCH_KUBE_STEADY_SECONDS (600) of steady state after that pass, with
+//! `--refresh-interval=1s` (listing at every refresh would be 500 pages a second), and the
+//! time from a Secret's creation (the API call returned) to its certificate on /metrics.
 //! Prints a table and writes it to BENCHMARKS.md (between markers). Medians of 3 rounds.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -76,6 +80,15 @@ fn main() {
         kube_rss.push(rss);
     }
 
+    // Steady state and watch latency, one run (the list is the pass measured above).
+    let steady_for = Duration::from_secs(
+        std::env::var("BENCH_KUBE_STEADY_SECONDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(600),
+    );
+    let (lists, watches, latencies) = steady(&cluster, &kubeconfig, steady_for);
+
     // Memory floors: idle with no source, and the same certificates read from files.
     let idle: Vec<u64> = (0..ROUNDS).map(|_| until_ready(&[]).1).collect();
     let dir = work.join("files");
@@ -92,9 +105,14 @@ fn main() {
     let (curl, pass) = (median(curl), median(pass));
     let (kube_rss, idle, files) = (median(kube_rss), median(idle), median(files));
     let rss_limit = 2 * files; // 2 × (idle + what the certificates cost from files)
+    let minutes = steady_for.as_secs_f64() / 60.0;
+    let latency = median(latencies.iter().copied());
+    let worst = latencies.iter().max().copied().unwrap_or_default();
     let rows = [
         format!("| full pass, {secrets} Secrets, pages of {page} | {:.2} s | curl, same pages: {:.2} s | {:.2} × | ≤ 1.5 × |", secs(pass), secs(curl), secs(pass) / secs(curl)),
         format!("| peak RSS (VmHWM) after that pass | {} | 2 × (idle {} + files {}) = {} | {:.2} × | < 1.0 × |", mib(kube_rss), mib(idle), mib(files.saturating_sub(idle)), mib(rss_limit), kube_rss as f64 / rss_limit as f64),
+        format!("| requests in {minutes:.0} min of steady state, `--refresh-interval=1s` (one scope) | {lists} LIST, {watches} WATCH | listing at every refresh: {} LIST | – | ≤ 2 |", (steady_for.as_secs() as usize) * secrets.div_ceil(page)),
+        format!("| Secret created → on /metrics, median of {} (worst) | {:.2} s ({:.2} s) | – | – | ≤ 2 s |", latencies.len(), secs(latency), secs(worst)),
     ];
     let table = format!(
         "| figure | exporter | floor (same run) | ratio | target |\n|---|---|---|---|---|\n{}\n",
@@ -105,6 +123,51 @@ fn main() {
         "Measured by `make bench` ({}): a real kube-apiserver v1.20.2 with etcd on tmpfs, {secrets} `kubernetes.io/tls` Secrets in one namespace. Medians of {ROUNDS} rounds; the exporter's time runs from its start to `/readyz` 200 (every page fetched and decoded).\n\n{table}",
         "benches/kube.rs"
     ));
+}
+
+/// The exporter watching the bench namespace, refreshing every second: the LIST and WATCH
+/// requests of Secrets the API server counted during `window` once it was ready, then the
+/// time from each of 5 Secrets' creation to its certificate on /metrics.
+fn steady(cluster: &Cluster, kubeconfig: &str, window: Duration) -> (u64, u64, Vec<Duration>) {
+    let run = Run::start(&[
+        "--watch-kube-secrets",
+        "--kubeconfig",
+        kubeconfig,
+        "--include-namespace=bench",
+        "--refresh-interval=1s",
+    ]);
+    run.wait_ready();
+    let (lists, watches) = (
+        cluster.requests("secrets", "LIST"),
+        cluster.requests("secrets", "WATCH"),
+    );
+    std::thread::sleep(window);
+    let lists = cluster.requests("secrets", "LIST") - lists;
+    let watches = cluster.requests("secrets", "WATCH") - watches;
+    let late = certificates_named("late", 5);
+    let latencies = late
+        .iter()
+        .enumerate()
+        .map(|(i, cert)| {
+            let body = serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+                "type": "kubernetes.io/tls", "metadata": {"name": format!("late{i}")},
+                "data": {"tls.crt": common::b64(cert.as_bytes())}});
+            cluster.call("POST", "/api/v1/namespaces/bench/secrets", Some(body));
+            let created = Instant::now();
+            let wanted = format!("subject_CN=\"late{i}.bench.example\"");
+            loop {
+                let (_, metrics) = run.scrape_now(false);
+                if String::from_utf8_lossy(&metrics).contains(&wanted) {
+                    break created.elapsed();
+                }
+                assert!(
+                    created.elapsed() < Duration::from_secs(60),
+                    "late{i} never shown"
+                );
+            }
+        })
+        .collect();
+    (lists, watches, latencies)
 }
 
 /// Starts the exporter and waits for /readyz: the time since start and VmHWM then.
@@ -119,14 +182,19 @@ fn secs(d: Duration) -> f64 {
 
 /// Distinct P-256 certificates (PEM), valid for a year from now.
 fn certificates(n: usize) -> Vec<String> {
+    certificates_named("s", n)
+}
+
+/// Distinct P-256 certificates for `PREFIXi.bench.example`, valid for a year from now.
+fn certificates_named(prefix: &str, n: usize) -> Vec<String> {
     let now = time::OffsetDateTime::now_utc();
     (0..n)
         .map(|i| {
-            let mut params =
-                rcgen::CertificateParams::new(vec![format!("s{i}.bench.example")]).unwrap();
+            let name = format!("{prefix}{i}.bench.example");
+            let mut params = rcgen::CertificateParams::new(vec![name.clone()]).unwrap();
             params
                 .distinguished_name
-                .push(rcgen::DnType::CommonName, format!("s{i}.bench.example"));
+                .push(rcgen::DnType::CommonName, name);
             params
                 .distinguished_name
                 .push(rcgen::DnType::OrganizationName, "Bench");
