@@ -78,6 +78,15 @@ impl Scripted {
         }
     }
 
+    /// A fake whose cluster-wide list holds Secret `ns/a` (version 5, CN `cn`) at version 10.
+    fn with_a(name: &str, cn: &str) -> Self {
+        let fake = Self::start(name);
+        let now = now();
+        let a = tls_secret("ns", "a", "5", &pem(cn, now - 10, now + 1000));
+        fake.set_list(SECRETS, vec![a], "10");
+        fake
+    }
+
     fn set_list(&self, path: &str, items: Vec<String>, rv: &str) {
         let mut lists = self.lists.lock().unwrap();
         lists.retain(|(p, _, _)| p != path);
@@ -250,12 +259,7 @@ fn events_reach_metrics_within_two_seconds_whatever_the_refresh_interval() {
 #[test]
 fn a_watch_the_server_ends_resumes_from_the_last_event_or_bookmark_without_a_list() {
     let now = now();
-    let fake = Scripted::start("kw-resume");
-    fake.set_list(
-        SECRETS,
-        vec![tls_secret("ns", "a", "5", &pem("a", now - 10, now + 1000))],
-        "10",
-    );
+    let fake = Scripted::with_a("kw-resume", "a");
     let exporter = fake.start_exporter(&["--refresh-interval=5m"]);
     exporter.wait_ready();
     let (_, tx) = fake.watch(1);
@@ -278,12 +282,7 @@ fn a_watch_the_server_ends_resumes_from_the_last_event_or_bookmark_without_a_lis
 #[test]
 fn gone_as_a_status_or_an_error_event_lists_again_and_is_no_read_error() {
     let now = now();
-    let fake = Scripted::start("kw-gone");
-    fake.set_list(
-        SECRETS,
-        vec![tls_secret("ns", "a", "5", &pem("a", now - 10, now + 1000))],
-        "10",
-    );
+    let fake = Scripted::with_a("kw-gone", "a");
     let exporter = fake.start_exporter(&["--refresh-interval=5m"]);
     exporter.wait_ready();
     let (_, tx) = fake.watch(1);
@@ -325,12 +324,7 @@ fn gone_as_a_status_or_an_error_event_lists_again_and_is_no_read_error() {
 #[test]
 fn a_failed_watch_counts_an_error_keeps_the_data_and_resumes_with_backoff() {
     let now = now();
-    let fake = Scripted::start("kw-fail");
-    fake.set_list(
-        SECRETS,
-        vec![tls_secret("ns", "a", "5", &pem("a", now - 10, now + 1000))],
-        "10",
-    );
+    let fake = Scripted::with_a("kw-fail", "a");
     let exporter = fake.start_exporter(&["--refresh-interval=5m"]);
     exporter.wait_ready();
     let (_, tx) = fake.watch(1);
@@ -374,13 +368,7 @@ fn a_failed_watch_counts_an_error_keeps_the_data_and_resumes_with_backoff() {
 fn a_silent_watch_is_taken_for_broken_after_its_timeout_and_a_margin() {
     // --max-cache-duration bounds the watch's timeoutSeconds (so that a re-list is never
     // late), which makes the silent watch's end come within the test's patience.
-    let now = now();
-    let fake = Scripted::start("kw-silent");
-    fake.set_list(
-        SECRETS,
-        vec![tls_secret("ns", "a", "5", &pem("a", now - 10, now + 1000))],
-        "10",
-    );
+    let fake = Scripted::with_a("kw-silent", "a");
     let exporter = fake.start_exporter(&["--refresh-interval=5m", "--max-cache-duration=4s"]);
     exporter.wait_ready();
     // The first watch is fed nothing and never closed: it hangs.
@@ -477,13 +465,7 @@ fn where_rbac_refuses_the_cluster_each_kept_namespace_is_watched_and_followed() 
 
 #[test]
 fn kube_watch_false_lists_at_every_refresh_and_never_watches() {
-    let now = now();
-    let fake = Scripted::start("kw-off");
-    fake.set_list(
-        SECRETS,
-        vec![tls_secret("ns", "a", "5", &pem("a", now - 10, now + 1000))],
-        "10",
-    );
+    let fake = Scripted::with_a("kw-off", "a");
     let exporter = fake.start_exporter(&["--refresh-interval=200ms", "--kube-watch=false"]);
     exporter.wait_ready();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -500,12 +482,7 @@ fn kube_watch_false_lists_at_every_refresh_and_never_watches() {
 #[test]
 fn a_rotated_token_goes_with_the_next_watch_and_the_open_one_keeps_running() {
     let now = now();
-    let fake = Scripted::start("kw-token");
-    fake.set_list(
-        SECRETS,
-        vec![tls_secret("ns", "a", "5", &pem("a", now - 10, now + 1000))],
-        "10",
-    );
+    let fake = Scripted::with_a("kw-token", "a");
     let exporter = fake.start_exporter(&["--refresh-interval=5m"]);
     exporter.wait_ready();
     let (req, tx) = fake.watch(1);
