@@ -1,7 +1,8 @@
 //! Kubernetes end to end against a real kube-apiserver and etcd (../shared/tools/
 //! kube-apiserver.sh): tokens, client certificates, tls-server-name, in-cluster mode, RBAC,
-//! pagination, filters, ConfigMaps, and Secrets created, renewed and deleted between
-//! refreshes.
+//! pagination, filters, ConfigMaps, and Secrets created, renewed and deleted, through the
+//! watch (within 2 s) and between refreshes; a token rotated during a watch, and a watch
+//! that hangs without closing (through a relay that freezes).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -726,4 +727,149 @@ fn the_kubernetes_manifests_pass_a_server_side_dry_run() {
             assert!(kinds.contains(kind), "{variant}: no {kind} in {kinds:?}");
         }
     }
+}
+
+/// A kubeconfig for `server` with the test CA and a token file `token` in `dir`, holding
+/// `token`.
+fn token_file_kubeconfig(dir: &TempDir, server: &str, token: &str) -> String {
+    let c = cluster();
+    dir.write("token", token);
+    let kubeconfig = dir.write(
+        "kubeconfig",
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: x\ncontexts:\n- name: x\n  context: {{cluster: x, user: x}}\nclusters:\n- name: x\n  cluster:\n    server: {server}\n    certificate-authority: {}\nusers:\n- name: x\n  user:\n    tokenFile: {}\n",
+            c.var("KUBE_CA"),
+            dir.path("token").display()
+        ),
+    );
+    kubeconfig.to_str().unwrap().to_string()
+}
+
+/// Replaces the token file atomically, as kubelet does.
+fn rotate(dir: &TempDir, token: &str) {
+    let tmp = dir.write("token.tmp", token);
+    std::fs::rename(tmp, dir.path("token")).unwrap();
+}
+
+#[test]
+fn a_token_rotated_during_a_watch_goes_with_the_next_request() {
+    let c = cluster();
+    let dir = TempDir::new("watch-token");
+    let kubeconfig = token_file_kubeconfig(&dir, c.var("KUBE_URL"), c.var("NS_TOKEN"));
+    // --max-cache-duration bounds each watch to a few seconds, so that renewals come soon.
+    let exporter = Exporter::start(&[
+        "--watch-kube-secrets",
+        "--kubeconfig",
+        &kubeconfig,
+        "--include-namespace=team-a",
+        "--refresh-interval=5m",
+        "--max-cache-duration=4s",
+    ]);
+    assert_eq!(exporter.metrics().count("x509_cert_not_after"), 1);
+    // A token without rights: the next request is refused, the data stays.
+    rotate(&dir, c.var("NOPERM_TOKEN"));
+    let m = exporter.scrape_within(Duration::from_secs(20), "refused", |m| {
+        m.value("x509_read_errors") >= 1.0
+    });
+    assert_eq!(m.count("x509_cert_not_after"), 1, "the last good data");
+    exporter.wait_log(["WARN", "secrets in namespace team-a", "403"], LOG_WAIT);
+    // The good token back: recovered without a restart.
+    rotate(&dir, c.var("NS_TOKEN"));
+    let m = exporter.scrape_within(Duration::from_secs(30), "recovered", |m| {
+        m.value("x509_read_errors") == 0.0
+    });
+    assert_eq!(m.count("x509_cert_not_after"), 1);
+}
+
+/// A TCP relay to the API server that can be frozen: while frozen it keeps every
+/// connection open and accepts new ones, but passes no byte either way (a proxy or a
+/// network that dropped the watch without closing it).
+struct Relay {
+    addr: std::net::SocketAddr,
+    frozen: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Relay {
+    fn start(to: &str) -> Self {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let to = to.trim_start_matches("https://").to_string();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let frozen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&frozen);
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = std::net::TcpStream::connect(&to) else {
+                    continue;
+                };
+                for (mut from, mut into) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    let flag = std::sync::Arc::clone(&flag);
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 16 * 1024];
+                        loop {
+                            let n = match from.read(&mut buf) {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => n,
+                            };
+                            while flag.load(Ordering::SeqCst) {
+                                std::thread::sleep(Duration::from_millis(20));
+                            }
+                            if into.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                        let _ = into.shutdown(std::net::Shutdown::Write);
+                    });
+                }
+            }
+        });
+        Self { addr, frozen }
+    }
+
+    fn freeze(&self, frozen: bool) {
+        self.frozen
+            .store(frozen, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_watch_that_hangs_without_closing_is_counted_and_replaced() {
+    let c = cluster();
+    let relay = Relay::start(c.var("KUBE_URL"));
+    let dir = TempDir::new("watch-hang");
+    let server = format!("https://{}", relay.addr);
+    let kubeconfig = token_file_kubeconfig(&dir, &server, c.var("ADMIN_TOKEN"));
+    let ns = c.namespace("hang", serde_json::json!({}));
+    c.tls_secret(&ns, "a", "a");
+    let exporter = Exporter::start(&[
+        "--watch-kube-secrets",
+        "--kubeconfig",
+        &kubeconfig,
+        "--include-namespace",
+        &ns,
+        "--refresh-interval=5m",
+        "--max-cache-duration=4s",
+    ]);
+    assert_eq!(exporter.metrics().count("x509_cert_not_after"), 1);
+    // Frozen: the open watch goes silent, and so does every new request.
+    relay.freeze(true);
+    let m = exporter.scrape_within(Duration::from_secs(30), "the hang counted", |m| {
+        m.value("x509_read_errors_total") >= 1.0
+    });
+    assert_eq!(m.count("x509_cert_not_after"), 1, "the last good data");
+    exporter.wait_log(
+        ["WARN", &format!("secrets in namespace {ns}"), "timed out"],
+        LOG_WAIT,
+    );
+    // Thawed: a change made meanwhile shows once the client's timeouts let go.
+    c.tls_secret(&ns, "b", "b");
+    relay.freeze(false);
+    let m = exporter.scrape_within(Duration::from_secs(120), "recovered", |m| {
+        m.count("x509_cert_not_after") == 2 && m.value("x509_read_errors") == 0.0
+    });
+    assert!(m.value("x509_read_errors_total") >= 1.0);
 }
