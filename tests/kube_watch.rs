@@ -2,8 +2,8 @@
 //! whose watches are streams the test feeds event by event. Events reaching `/metrics`
 //! long before the refresh interval, resuming from the last version and bookmark, `410
 //! Gone` (as a status and as an ERROR event) leading to one new list, failed and silent
-//! watches counted and resumed with the last good data served, namespaces followed, and
-//! `--kube-watch=false` never watching.
+//! watches counted and resumed with the last good data served, namespaces followed, a
+//! rotated token, the rate limit on renewals, and `--kube-watch=false` never watching.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -496,4 +496,32 @@ fn a_rotated_token_goes_with_the_next_watch_and_the_open_one_keeps_running() {
     let (req, _tx) = fake.watch(2);
     assert_eq!(req.auth.as_deref(), Some("Bearer token-2"));
     assert_eq!(req.param("resourceVersion"), Some("11"));
+}
+
+#[test]
+fn the_rate_limit_spaces_watch_renewals_too() {
+    // One request every 2 s: the list takes the one token at start, so the first watch
+    // waits for the next; a watch the server ends after 1.2 s is renewed at once (it ran
+    // long enough to be no flap), but the renewal waits for its token too.
+    let fake = Scripted::with_a("kw-rate", "a");
+    let exporter = fake.start_exporter(&[
+        "--refresh-interval=5m",
+        "--kube-api-rate-limit-qps=0.5",
+        "--kube-api-rate-limit-burst=1",
+    ]);
+    exporter.wait_ready();
+    let (first, tx) = fake.watch(1);
+    std::thread::sleep(Duration::from_millis(1200));
+    drop(tx);
+    let (second, _tx) = fake.watch(2);
+    let gap = second.at - first.at;
+    assert!(
+        gap >= Duration::from_millis(1800),
+        "renewed {gap:?} after the first watch: not spaced by the limit"
+    );
+    let list = fake.api.requests()[0].at;
+    assert!(
+        first.at - list >= Duration::from_millis(1800),
+        "the watch waited too"
+    );
 }
