@@ -2,9 +2,7 @@
 //! for API proxies that cut long requests. A failed list keeps the last good data of its
 //! scope, counts one error and is retried with backoff.
 
-use std::collections::hash_map::RandomState;
 use std::collections::BTreeMap;
-use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -115,12 +113,7 @@ impl ListSource {
     /// When to list again after a good pass: every refresh, or at a random point between
     /// half and all of `--max-cache-duration`.
     fn schedule(&self) -> Option<Instant> {
-        let max = self.rules.settings().max_cache_duration;
-        if max.is_zero() {
-            return None;
-        }
-        let random = RandomState::new().hash_one(Instant::now()) as f64 / u64::MAX as f64;
-        Some(Instant::now() + max.mul_f64(0.5 + 0.5 * random))
+        super::relist_at(self.rules.settings().max_cache_duration)
     }
 }
 

@@ -33,6 +33,16 @@ pub type Scope = (Kind, Option<String>);
 /// order.
 pub type ObjectMap = BTreeMap<String, (String, Vec<Arc<Item>>)>;
 
+/// When a safety-net re-list (`--max-cache-duration`) is next due: at a random point
+/// between half and all of `within` from now, so that replicas spread out; `None` for 0.
+pub fn relist_at(within: std::time::Duration) -> Option<std::time::Instant> {
+    use std::hash::BuildHasher;
+    let now = std::time::Instant::now();
+    let random =
+        std::collections::hash_map::RandomState::new().hash_one(now) as f64 / u64::MAX as f64;
+    (!within.is_zero()).then(|| now + within.mul_f64(0.5 + 0.5 * random))
+}
+
 /// The source's name in logs: the flags that asked for it.
 fn describe(settings: &secrets::Settings) -> String {
     match (settings.secrets, settings.ca_bundles) {

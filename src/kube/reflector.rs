@@ -267,8 +267,7 @@ impl<D: Decode> Run<D> {
 
     /// When the next safety-net re-list is due, if any.
     fn relist_at(&self) -> Option<Instant> {
-        let within = self.setup.relist_within;
-        (!within.is_zero()).then(|| Instant::now() + within.mul_f64(0.5 + 0.5 * random()))
+        super::relist_at(self.setup.relist_within)
     }
 
     fn send(&self, update: Update) {
