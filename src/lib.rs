@@ -14,6 +14,8 @@ pub mod glob;
 pub mod healthcheck;
 /// The HTTP server: routes, TLS, basic auth, limits.
 pub mod http;
+/// PKCS#12 and Java keystores.
+pub mod keystore;
 /// Kubernetes Secrets and ConfigMaps.
 pub mod kube;
 /// `-k`: kubeconfig files.
