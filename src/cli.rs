@@ -31,6 +31,9 @@ pub struct Config {
     pub skip_symlinks: bool,
     /// How often file sources are re-checked.
     pub refresh_interval: Duration,
+    /// `--keystore-password-file`: files whose content is a keystore password, tried in
+    /// order.
+    pub keystore_password_files: Vec<std::path::PathBuf>,
     /// `--workers`: threads that refresh the file sources; `None` leaves the choice to the
     /// engine (the available cores, capped).
     pub workers: Option<usize>,
@@ -224,6 +227,10 @@ pub const FLAGS: &[Flag] = &[
     valued("--kube-api-rate-limit-burst", "N").kube_only(),
     valued("--kube-page-size", "N").kube_only(),
     switch("--kube-watch").boolean().kube_only(),
+    valued("--keystore-password-file", "FILE").repeatable(),
+    valued("--keystore-password-key", "KEY")
+        .repeatable()
+        .kube_only(),
     valued("--expose-labels", "LIST").short("-l").repeatable(),
     switch("--expose-relative-metrics"),
     switch("--expose-per-cert-error-metrics"),
@@ -272,6 +279,11 @@ Kubernetes (the rest need one of the first two; -s, -c, the filters and labels r
       --kube-page-size=N           objects per list request (default 100)
       --kube-watch=false           list at every refresh instead of listing once and watching,
                                    for API proxies that cut long requests (default true)
+
+Keystores (PKCS#12, JKS, JCEKS; repeatable; passwords are tried in order, then the empty one):
+      --keystore-password-file=FILE  a file holding a keystore password (trailing newline dropped)
+      --keystore-password-key=KEY  a Secret data key holding the password of the keystores in
+                                   the same Secret (Kubernetes; tried before the files)
 
 Metrics:
   -l, --expose-labels=LIST         label names kept on x509_cert_* series (default all; \"\": none)
@@ -348,6 +360,11 @@ pub fn parse(mut args: Vec<OsString>) -> Result<Command, String> {
                 Err(why) => return Err(format!("--refresh-interval: {why}")),
             },
         },
+        keystore_password_files: given
+            .all("--keystore-password-file")
+            .into_iter()
+            .map(Into::into)
+            .collect(),
         workers: match given.last("--workers") {
             None => None,
             Some(n) => Some(
@@ -588,6 +605,9 @@ fn kube_flags(given: &Given) -> Result<Option<KubeFlags>, String> {
         },
         secrets,
         ca_bundles,
+        password_keys: given.all("--keystore-password-key"),
+        // Read by `main` (cli does no I/O), from `Config::keystore_password_files`.
+        password_files: Default::default(),
     };
     let flags = KubeFlags {
         kubeconfig: given.last("--kubeconfig"),
@@ -846,8 +866,8 @@ mod tests {
             .map(|f| f.long)
             .collect();
         assert_eq!(kube.first(), Some(&"--kubeconfig"));
-        assert_eq!(kube.last(), Some(&"--kube-watch"));
-        assert_eq!(kube.len(), 15);
+        assert_eq!(kube.last(), Some(&"--keystore-password-key"));
+        assert_eq!(kube.len(), 16);
     }
 
     #[test]

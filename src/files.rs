@@ -17,6 +17,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::fsio::{read_found, read_limited, why};
 use crate::glob::Pattern;
+use crate::keystore::passwords::PasswordFiles;
 use crate::labels::LabelConfig;
 use crate::model::{Item, Items};
 use crate::pem;
@@ -37,7 +38,19 @@ thread_local! {
 }
 
 /// File names that promise a certificate: holding none is then a read error.
-const CERT_SUFFIXES: [&str; 4] = [".pem", ".crt", ".cer", ".der"];
+const CERT_SUFFIXES: [&str; 11] = [
+    ".pem",
+    ".crt",
+    ".cer",
+    ".der",
+    ".crl",
+    ".p12",
+    ".pfx",
+    ".jks",
+    ".jceks",
+    ".keystore",
+    ".truststore",
+];
 
 /// What identifies one version of a file: (device, inode, size, mtime, ctime, symlink
 /// target), kept as a 128-bit digest (16 bytes a file instead of about 80); equal keys mean
@@ -178,6 +191,11 @@ pub struct FileSource {
     mode: Mode,
     skip_symlinks: bool,
     labels: Arc<LabelConfig>,
+    /// Keystore passwords (`--keystore-password-file`).
+    passwords: Arc<PasswordFiles>,
+    /// The passwords the latest pass read keystores with: when they change, every file is
+    /// read again.
+    passwords_used: Arc<[String]>,
     /// Where a large refresh borrows threads to parse on.
     spare: Arc<SpareThreads>,
     failed: BTreeMap<PathBuf, Arc<Item>>,
@@ -250,6 +268,8 @@ impl FileSource {
             mode,
             skip_symlinks,
             labels,
+            passwords: Arc::default(),
+            passwords_used: Arc::default(),
             spare: SpareThreads::new(1),
             failed: BTreeMap::new(),
             last: Items::default(),
@@ -262,6 +282,13 @@ impl FileSource {
     /// one, a source parses on the thread that refreshes it.
     pub fn with_spare_threads(mut self, spare: Arc<SpareThreads>) -> Self {
         self.spare = spare;
+        self
+    }
+
+    /// Opens keystores with these passwords.
+    pub fn with_passwords(mut self, passwords: Arc<PasswordFiles>) -> Self {
+        self.passwords_used = passwords.current();
+        self.passwords = passwords;
         self
     }
 
@@ -483,25 +510,22 @@ impl FileSource {
             }
             Err(e) => errors.push(e.clone()),
             Ok(data) => {
-                let parsed = pem::parse_certificates(data);
-                // At its final size: boxing it then costs no reallocation.
-                series.reserve_exact(parsed.certs.len());
-                for cert in &parsed.certs {
-                    // The store merges a certificate repeated in one place into one series.
-                    series.push(self.labels.series(&[], cert));
-                }
+                let parsed = pem::parse_certificates(data, &self.passwords_used);
+                // At its final size: boxing it then costs no reallocation. The store merges
+                // a certificate repeated in one place into one series.
+                series = self.labels.all_series(&[], &parsed);
                 errors.extend(parsed.errors.iter().map(|e| format!("read {display}: {e}")));
                 if series.is_empty() && errors.is_empty() {
                     let missing = match found.promise {
                         Promise::Named => true,
-                        Promise::CertName => !parsed.had_pem,
+                        Promise::CertName => !parsed.recognized,
                         Promise::Other => false,
                     };
                     if missing {
                         errors.push(format!("read {display}: no certificate found"));
                     }
                 }
-                if found.promise == Promise::Other && series.is_empty() && !parsed.had_pem {
+                if found.promise == Promise::Other && series.is_empty() && !parsed.recognized {
                     // A binary file that merely looked like DER: not a certificate file.
                     errors.clear();
                 }
@@ -739,6 +763,14 @@ impl Source for FileSource {
     }
 
     fn refresh(&mut self) -> Pass {
+        let passwords = self.passwords.current();
+        if !Arc::ptr_eq(&passwords, &self.passwords_used) {
+            // A keystore that failed may open now, or one that opened may not: read all.
+            for known in &mut self.known {
+                known.key = FileKey(0, 0);
+            }
+            self.passwords_used = passwords;
+        }
         let previous = Arc::clone(&self.last);
         let known = std::mem::take(&mut self.known);
         let mut listing = Listing::after(&previous, &known);

@@ -122,7 +122,7 @@ impl KubeconfigSource {
                                 continue;
                             }
                         };
-                        let parsed = pem::parse_certificates(&data);
+                        let parsed = pem::parse_certificates(&data, &[]);
                         errors.extend(
                             parsed
                                 .errors

@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use crate::model::{CertInfo, Name, Series};
+use crate::model::{CertInfo, CrlInfo, Name, Series};
 
 /// One label pair before filtering.
 pub type Pair = (Cow<'static, str>, String);
@@ -63,13 +63,15 @@ impl LabelConfig {
     }
 
     /// The series of one certificate: `extra` pairs (a kubeconfig entry's kind and key),
-    /// the serial number and the subject; the issuer's labels apart, shared. Both are
-    /// written in a buffer kept by the thread, then copied once at their size.
+    /// its keystore alias, the serial number and the subject; the issuer's labels apart,
+    /// shared. Both are written in a buffer kept by the thread, then copied once at their
+    /// size.
     pub fn series(&self, extra: &[Pair], cert: &CertInfo) -> Series {
         in_scratch(|out| {
             for (name, value) in extra {
                 self.push(out, name, value);
             }
+            self.push(out, "keystore_alias", &cert.alias);
             self.push(out, "serial_number", &cert.serial);
             self.push_name(out, &SUBJECT, &cert.subject);
             let labels = Box::from(out.as_str());
@@ -81,8 +83,39 @@ impl LabelConfig {
                 not_before: cert.not_before,
                 not_after: cert.not_after,
                 fingerprint: cert.fingerprint,
+                crl: false,
             }
         })
+    }
+
+    /// The series of one CRL: `extra` pairs as for [`Self::series`] and its number; its
+    /// issuer's labels apart, shared with the certificates of the same issuer.
+    pub fn crl_series(&self, extra: &[Pair], crl: &CrlInfo) -> Series {
+        in_scratch(|out| {
+            for (name, value) in extra {
+                self.push(out, name, value);
+            }
+            self.push(out, "crl_number", &crl.number);
+            let labels = Box::from(out.as_str());
+            out.clear();
+            self.push_name(out, &ISSUER, &crl.issuer);
+            Series {
+                labels,
+                issuer: self.intern(out),
+                not_before: crl.this_update,
+                not_after: crl.next_update,
+                fingerprint: crl.fingerprint,
+                crl: true,
+            }
+        })
+    }
+
+    /// Every series of what was parsed: certificates then CRLs, each with `extra` pairs.
+    pub fn all_series(&self, extra: &[Pair], parsed: &crate::pem::Parsed) -> Vec<Series> {
+        let mut series = Vec::with_capacity(parsed.certs.len() + parsed.crls.len());
+        series.extend(parsed.certs.iter().map(|cert| self.series(extra, cert)));
+        series.extend(parsed.crls.iter().map(|crl| self.crl_series(extra, crl)));
+        series
     }
 
     /// Forgets the issuer label sets no certificate uses any more.
@@ -318,6 +351,7 @@ mod tests {
             not_before: 1,
             not_after: 2,
             fingerprint: 3,
+            alias: "".into(),
         };
         let config = LabelConfig::default();
         let s = config.series(&[("embedded_kind".into(), "user".into())], &cert);

@@ -12,6 +12,7 @@ use crossbeam_channel::bounded;
 use x509_certificate_exporter::cli::{self, Command, Config};
 use x509_certificate_exporter::files::{FileSource, Mode, SpareThreads};
 use x509_certificate_exporter::fsio;
+use x509_certificate_exporter::keystore::passwords::PasswordFiles;
 use x509_certificate_exporter::kubeconfig::KubeconfigSource;
 use x509_certificate_exporter::labels::LabelConfig;
 use x509_certificate_exporter::poll::{self, Source};
@@ -162,6 +163,7 @@ impl From<String> for Failure {
 fn kube_source(
     flags: &cli::KubeFlags,
     labels: Arc<LabelConfig>,
+    passwords: Arc<PasswordFiles>,
     interval: std::time::Duration,
 ) -> Result<Box<dyn Source>, Failure> {
     let cluster = kube::config::load(flags.kubeconfig.as_deref()).map_err(Failure::Usage)?;
@@ -172,7 +174,11 @@ fn kube_source(
     );
     let client = kube::client::Client::new(&cluster, flags.rate_limit_qps, flags.rate_limit_burst)
         .map_err(Failure::Usage)?;
-    let rules = Arc::new(kube::secrets::Rules::new(flags.source.clone()));
+    let settings = kube::secrets::Settings {
+        password_files: passwords,
+        ..flags.source.clone()
+    };
+    let rules = Arc::new(kube::secrets::Rules::new(settings));
     Ok(match flags.watch {
         true => Box::new(kube::watch::WatchSource::new(client, rules, labels)),
         false => Box::new(kube::lists::ListSource::new(
@@ -197,6 +203,8 @@ fn run(config: &Config) -> Result<(), Failure> {
     // A large scan borrows idle cores: as many parsing threads again as the pool has, less
     // the refreshing one, across every file source.
     let spare = SpareThreads::new(settings.workers);
+    let passwords = PasswordFiles::load(config.keystore_password_files.clone())
+        .map_err(|why| Failure::Usage(format!("--keystore-password-file: {why}")))?;
     let mut sources: Vec<Box<dyn Source>> = Vec::new();
     for (patterns, mode) in [
         (&config.watch_files, Mode::Files),
@@ -209,7 +217,8 @@ fn run(config: &Config) -> Result<(), Failure> {
                 config.skip_symlinks,
                 Arc::clone(&labels),
             )
-            .with_spare_threads(Arc::clone(&spare));
+            .with_spare_threads(Arc::clone(&spare))
+            .with_passwords(Arc::clone(&passwords));
             sources.push(Box::new(source));
         }
     }
@@ -223,6 +232,7 @@ fn run(config: &Config) -> Result<(), Failure> {
         sources.push(kube_source(
             flags,
             Arc::clone(&labels),
+            passwords,
             config.refresh_interval,
         )?);
     }

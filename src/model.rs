@@ -18,7 +18,28 @@ pub struct CertInfo {
     pub not_after: i64,
     /// First four bytes of the SHA-256 of the DER, used as a `discriminator`.
     pub fingerprint: u32,
+    /// The alias of the keystore entry it came from; empty when it came from no keystore
+    /// or the entry has none.
+    pub alias: Box<str>,
 }
+
+/// The fields of one parsed certificate revocation list that become labels and values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrlInfo {
+    /// Issuer distinguished name.
+    pub issuer: Name,
+    /// The cRLNumber extension in decimal; empty when absent.
+    pub number: String,
+    /// thisUpdate, Unix seconds.
+    pub this_update: i64,
+    /// nextUpdate, Unix seconds; [`NO_NEXT_UPDATE`] when the CRL gives none.
+    pub next_update: i64,
+    /// As [`CertInfo::fingerprint`].
+    pub fingerprint: u32,
+}
+
+/// The `next_update` of a CRL that gives none: it never goes stale.
+pub const NO_NEXT_UPDATE: i64 = i64::MAX;
 
 /// The distinguished-name attributes exported as labels, in label order: C, ST, L, O, OU
 /// (each its first value) and CN (its last value, as Go's `pkix.Name` keeps them). An empty
@@ -75,7 +96,7 @@ impl Name {
     }
 }
 
-/// One exported certificate: its own labels and its two dates.
+/// One exported certificate, or CRL: its own labels and its two dates.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Series {
     /// The certificate's label pairs (for kubeconfigs the embedded kind and key, then the
@@ -91,6 +112,9 @@ pub struct Series {
     pub not_after: i64,
     /// See [`CertInfo::fingerprint`].
     pub fingerprint: u32,
+    /// A CRL (`x509_crl_*`): `not_before` is its thisUpdate, `not_after` its nextUpdate
+    /// ([`NO_NEXT_UPDATE`] when none), and its labels its number.
+    pub crl: bool,
 }
 
 /// One thing a source reads (a file, a kubeconfig, a Secret key) and what came of it.

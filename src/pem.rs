@@ -1,5 +1,6 @@
-//! Bytes to certificates: PEM blocks (several per file, each on its own) with a DER fallback.
-//! Never panics on hostile input; every failure is a message naming the block.
+//! Bytes to certificates and CRLs: PEM blocks (several per file, each on its own), else a
+//! keystore (PKCS#12, JKS, JCEKS) told by its content, else one DER certificate or CRL.
+//! Never panics on hostile input; every failure is a message naming the block or entry.
 
 use std::fmt::Write as _;
 
@@ -11,13 +12,17 @@ use x509_parser::oid_registry::{
     Oid, OID_X509_COMMON_NAME, OID_X509_COUNTRY_NAME, OID_X509_LOCALITY_NAME,
     OID_X509_ORGANIZATIONAL_UNIT, OID_X509_ORGANIZATION_NAME, OID_X509_STATE_OR_PROVINCE_NAME,
 };
-use x509_parser::prelude::{FromDer, X509Certificate, X509Name};
+use x509_parser::prelude::{CertificateRevocationList, FromDer, X509Certificate, X509Name};
 
-use crate::model::{CertInfo, Name};
+use crate::keystore;
+use crate::model::{CertInfo, CrlInfo, Name, NO_NEXT_UPDATE};
 use crate::strict;
 
 /// PEM labels whose block holds a certificate (for `TRUSTED CERTIFICATE`, the leading one).
 const CERT_LABELS: [&str; 3] = ["CERTIFICATE", "X509 CERTIFICATE", "TRUSTED CERTIFICATE"];
+
+/// The PEM label of a certificate revocation list.
+const CRL_LABEL: &str = "X509 CRL";
 
 /// Serials longer than this are refused rather than printed (RFC 5280 allows 20 octets).
 const MAX_SERIAL_BYTES: usize = 256;
@@ -27,23 +32,35 @@ const MAX_SERIAL_BYTES: usize = 256;
 pub struct Parsed {
     /// The certificates, in file order.
     pub certs: Vec<CertInfo>,
-    /// One message per bad certificate block ("block 2: ...").
+    /// The certificate revocation lists, in file order.
+    pub crls: Vec<CrlInfo>,
+    /// One message per bad certificate or CRL block ("PEM block 2: ..."), keystore entry,
+    /// or keystore that could not be opened.
     pub errors: Vec<String>,
-    /// True when the buffer held PEM blocks of any type (keys and CSRs included).
-    pub had_pem: bool,
+    /// True when the buffer was recognised: PEM blocks of any type (keys and CSRs
+    /// included) or a keystore, even one holding no certificate.
+    pub recognized: bool,
 }
 
-/// Reads every certificate in `data`: each PEM certificate block on its own, other block
-/// types skipped; when there is no PEM block at all, the whole buffer as one DER certificate.
-/// A buffer that is neither yields no certificate and no error; the caller decides whether
-/// that is a failure.
-pub fn parse_certificates(data: &[u8]) -> Parsed {
+/// Reads every certificate and CRL in `data`: each PEM certificate or CRL block on its own,
+/// other block types skipped; when there is no PEM block at all, a keystore opened with
+/// `passwords` (see [`keystore::open`]), else the whole buffer as one DER certificate or
+/// CRL. A buffer that is none of these yields nothing and no error; the caller decides
+/// whether that is a failure.
+pub fn parse_certificates(data: &[u8], passwords: &[String]) -> Parsed {
     if well_formed(data) == Some(true) {
         if let Some(parsed) = parse_straight(data) {
             return parsed;
         }
     }
-    parse_block_by_block(data)
+    let parsed = parse_block_by_block(data);
+    if parsed.recognized {
+        return parsed;
+    }
+    match keystore::detect(data) {
+        Some(format) => parse_keystore(format, data, passwords),
+        None => parse_der(data),
+    }
 }
 
 /// For the fuzz target (`fuzz/fuzz_targets/pem.rs`), not for callers: when the one-pass
@@ -63,12 +80,14 @@ pub fn both_paths(data: &[u8]) -> Option<(Parsed, Parsed)> {
 /// [`parse_block_by_block`], which can say which block failed.
 fn parse_straight(data: &[u8]) -> Option<Parsed> {
     let mut parsed = Parsed {
-        had_pem: true,
+        recognized: true,
         ..Parsed::default()
     };
     for section in <(SectionKind, Vec<u8>) as PemObject>::pem_slice_iter(data) {
-        if let (SectionKind::Certificate, der) = section.ok()? {
-            parsed.certs.push(cert_info(&der).ok()?);
+        match section.ok()? {
+            (SectionKind::Certificate, der) => parsed.certs.push(cert_info(&der).ok()?),
+            (SectionKind::Crl, der) => parsed.crls.push(crl_info(&der).ok()?),
+            _ => {}
         }
     }
     Some(parsed)
@@ -141,7 +160,7 @@ fn parse_block_by_block(data: &[u8]) -> Parsed {
     let mut parsed = Parsed::default();
     let mut index = 0;
     for block in Blocks::new(data) {
-        parsed.had_pem = true;
+        parsed.recognized = true;
         let (label, body) = match block {
             Ok(block) => block,
             Err(why) => {
@@ -150,27 +169,75 @@ fn parse_block_by_block(data: &[u8]) -> Parsed {
                 continue;
             }
         };
-        if !CERT_LABELS.contains(&label) {
+        let crl = label == CRL_LABEL;
+        if !crl && !CERT_LABELS.contains(&label) {
             continue;
         }
         index += 1;
-        match decode_body(body).and_then(|der| cert_info(&der)) {
-            Ok(info) => parsed.certs.push(info),
-            Err(why) => parsed.errors.push(format!("PEM block {index}: {why}")),
-        }
-    }
-    if !parsed.had_pem && looks_like_der(data) {
-        match cert_info(data) {
-            Ok(info) => parsed.certs.push(info),
-            Err(why) => parsed.errors.push(format!("DER: {why}")),
+        let der = match decode_body(body) {
+            Ok(der) => der,
+            Err(why) => {
+                parsed.errors.push(format!("PEM block {index}: {why}"));
+                continue;
+            }
+        };
+        let read = match crl {
+            true => crl_info(&der).map(|info| parsed.crls.push(info)),
+            false => cert_info(&der).map(|info| parsed.certs.push(info)),
+        };
+        if let Err(why) = read {
+            parsed.errors.push(format!("PEM block {index}: {why}"));
         }
     }
     parsed
 }
 
-/// A DER certificate starts with a SEQUENCE tag; anything else is not worth a parse error.
-fn looks_like_der(data: &[u8]) -> bool {
-    data.len() > 2 && data[0] == 0x30
+/// The certificates of a keystore; its entries that are not certificates every stack
+/// accepts are errors naming the entry.
+fn parse_keystore(format: keystore::Format, data: &[u8], passwords: &[String]) -> Parsed {
+    let mut parsed = Parsed {
+        recognized: true,
+        ..Parsed::default()
+    };
+    match keystore::open(format, data, passwords) {
+        Ok(opened) => {
+            for (n, entry) in opened.entries.into_iter().enumerate() {
+                match cert_info(&entry.der) {
+                    Ok(info) => parsed.certs.push(CertInfo {
+                        alias: entry.alias.into(),
+                        ..info
+                    }),
+                    Err(why) => parsed.errors.push(format!(
+                        "{} certificate {} (alias {:?}): {why}",
+                        format.name(),
+                        n + 1,
+                        entry.alias
+                    )),
+                }
+            }
+            parsed.errors.extend(opened.errors);
+        }
+        Err(why) => parsed.errors.push(why),
+    }
+    parsed
+}
+
+/// The whole buffer as one DER certificate, else one DER CRL. Only a buffer that starts
+/// with a SEQUENCE tag is worth a parse error; when neither parses, the certificate's
+/// error is given (a certificate is the likelier intent).
+fn parse_der(data: &[u8]) -> Parsed {
+    let mut parsed = Parsed::default();
+    if data.len() <= 2 || data[0] != 0x30 {
+        return parsed;
+    }
+    match cert_info(data) {
+        Ok(info) => parsed.certs.push(info),
+        Err(why) => match crl_info(data) {
+            Ok(info) => parsed.crls.push(info),
+            Err(_) => parsed.errors.push(format!("DER: {why}")),
+        },
+    }
+    parsed
 }
 
 /// Decodes the base64 body of one certificate block through rustls-pki-types' PEM reader,
@@ -297,8 +364,33 @@ pub fn cert_info(der: &[u8]) -> Result<CertInfo, String> {
         issuer: name(cert.issuer()),
         not_before: validity.not_before.timestamp(),
         not_after: validity.not_after.timestamp(),
-        fingerprint: u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]),
+        fingerprint: fingerprint(&digest),
+        alias: Box::default(),
     })
+}
+
+/// Parses one DER certificate revocation list into the fields we export.
+pub fn crl_info(der: &[u8]) -> Result<CrlInfo, String> {
+    let (rest, crl) =
+        CertificateRevocationList::from_der(der).map_err(|err| format!("invalid CRL: {err}"))?;
+    let digest = Sha256::digest(&der[..der.len() - rest.len()]);
+    Ok(CrlInfo {
+        issuer: name(crl.issuer()),
+        number: crl
+            .crl_number()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        this_update: crl.last_update().timestamp(),
+        next_update: crl
+            .next_update()
+            .map_or(NO_NEXT_UPDATE, |time| time.timestamp()),
+        fingerprint: fingerprint(&digest),
+    })
+}
+
+/// The first four bytes of a SHA-256 digest, big-endian.
+fn fingerprint(digest: &[u8]) -> u32 {
+    u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
 }
 
 /// The exported attributes of a distinguished name: first value of C, ST, L, O, OU and the
@@ -532,9 +624,9 @@ mod tests {
 
     #[test]
     fn garbage_is_neither_pem_nor_der() {
-        let parsed = parse_certificates(b"hello world\n");
-        assert!(parsed.certs.is_empty() && parsed.errors.is_empty() && !parsed.had_pem);
-        let parsed = parse_certificates(&[0x30, 0x82, 0x01]);
+        let parsed = parse_certificates(b"hello world\n", &[]);
+        assert!(parsed.certs.is_empty() && parsed.errors.is_empty() && !parsed.recognized);
+        let parsed = parse_certificates(&[0x30, 0x82, 0x01], &[]);
         assert!(parsed.certs.is_empty());
         assert_eq!(parsed.errors.len(), 1);
     }
@@ -542,8 +634,8 @@ mod tests {
     #[test]
     fn other_block_types_are_skipped() {
         let data = b"-----BEGIN PRIVATE KEY-----\n!!!!\n-----END PRIVATE KEY-----\n";
-        let parsed = parse_certificates(data);
-        assert!(parsed.certs.is_empty() && parsed.errors.is_empty() && parsed.had_pem);
+        let parsed = parse_certificates(data, &[]);
+        assert!(parsed.certs.is_empty() && parsed.errors.is_empty() && parsed.recognized);
     }
 
     #[test]
@@ -637,12 +729,76 @@ mod tests {
         );
         assert_eq!(well_formed(framed.as_bytes()), None);
         for data in [straight, framed] {
-            let parsed = parse_certificates(data.as_bytes());
+            let parsed = parse_certificates(data.as_bytes(), &[]);
             assert_eq!(parsed.certs.len(), 2, "{data}");
             assert_eq!(
                 parsed.errors,
                 ["PEM block 2: subject: UTF8String is not valid UTF-8 in CN"]
             );
         }
+    }
+
+    /// A CA named `cn` and a CRL it signed: (CA PEM, CRL DER, CRL PEM).
+    fn ca_and_crl(cn: &str, number: &[u8]) -> (String, Vec<u8>, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::new()).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "Acme");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        let ca = params.self_signed(&key).unwrap();
+        let crl = rcgen::CertificateRevocationListParams {
+            this_update: time::OffsetDateTime::from_unix_timestamp(1_000_000_000).unwrap(),
+            next_update: time::OffsetDateTime::from_unix_timestamp(4_000_000_000).unwrap(),
+            crl_number: rcgen::SerialNumber::from_slice(number),
+            issuing_distribution_point: None,
+            revoked_certs: Vec::new(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        }
+        .signed_by(&ca, &key)
+        .unwrap();
+        (ca.pem(), crl.der().to_vec(), crl.pem().unwrap())
+    }
+
+    #[test]
+    fn crls_are_read_from_pem_blocks_and_der() {
+        // 2^72 + 1: more than a u64 holds.
+        let (ca, der, crl) = ca_and_crl("Acme CA", &[1, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        let info = crl_info(&der).unwrap();
+        assert_eq!(info.issuer.values(), ["", "", "", "Acme", "", "Acme CA"]);
+        assert_eq!(info.number, "4722366482869645213697");
+        assert_eq!(
+            (info.this_update, info.next_update),
+            (1_000_000_000, 4_000_000_000)
+        );
+        let bundle = format!("{ca}{crl}{ca}");
+        assert_eq!(well_formed(bundle.as_bytes()), Some(true));
+        let crlf = bundle.replace('\n', "\r\n");
+        for data in [bundle.as_bytes(), crlf.as_bytes()] {
+            let parsed = parse_certificates(data, &[]);
+            assert_eq!(parsed.certs.len(), 2);
+            assert_eq!(parsed.crls, std::slice::from_ref(&info));
+            assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+        }
+        let parsed = parse_certificates(&der, &[]);
+        assert_eq!((parsed.certs.len(), &parsed.crls[..]), (0, &[info][..]));
+        // A broken CRL block is an error naming it; its neighbours are read.
+        let broken = format!("{ca}{}", crl.replace("\nM", "\n!"));
+        let parsed = parse_certificates(broken.as_bytes(), &[]);
+        assert_eq!((parsed.certs.len(), parsed.crls.len()), (1, 0));
+        assert_eq!(parsed.errors, ["PEM block 2: invalid base64"]);
+        // DER that is neither: the certificate's error.
+        let mut bad = der.clone();
+        bad.truncate(der.len() / 2);
+        let parsed = parse_certificates(&bad, &[]);
+        assert!(parsed.errors[0].starts_with("DER: invalid certificate"));
     }
 }

@@ -6,7 +6,7 @@ use std::io::Read;
 use std::sync::Arc;
 
 use crate::labels::escape_into;
-use crate::model::Series;
+use crate::model::{Series, NO_NEXT_UPDATE};
 use crate::store::{Cursor, View};
 
 /// Which optional families to print.
@@ -39,41 +39,74 @@ pub const BUILD: BuildInfo = BuildInfo {
     rustversion: env!("X509_BUILD_RUSTC"),
 };
 
-/// A certificate family: name, HELP text, value of a series at a time.
-type Family = (&'static str, &'static str, fn(&Series, i64) -> i64);
+/// A family of certificate or CRL series: name, HELP text, value of a series at a time
+/// (`None`: no sample for this series).
+type Family = (&'static str, &'static str, fn(&Series, i64) -> Option<i64>);
 
+/// The certificate families; the first three always, the others with relative metrics.
 const FAMILIES: [Family; 5] = [
     (
         "x509_cert_not_before",
         "Start of the certificate's validity, in Unix seconds.",
-        |s, _| s.not_before,
+        |s, _| Some(s.not_before),
     ),
     (
         "x509_cert_not_after",
         "End of the certificate's validity, in Unix seconds.",
-        |s, _| s.not_after,
+        |s, _| Some(s.not_after),
     ),
     (
         "x509_cert_expired",
         "Whether the certificate has expired: 1 if so, else 0.",
-        |s, now| i64::from(now > s.not_after),
+        |s, now| Some(i64::from(now > s.not_after)),
     ),
     (
         "x509_cert_expires_in_seconds",
         "Time left before the certificate expires, in seconds (negative once expired).",
-        |s, now| s.not_after.saturating_sub(now),
+        |s, now| Some(s.not_after.saturating_sub(now)),
     ),
     (
         "x509_cert_valid_since_seconds",
         "Time since the certificate became valid, in seconds.",
-        |s, now| now.saturating_sub(s.not_before),
+        |s, now| Some(now.saturating_sub(s.not_before)),
     ),
 ];
 
-/// Stages of the body, in order.
+/// The CRL families, as the certificate ones; a CRL without nextUpdate has no sample in
+/// those that need it and never goes stale.
+const CRL_FAMILIES: [Family; 5] = [
+    (
+        "x509_crl_this_update",
+        "When the CRL was issued (its thisUpdate), in Unix seconds.",
+        |s, _| Some(s.not_before),
+    ),
+    (
+        "x509_crl_next_update",
+        "When the CRL's issuer will publish the next one (its nextUpdate), in Unix seconds.",
+        |s, _| (s.not_after != NO_NEXT_UPDATE).then_some(s.not_after),
+    ),
+    (
+        "x509_crl_stale",
+        "Whether the CRL's nextUpdate has passed: 1 if so, else 0.",
+        |s, now| Some(i64::from(now > s.not_after)),
+    ),
+    (
+        "x509_crl_stale_in_seconds",
+        "Time left before the CRL's nextUpdate, in seconds (negative once stale).",
+        |s, now| (s.not_after != NO_NEXT_UPDATE).then(|| s.not_after.saturating_sub(now)),
+    ),
+    (
+        "x509_crl_fresh_since_seconds",
+        "Time since the CRL's thisUpdate, in seconds.",
+        |s, now| Some(now.saturating_sub(s.not_before)),
+    ),
+];
+
+/// Stages of the body, in order: certificate families, CRL families, errors, the rest.
 const CERT_FAMILIES: usize = FAMILIES.len();
-const CERT_ERROR: usize = CERT_FAMILIES;
-const DONE: usize = CERT_FAMILIES + 2;
+const CRL_STAGES: usize = CERT_FAMILIES + CRL_FAMILIES.len();
+const CERT_ERROR: usize = CRL_STAGES;
+const DONE: usize = CRL_STAGES + 2;
 
 /// Size of each piece [`Body`] renders before handing it out, unless told otherwise.
 const CHUNK: usize = 512 * 1024;
@@ -126,17 +159,26 @@ impl Body {
         self.buf.reserve(self.piece + 1024);
         while self.buf.len() < self.piece && self.stage < DONE {
             match self.stage {
-                s if s < CERT_FAMILIES => self.cert_family(s),
+                s if s < CERT_FAMILIES => self.family(FAMILIES[s], s, false),
+                s if s < CRL_STAGES => {
+                    let index = s - CERT_FAMILIES;
+                    self.family(CRL_FAMILIES[index], index, true)
+                }
                 CERT_ERROR => self.cert_errors(),
                 _ => self.tail(),
             }
         }
     }
 
-    fn cert_family(&mut self, index: usize) {
-        let (name, help, value) = FAMILIES[index];
+    /// Renders the family at `index` of its table, of the CRLs' series when `crl`.
+    fn family(&mut self, family: Family, index: usize, crl: bool) {
+        let (name, help, value) = family;
         let enabled = index < 3 || self.options.relative;
-        if !enabled || self.view.cert_count() == 0 {
+        let count = match crl {
+            true => self.view.crl_count(),
+            false => self.view.cert_count(),
+        };
+        if !enabled || count == 0 {
             return self.next_stage();
         }
         let cursor = self.cursor.get_or_insert_with(|| {
@@ -144,8 +186,15 @@ impl Body {
             Cursor::default()
         });
         while self.buf.len() < self.piece {
-            let Some((item, series, discriminate)) = self.view.next_cert(cursor) else {
+            let next = match crl {
+                true => self.view.next_crl(cursor),
+                false => self.view.next_cert(cursor),
+            };
+            let Some((item, series, discriminate)) = next else {
                 return self.next_stage();
+            };
+            let Some(value) = value(series, self.now) else {
+                continue;
             };
             self.buf.extend_from_slice(name.as_bytes());
             let parts = [item, &*series.labels, &*series.issuer];
@@ -155,7 +204,7 @@ impl Body {
                 discriminate.then_some(series.fingerprint),
             );
             self.buf.push(b' ');
-            push_int(&mut self.buf, value(series, self.now));
+            push_int(&mut self.buf, value);
             self.buf.push(b'\n');
         }
     }
@@ -367,13 +416,15 @@ fn push_int(out: &mut Vec<u8>, value: i64) {
 
 /// The last second at which the exposition of `view` rendered at `now` is still the same
 /// text (from `now` on): with relative metrics every value moves each second; otherwise only
-/// `x509_cert_expired` depends on the clock, and it flips one second after the earliest
-/// `not_after` that has not passed yet. `i64::MAX` when nothing will ever flip.
+/// `x509_cert_expired` and `x509_crl_stale` depend on the clock, and each flips one second
+/// after the earliest `not_after` (nextUpdate) that has not passed yet. `i64::MAX` when
+/// nothing will ever flip.
 pub fn valid_until(view: &View, now: i64, options: Options) -> i64 {
-    if options.relative && view.cert_count() > 0 {
+    if options.relative && view.cert_count() + view.crl_count() > 0 {
         return now;
     }
     view.certs()
+        .chain(view.crls())
         .map(|(_, series, _)| series.not_after)
         .filter(|&not_after| not_after >= now)
         .min()
@@ -403,6 +454,7 @@ mod tests {
                     not_before: 1000,
                     not_after: 2000,
                     fingerprint: 0xab,
+                    crl: false,
                 },
                 Series {
                     issuer: "".into(),
@@ -410,6 +462,7 @@ mod tests {
                     not_before: 1000,
                     not_after: 5000,
                     fingerprint: 0x1,
+                    crl: false,
                 },
                 Series {
                     issuer: "".into(),
@@ -417,6 +470,24 @@ mod tests {
                     not_before: 1000,
                     not_after: 6000,
                     fingerprint: 0xdeadbeef,
+                    crl: false,
+                },
+                // A CRL gone stale, and one without nextUpdate that never does.
+                Series {
+                    issuer: "issuer_CN=\"CA\"".into(),
+                    labels: "crl_number=\"7\"".into(),
+                    not_before: 1500,
+                    not_after: 2500,
+                    fingerprint: 0x7,
+                    crl: true,
+                },
+                Series {
+                    issuer: "issuer_CN=\"Other CA\"".into(),
+                    labels: "".into(),
+                    not_before: 1600,
+                    not_after: NO_NEXT_UPDATE,
+                    fingerprint: 0x8,
+                    crl: true,
                 },
             ]
             .into(),
@@ -475,6 +546,7 @@ mod tests {
                     not_before: dates.0,
                     not_after: dates.1,
                     fingerprint: 0x1234_5678,
+                    alias: "".into(),
                 },
             )
         };
@@ -612,7 +684,7 @@ mod tests {
 
     #[test]
     fn a_rendering_holds_until_the_earliest_not_after_not_yet_passed() {
-        // not_after 2000, 5000, 6000.
+        // Certificates' not_after 2000, 5000, 6000; a CRL's nextUpdate 2500, and one with none.
         let plain = Options::default();
         assert_eq!(valid_until(&view(), 1500, plain), 2000);
         assert_eq!(
@@ -620,9 +692,15 @@ mod tests {
             2000,
             "still 0 at not_after"
         );
-        assert_eq!(valid_until(&view(), 2001, plain), 5000);
-        assert_eq!(valid_until(&view(), 6001, plain), i64::MAX, "all expired");
-        for (now, until) in [(1500, 2000), (2001, 5000)] {
+        assert_eq!(
+            valid_until(&view(), 2001, plain),
+            2500,
+            "the CRL goes stale"
+        );
+        assert_eq!(valid_until(&view(), 2501, plain), 5000);
+        let never = valid_until(&view(), 6001, plain);
+        assert_eq!(never, NO_NEXT_UPDATE, "all expired, one CRL never stale");
+        for (now, until) in [(1500, 2000), (2001, 2500), (2501, 5000)] {
             let at = |t| render(view(), t, plain, &TEST_BUILD);
             assert_eq!(at(now), at(until), "the same text through {until}");
             assert_ne!(at(until), at(until + 1), "and not after");

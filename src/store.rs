@@ -26,6 +26,8 @@ pub struct View {
     shared: Arc<Shared>,
     /// Certificate series in the view.
     cert_count: usize,
+    /// CRL series in the view.
+    crl_count: usize,
     /// Read failures in the latest refresh of every source.
     pub read_errors: u64,
     /// Read failures since start.
@@ -40,13 +42,18 @@ struct Rows {
     items: Items,
     /// A digest of each item's labels.
     digests: Vec<u64>,
-    /// (item, series, needs a discriminator), in item order.
-    certs: Vec<(u32, u32, bool)>,
+    /// Each certificate series: (item, series, needs a discriminator), in item order.
+    certs: Vec<Row>,
+    /// Each CRL series, the same way.
+    crls: Vec<Row>,
     /// (item, has a failure), one per distinct label set, in item order.
     errors: Vec<(u32, bool)>,
     /// The items' read failures.
     failures: u64,
 }
+
+/// One series of a [`Rows`]: (item, series in the item, needs a discriminator).
+type Row = (u32, u32, bool);
 
 /// Label sets held by more than one source, and their merged rows.
 #[derive(Default)]
@@ -56,7 +63,7 @@ struct Shared {
     rows: Rows,
 }
 
-/// Where a rendering stands in a view's certificate series (see [`View::next_cert`]).
+/// Where a rendering stands in a view's certificate or CRL series (see [`View::next_cert`]).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Cursor {
     /// A source's index, or the source count for the shared rows.
@@ -70,12 +77,30 @@ impl View {
         self.cert_count
     }
 
+    /// Number of CRL series.
+    pub fn crl_count(&self) -> usize {
+        self.crl_count
+    }
+
     /// The certificate series at `at`, moving `at` past it: its item's labels, the series,
     /// and whether it needs a `discriminator` label. `None` once every series was given.
     pub fn next_cert(&self, at: &mut Cursor) -> Option<(&str, &Series, bool)> {
+        self.next_row(at, |rows| &rows.certs)
+    }
+
+    /// The CRL series at `at`, as [`Self::next_cert`] gives certificates.
+    pub fn next_crl(&self, at: &mut Cursor) -> Option<(&str, &Series, bool)> {
+        self.next_row(at, |rows| &rows.crls)
+    }
+
+    fn next_row(
+        &self,
+        at: &mut Cursor,
+        of: impl Fn(&Rows) -> &Vec<Row>,
+    ) -> Option<(&str, &Series, bool)> {
         loop {
             let (rows, hide) = self.segment(at.segment)?;
-            let Some(&(item, series, disc)) = rows.certs.get(at.row) else {
+            let Some(&(item, series, disc)) = of(rows).get(at.row) else {
                 *at = Cursor {
                     segment: at.segment + 1,
                     row: 0,
@@ -95,6 +120,12 @@ impl View {
     pub fn certs(&self) -> impl Iterator<Item = (&str, &Series, bool)> + '_ {
         let mut at = Cursor::default();
         std::iter::from_fn(move || self.next_cert(&mut at))
+    }
+
+    /// Every CRL series once, in rendering order (see [`View::next_crl`]).
+    pub fn crls(&self) -> impl Iterator<Item = (&str, &Series, bool)> + '_ {
+        let mut at = Cursor::default();
+        std::iter::from_fn(move || self.next_crl(&mut at))
     }
 
     /// Every `x509_cert_error` series once: its labels and whether it had a failure.
@@ -216,27 +247,33 @@ impl Store {
             self.shared_rows = Arc::new(self.shared_rows());
         }
         let sources: Arc<[Arc<Rows>]> = self.slots.iter().map(|s| Arc::clone(&s.rows)).collect();
-        let mut cert_count: usize = sources.iter().map(|r| r.certs.len()).sum();
+        self.view = Arc::new(View {
+            generation: self.view.generation + 1,
+            cert_count: self.count(&sources, |rows| &rows.certs),
+            crl_count: self.count(&sources, |rows| &rows.crls),
+            sources,
+            shared: Arc::clone(&self.shared_rows),
+            read_errors,
+            read_errors_total: self.errors_total,
+        });
+        true
+    }
+
+    /// How many series of `sources` a view shows, counting those of shared label sets
+    /// once: in the shared rows, not in their sources' rows.
+    fn count(&self, sources: &[Arc<Rows>], of: impl Fn(&Rows) -> &Vec<Row>) -> usize {
+        let mut count: usize = sources.iter().map(|rows| of(rows).len()).sum();
         if !self.shared.is_empty() {
-            cert_count += self.shared_rows.rows.certs.len();
+            count += of(&self.shared_rows.rows).len();
             for &source in self.shared.values().flatten().collect::<HashSet<_>>() {
                 let rows = &sources[source as usize];
-                cert_count -= rows
-                    .certs
+                count -= of(rows)
                     .iter()
                     .filter(|(item, _, _)| self.shared.contains_key(&rows.digests[*item as usize]))
                     .count();
             }
         }
-        self.view = Arc::new(View {
-            generation: self.view.generation + 1,
-            sources,
-            shared: Arc::clone(&self.shared_rows),
-            cert_count,
-            read_errors,
-            read_errors_total: self.errors_total,
-        });
-        true
+        count
     }
 
     /// True once every source has finished a first pass that reached everything.
@@ -325,8 +362,7 @@ impl Store {
 /// series; of different certificates, each gets a discriminator. Hashing, not sorting.
 fn rows_of(items: Items) -> Rows {
     let digests: Vec<u64> = items.iter().map(|item| digest(&item.labels)).collect();
-    let mut certs: Vec<(u32, u32, bool)> =
-        Vec::with_capacity(items.iter().map(|i| i.series.len()).sum());
+    let mut certs: Vec<Row> = Vec::with_capacity(items.iter().map(|i| i.series.len()).sum());
     // Series can only share a label set within items that share theirs: nearly always a
     // single item (a file, a Secret key); several when `-l` drops the labels that told them
     // apart. So no map of every series is needed.
@@ -350,7 +386,7 @@ fn rows_of(items: Items) -> Rows {
     }
     // (series labels, issuer labels) -> (fingerprint, row) of each distinct certificate.
     let mut seen: HashMap<(&str, &str), Vec<(u32, usize)>> = HashMap::new();
-    let mut add = |certs: &mut Vec<(u32, u32, bool)>, members: &[u32]| {
+    let mut add = |certs: &mut Vec<Row>, members: &[u32]| {
         seen.clear();
         for &i in members {
             for (s, series) in items[i as usize].series.iter().enumerate() {
@@ -402,10 +438,22 @@ fn rows_of(items: Items) -> Rows {
     }
     drop(by_labels);
     drop(groups);
+    // CRLs were de-duplicated with the certificates (their labels never collide with a
+    // certificate's but through `-l`); they are rendered as families of their own.
+    let is_crl = |&(i, s, _): &Row| items[i as usize].series[s as usize].crl;
+    let crls = match certs.iter().any(is_crl) {
+        true => {
+            let (crls, only_certs) = certs.into_iter().partition(is_crl);
+            certs = only_certs;
+            crls
+        }
+        false => Vec::new(),
+    };
     Rows {
         items,
         digests,
         certs,
+        crls,
         errors,
         failures,
     }
@@ -416,11 +464,11 @@ const FEW: usize = 8;
 
 /// The rows of item `i`, alone in its label set and holding at most [`FEW`] series: as
 /// `add` in [`rows_of`] would make them, without hashing.
-fn add_few(certs: &mut Vec<(u32, u32, bool)>, items: &Items, i: u32) {
+fn add_few(certs: &mut Vec<Row>, items: &Items, i: u32) {
     let series = &items[i as usize].series;
     let start = certs.len();
     for (s, one) in series.iter().enumerate() {
-        let same = |row: &(u32, u32, bool)| {
+        let same = |row: &Row| {
             let other = &series[row.1 as usize];
             other.labels == one.labels && other.issuer == one.issuer
         };
@@ -458,6 +506,7 @@ pub fn big_view(n: i64, dates: impl Fn(i64) -> (i64, i64)) -> Arc<View> {
             not_before: dates(i).0,
             not_after: dates(i).1,
             fingerprint: i as u32,
+            crl: false,
         })
         .collect();
     view_of(Item {
@@ -493,6 +542,7 @@ mod tests {
             not_before: 0,
             not_after: 1,
             fingerprint,
+            crl: false,
         }
     }
 

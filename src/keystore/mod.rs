@@ -3,6 +3,7 @@
 //! skipped and never decrypted. Never panics on hostile input; every failure is a message.
 
 pub mod jks;
+pub mod passwords;
 pub mod pkcs12;
 
 /// One certificate found in a keystore.

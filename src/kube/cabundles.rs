@@ -149,7 +149,7 @@ impl Decode for Bundles {
                 }
             };
             let bytes = pem::decode_base64(bundle.as_bytes());
-            items.extend(item_of(&origin, &place, bytes, &self.labels).map(Arc::new));
+            items.extend(item_of(&origin, &place, bytes, &[], &self.labels).map(Arc::new));
         }
         Some(items)
     }
@@ -181,6 +181,8 @@ mod tests {
             page_size: 100,
             secrets: false,
             ca_bundles: true,
+            password_keys: Vec::new(),
+            password_files: Default::default(),
         };
         Bundles {
             kind,

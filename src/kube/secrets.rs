@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::reflector::Decode;
+use crate::keystore::{self, passwords::PasswordFiles};
 use crate::labels::{LabelConfig, Pair};
 use crate::model::Item;
 use crate::pem;
@@ -192,6 +193,11 @@ pub struct Settings {
     pub page_size: u32,
     /// `--watch-kube-secrets`: Secrets (and ConfigMaps with `-c`) are read.
     pub secrets: bool,
+    /// Data keys of a Secret whose values are passwords for the keystores of the same
+    /// Secret (`--keystore-password-key`).
+    pub password_keys: Vec<String>,
+    /// Passwords from files (`--keystore-password-file`), tried after a Secret's own.
+    pub password_files: Arc<PasswordFiles>,
     /// `--watch-kube-ca-bundles`: the caBundles of webhook configurations, APIServices and
     /// CRD conversion webhooks are read.
     pub ca_bundles: bool,
@@ -376,7 +382,12 @@ impl Rules {
         };
         let mut add = |key: &str, bytes: Result<Vec<u8>, String>| {
             let place = format!("{what} {namespace}/{name} key {key}");
-            items.extend(item_of(&origin_for(key), &place, bytes, labels));
+            let keystore = matches!(&bytes, Ok(data) if keystore::detect(data).is_some());
+            let passwords = match keystore {
+                true => self.passwords_of(object),
+                false => Vec::new(),
+            };
+            items.extend(item_of(&origin_for(key), &place, bytes, &passwords, labels));
         };
         match kind {
             Kind::Secret => {
@@ -409,6 +420,25 @@ impl Rules {
             }
         }
         items
+    }
+}
+
+impl Rules {
+    /// The passwords to open the keystores of `object` with: the values of its password
+    /// keys, in flag order, then those of the password files.
+    fn passwords_of(&self, object: &Object<'_>) -> Vec<String> {
+        let mut passwords = Vec::new();
+        for key in &self.settings.password_keys {
+            let value = object.data.as_ref().and_then(|data| data.get(key.as_str()));
+            let text = value
+                .and_then(|value| pem::decode_base64(value.as_bytes()).ok())
+                .and_then(|bytes| String::from_utf8(bytes).ok());
+            if let Some(text) = text {
+                passwords.push(text.trim_end_matches(['\r', '\n']).to_string());
+            }
+        }
+        passwords.extend(self.settings.password_files.current().iter().cloned());
+        passwords
     }
 }
 
@@ -475,6 +505,7 @@ pub fn item_of(
     origin: &[Pair],
     place: &str,
     bytes: Result<Vec<u8>, String>,
+    passwords: &[String],
     labels: &LabelConfig,
 ) -> Option<Item> {
     let mut errors = Vec::new();
@@ -482,11 +513,9 @@ pub fn item_of(
     match bytes {
         Ok(data) if data.is_empty() => return None,
         Ok(data) => {
-            let parsed = pem::parse_certificates(&data);
-            for cert in &parsed.certs {
-                // The store merges a certificate repeated in one place into one series.
-                series.push(labels.series(&[], cert));
-            }
+            let parsed = pem::parse_certificates(&data, passwords);
+            // The store merges a certificate repeated in one place into one series.
+            series = labels.all_series(&[], &parsed);
             errors.extend(parsed.errors.iter().map(|e| format!("{place}: {e}")));
             if series.is_empty() && errors.is_empty() {
                 errors.push(format!("{place}: no certificate found"));
