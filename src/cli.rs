@@ -5,6 +5,7 @@ use std::ffi::OsString;
 use std::time::Duration;
 
 use crate::glob::Pattern;
+use crate::kube::passwords::SecretRef;
 use crate::kube::secrets::Settings;
 pub use crate::kube::secrets::{LabelFilter, SecretType};
 
@@ -231,6 +232,9 @@ pub const FLAGS: &[Flag] = &[
     valued("--keystore-password-key", "KEY")
         .repeatable()
         .kube_only(),
+    valued("--keystore-password-secret", "[NAMESPACE/]NAME:KEY")
+        .repeatable()
+        .kube_only(),
     valued("--expose-labels", "LIST").short("-l").repeatable(),
     switch("--expose-relative-metrics"),
     switch("--expose-per-cert-error-metrics"),
@@ -283,7 +287,10 @@ Kubernetes (the rest need one of the first two; -s, -c, the filters and labels r
 Keystores (PKCS#12, JKS, JCEKS; repeatable; passwords are tried in order, then the empty one):
       --keystore-password-file=FILE  a file holding a keystore password (trailing newline dropped)
       --keystore-password-key=KEY  a Secret data key holding the password of the keystores in
-                                   the same Secret (Kubernetes; tried before the files)
+                                   the same Secret (Kubernetes; tried first)
+      --keystore-password-secret=[NAMESPACE/]NAME:KEY  a key of another Secret holding a
+                                   keystore password, in the keystore's namespace unless
+                                   given (Kubernetes, as cert-manager keeps them; tried next)
 
 Metrics:
   -l, --expose-labels=LIST         label names kept on x509_cert_* series (default all; \"\": none)
@@ -606,6 +613,12 @@ fn kube_flags(given: &Given) -> Result<Option<KubeFlags>, String> {
         secrets,
         ca_bundles,
         password_keys: given.all("--keystore-password-key"),
+        password_secrets: given
+            .all("--keystore-password-secret")
+            .iter()
+            .map(|text| SecretRef::parse(text))
+            .collect::<Result<_, _>>()
+            .map_err(|why| format!("--keystore-password-secret: {why}"))?,
         // Read by `main` (cli does no I/O), from `Config::keystore_password_files`.
         password_files: Default::default(),
     };
@@ -803,6 +816,7 @@ mod tests {
             "NAME" => "team-a",
             "KEY[=VALUE]" => "app=web",
             "KEY" => "app",
+            "[NAMESPACE/]NAME:KEY" => "ops/keystore-password:password",
             "QPS" => "5",
             "N" => "3",
             "LIST" => "subject_CN",
@@ -866,8 +880,8 @@ mod tests {
             .map(|f| f.long)
             .collect();
         assert_eq!(kube.first(), Some(&"--kubeconfig"));
-        assert_eq!(kube.last(), Some(&"--keystore-password-key"));
-        assert_eq!(kube.len(), 16);
+        assert_eq!(kube.last(), Some(&"--keystore-password-secret"));
+        assert_eq!(kube.len(), 17);
     }
 
     #[test]

@@ -178,7 +178,7 @@ fn kube_source(
         password_files: passwords,
         ..flags.source.clone()
     };
-    let rules = Arc::new(kube::secrets::Rules::new(settings));
+    let rules = Arc::new(kube::secrets::Rules::new(settings).with_password_client(&client));
     Ok(match flags.watch {
         true => Box::new(kube::watch::WatchSource::new(client, rules, labels)),
         false => Box::new(kube::lists::ListSource::new(

@@ -182,6 +182,7 @@ mod tests {
             secrets: false,
             ca_bundles: true,
             password_keys: Vec::new(),
+            password_secrets: Vec::new(),
             password_files: Default::default(),
         };
         Bundles {

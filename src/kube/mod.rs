@@ -10,6 +10,7 @@ pub mod cabundles;
 pub mod client;
 pub mod config;
 pub mod lists;
+pub mod passwords;
 pub mod proxy;
 pub mod reflector;
 pub mod secrets;

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::client::Client;
+use super::passwords::{PasswordSecrets, SecretRef};
 use super::reflector::Decode;
 use crate::keystore::{self, passwords::PasswordFiles};
 use crate::labels::{LabelConfig, Pair};
@@ -196,7 +198,10 @@ pub struct Settings {
     /// Data keys of a Secret whose values are passwords for the keystores of the same
     /// Secret (`--keystore-password-key`).
     pub password_keys: Vec<String>,
-    /// Passwords from files (`--keystore-password-file`), tried after a Secret's own.
+    /// Keys of other Secrets holding keystore passwords (`--keystore-password-secret`),
+    /// tried after a Secret's own keys.
+    pub password_secrets: Vec<SecretRef>,
+    /// Passwords from files (`--keystore-password-file`), tried last.
     pub password_files: Arc<PasswordFiles>,
     /// `--watch-kube-ca-bundles`: the caBundles of webhook configurations, APIServices and
     /// CRD conversion webhooks are read.
@@ -239,12 +244,26 @@ impl LabelFilter {
 /// The plan and filters derived from the settings.
 pub struct Rules {
     settings: Settings,
+    /// Reads `--keystore-password-secret`, once given a client.
+    password_secrets: Option<PasswordSecrets>,
 }
 
 impl Rules {
     /// Rules for these settings.
     pub fn new(settings: Settings) -> Self {
-        Self { settings }
+        Self {
+            settings,
+            password_secrets: None,
+        }
+    }
+
+    /// Reads the password Secrets of `--keystore-password-secret` through `client`.
+    pub fn with_password_client(mut self, client: &Client) -> Self {
+        if !self.settings.password_secrets.is_empty() {
+            let refs = self.settings.password_secrets.clone();
+            self.password_secrets = Some(PasswordSecrets::new(client.clone(), refs));
+        }
+        self
     }
 
     /// The settings.
@@ -383,11 +402,19 @@ impl Rules {
         let mut add = |key: &str, bytes: Result<Vec<u8>, String>| {
             let place = format!("{what} {namespace}/{name} key {key}");
             let keystore = matches!(&bytes, Ok(data) if keystore::detect(data).is_some());
-            let passwords = match keystore {
+            let (passwords, failures) = match keystore {
                 true => self.passwords_of(object),
-                false => Vec::new(),
+                false => Default::default(),
             };
-            items.extend(item_of(&origin_for(key), &place, bytes, &passwords, labels));
+            let item = item_of(&origin_for(key), &place, bytes, &passwords, labels);
+            items.extend(item.map(|mut item| {
+                if !failures.is_empty() {
+                    let errors = item.errors.iter().cloned();
+                    let more = failures.iter().map(|e| format!("{place}: {e}"));
+                    item.errors = errors.chain(more).collect();
+                }
+                item
+            }));
         };
         match kind {
             Kind::Secret => {
@@ -425,8 +452,9 @@ impl Rules {
 
 impl Rules {
     /// The passwords to open the keystores of `object` with: the values of its password
-    /// keys, in flag order, then those of the password files.
-    fn passwords_of(&self, object: &Object<'_>) -> Vec<String> {
+    /// keys, in flag order, then those of the password Secrets, then those of the password
+    /// files; and why a password Secret could not be read.
+    fn passwords_of(&self, object: &Object<'_>) -> (Vec<String>, Vec<String>) {
         let mut passwords = Vec::new();
         for key in &self.settings.password_keys {
             let value = object.data.as_ref().and_then(|data| data.get(key.as_str()));
@@ -437,8 +465,15 @@ impl Rules {
                 passwords.push(text.trim_end_matches(['\r', '\n']).to_string());
             }
         }
+        let mut failures = Vec::new();
+        if let Some(secrets) = &self.password_secrets {
+            let namespace = object.metadata.namespace.as_deref().unwrap_or("");
+            let (more, why) = secrets.passwords(namespace);
+            passwords.extend(more);
+            failures = why;
+        }
         passwords.extend(self.settings.password_files.current().iter().cloned());
-        passwords
+        (passwords, failures)
     }
 }
 
