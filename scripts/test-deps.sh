@@ -4,8 +4,9 @@
 # tests/strict_parsing.rs), curl, ca-certificates, htpasswd (apache2-utils: the committed
 # bcrypt fixture), systemd's socket activator and systemd-analyze, a C++
 # compiler for libFuzzer (make fuzz), iproute2 (the image tests bring up loopback in a
-# network namespace), and a real kube-apiserver with etcd built by
-# ../shared/tools/kube-apiserver.sh (about 12 minutes once, cached under ~/.cache).
+# network namespace), Java's keytool (tests/jks.rs makes Java keystores with it), and a
+# real kube-apiserver with etcd built by ../shared/tools/kube-apiserver.sh (about 12
+# minutes once, cached under ~/.cache).
 # Installs what is missing when run as root on Debian; otherwise says what to install.
 set -euo pipefail
 
@@ -24,6 +25,7 @@ command -v systemd-socket-activate >/dev/null && command -v systemd-analyze >/de
 command -v c++ >/dev/null || missing+=(g++)
 command -v python3 >/dev/null || missing+=(python3)
 python3 -c 'import cryptography' 2>/dev/null || missing+=(python3-cryptography)
+command -v keytool >/dev/null || missing+=(openjdk-17-jre-headless)
 
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
