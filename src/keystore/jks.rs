@@ -66,9 +66,13 @@ pub fn open(data: &[u8], passwords: &[String]) -> Result<Opened, String> {
         version == 1 || version == 2
     };
     if !known {
-        let read = if jceks { "2" } else { "1 and 2" };
+        let read = if jceks {
+            "version 2 is"
+        } else {
+            "versions 1 and 2 are"
+        };
         return Err(format!(
-            "{name}: unsupported version {version}: only version {read} is read"
+            "{name}: unsupported version {version}: only {read} read"
         ));
     }
     let count = r.u32().map_err(|why| format!("{name}: {why}"))?;
@@ -1112,7 +1116,7 @@ mod tests {
         let err = open(&store(MAGIC_JKS, 3, &[], None), &[]).unwrap_err();
         assert_eq!(
             err,
-            "JKS: unsupported version 3: only version 1 and 2 is read"
+            "JKS: unsupported version 3: only versions 1 and 2 are read"
         );
         let err = open(&store(MAGIC_JCEKS, 1, &[], None), &[]).unwrap_err();
         assert_eq!(err, "JCEKS: unsupported version 1: only version 2 is read");
