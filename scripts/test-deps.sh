@@ -4,9 +4,9 @@
 # tests/strict_parsing.rs), curl, ca-certificates, htpasswd (apache2-utils: the committed
 # bcrypt fixture), systemd's socket activator and systemd-analyze, a C++
 # compiler for libFuzzer (make fuzz), iproute2 (the image tests bring up loopback in a
-# network namespace), Java's keytool (default-jre-headless: the JKS, JCEKS and Java
-# PKCS#12 keystores of tests/keystores.rs), and a real kube-apiserver with etcd built by
-# ../shared/tools/kube-apiserver.sh (about 12 minutes once, cached under ~/.cache).
+# network namespace), Java's keytool (a headless JRE: the JKS, JCEKS and Java PKCS#12
+# keystores of tests/jks.rs and tests/keystores.rs), and a real kube-apiserver with etcd
+# built by ../shared/tools/kube-apiserver.sh (about 12 minutes once, cached under ~/.cache).
 # Installs what is missing when run as root on Debian; otherwise says what to install.
 set -euo pipefail
 
@@ -23,9 +23,9 @@ command -v ip >/dev/null || missing+=(iproute2)
 command -v rsync >/dev/null || missing+=(rsync)
 command -v systemd-socket-activate >/dev/null && command -v systemd-analyze >/dev/null || missing+=(systemd)
 command -v c++ >/dev/null || missing+=(g++)
-command -v keytool >/dev/null || missing+=(default-jre-headless)
 command -v python3 >/dev/null || missing+=(python3)
 python3 -c 'import cryptography' 2>/dev/null || missing+=(python3-cryptography)
+command -v keytool >/dev/null || missing+=(openjdk-17-jre-headless)
 
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
