@@ -403,7 +403,7 @@ impl Rules {
             let place = format!("{what} {namespace}/{name} key {key}");
             let keystore = matches!(&bytes, Ok(data) if keystore::detect(data).is_some());
             let (passwords, failures) = match keystore {
-                true => self.passwords_of(object),
+                true => self.passwords_of(kind, object),
                 false => Default::default(),
             };
             let item = item_of(&origin_for(key), &place, bytes, &passwords, labels);
@@ -452,11 +452,16 @@ impl Rules {
 
 impl Rules {
     /// The passwords to open the keystores of `object` with: the values of its password
-    /// keys, in flag order, then those of the password Secrets, then those of the password
-    /// files; and why a password Secret could not be read.
-    fn passwords_of(&self, object: &Object<'_>) -> (Vec<String>, Vec<String>) {
+    /// keys (a Secret's: a ConfigMap keeps no secrets), in flag order, then those of the
+    /// password Secrets, then those of the password files; and why a password Secret could
+    /// not be read.
+    fn passwords_of(&self, kind: Kind, object: &Object<'_>) -> (Vec<String>, Vec<String>) {
         let mut passwords = Vec::new();
-        for key in &self.settings.password_keys {
+        let own_keys = match kind {
+            Kind::Secret => &self.settings.password_keys[..],
+            _ => &[],
+        };
+        for key in own_keys {
             let value = object.data.as_ref().and_then(|data| data.get(key.as_str()));
             let text = value
                 .and_then(|value| pem::decode_base64(value.as_bytes()).ok())
