@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure the real components the tests use are on this machine: Debian's prometheus
 # (server and promtool), openssl and Python's cryptography (the oracles of
-# tests/strict_parsing.rs), curl, ca-certificates, htpasswd (apache2-utils: the committed
+# tests/strict_parsing.rs), Java's keytool (default-jre-headless: the other keystore writer
+# of tests/pkcs12.rs), curl, ca-certificates, htpasswd (apache2-utils: the committed
 # bcrypt fixture), systemd's socket activator and systemd-analyze, a C++
 # compiler for libFuzzer (make fuzz), iproute2 (the image tests bring up loopback in a
 # network namespace), and a real kube-apiserver with etcd built by
@@ -12,6 +13,7 @@ set -euo pipefail
 missing=()
 command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
 command -v openssl >/dev/null || missing+=(openssl)
+command -v keytool >/dev/null || missing+=(default-jre-headless)
 [ -s /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
 command -v mkfifo >/dev/null || missing+=(coreutils)
 command -v curl >/dev/null || missing+=(curl)
