@@ -666,6 +666,7 @@ fn candidates(passwords: &[String]) -> Vec<Password> {
 /// The message when no candidate opens the file.
 fn wrong_password(passwords: &[String]) -> String {
     let mut given: Vec<&String> = passwords.iter().filter(|p| !p.is_empty()).collect();
+    given.sort();
     given.dedup();
     match given.len() {
         0 => "PKCS#12: wrong password (no password given; the empty one does not open it)"
@@ -1440,6 +1441,30 @@ mod tests {
             let (_, leaf) = x509_parser::parse_x509_certificate(&opened.entries[0].der).unwrap();
             assert_eq!(leaf.subject().to_string(), "CN=seed-leaf", "{name}");
         }
+    }
+
+    /// The hand-made inputs of fuzz/regressions/pkcs12/ (see the README there).
+    #[test]
+    fn fuzz_regressions() {
+        let read = |data: &[u8]| open(data, &strings(&["pass"]));
+        let cut = read(include_bytes!(
+            "../../fuzz/regressions/pkcs12/cut-short-bag.p12"
+        ));
+        assert_eq!(
+            cut.unwrap().errors,
+            ["bag 1: SEQUENCE of 5 bytes where 1 are left (truncated?)"]
+        );
+        let deep = read(include_bytes!(
+            "../../fuzz/regressions/pkcs12/deep-indefinite.p12"
+        ));
+        assert_eq!(
+            deep.unwrap_err(),
+            "PKCS#12: authenticated safe: indefinite lengths nested more than 32 deep"
+        );
+        let mac = read(include_bytes!(
+            "../../fuzz/regressions/pkcs12/mac-1e9-iterations.p12"
+        ));
+        assert!(mac.unwrap_err().contains("asks for 1000000000"));
     }
 
     #[test]
