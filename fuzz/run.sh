@@ -9,7 +9,7 @@ cd "$(dirname "$0")"
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(pem kubeconfig kube_list glob cli http_request jks)
+[ ${#targets[@]} -gt 0 ] || targets=(pem kubeconfig kube_list glob cli http_request jks pkcs12)
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/x509-exporter-fuzz
 export CARGO_TARGET_DIR=$cache/target
 export RUSTFLAGS="--cfg fuzzing -Cpasses=sancov-module \

@@ -5,7 +5,7 @@
 # bcrypt fixture), systemd's socket activator and systemd-analyze, a C++
 # compiler for libFuzzer (make fuzz), iproute2 (the image tests bring up loopback in a
 # network namespace), Java's keytool (a headless JRE: the JKS, JCEKS and Java PKCS#12
-# keystores of tests/jks.rs and tests/keystores.rs), and a real kube-apiserver with etcd
+# keystores of tests/jks.rs, tests/pkcs12.rs and tests/keystores.rs), and a real kube-apiserver with etcd
 # built by ../shared/tools/kube-apiserver.sh (about 12 minutes once, cached under ~/.cache).
 # Installs what is missing when run as root on Debian; otherwise says what to install.
 set -euo pipefail
@@ -13,6 +13,7 @@ set -euo pipefail
 missing=()
 command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
 command -v openssl >/dev/null || missing+=(openssl)
+command -v keytool >/dev/null || missing+=(default-jre-headless)
 [ -s /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
 command -v mkfifo >/dev/null || missing+=(coreutils)
 command -v curl >/dev/null || missing+=(curl)
@@ -25,7 +26,6 @@ command -v systemd-socket-activate >/dev/null && command -v systemd-analyze >/de
 command -v c++ >/dev/null || missing+=(g++)
 command -v python3 >/dev/null || missing+=(python3)
 python3 -c 'import cryptography' 2>/dev/null || missing+=(python3-cryptography)
-command -v keytool >/dev/null || missing+=(openjdk-17-jre-headless)
 
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
