@@ -47,6 +47,14 @@
 //!   one scrape, 5 s of refreshes) before the churn starts. BENCH_CHURN_SECONDS sets its
 //!   length (20 minutes; 60 s in the smoke run).
 //!
+//! Keystores (10k): the certificates of the 10k corpus, each file exported by
+//! `openssl pkcs12 -export -nokeys` with OpenSSL 3's default encryption (PBES2: AES-256-CBC,
+//! PBKDF2-HMAC-SHA-256, 2,048 iterations; HMAC-SHA-256 MAC, 2,048 iterations) into
+//! `corpus-10000-p12/`: a refresh with nothing changed against (a) on that directory (no
+//! keystore decrypted again), and the first scan per keystore against
+//!   (k) the two key derivations each file asks for (the PBKDF2 key and the MAC key), on one
+//!   thread: the work no reader can skip.
+//!
 //! Medians of 3 rounds. `--smoke` (CI): the 10k corpus only, best of 5 rounds (best of 2 for
 //! the CPU windows), failing on ratios over twice their target except memory ratios other
 //! than churn's (memory targets are set at 100k files). The full run rewrites the "files"
@@ -156,6 +164,9 @@ fn main() {
             rows.extend(figures);
         }
     }
+    let figures = keystore_figures(&corpus(10_000));
+    progress(&figures);
+    rows.extend(figures);
     // Last, being the longest (20 minutes in the full run).
     let churn = churn_figure(&corpus(10_000));
     progress(std::slice::from_ref(&churn));
@@ -458,6 +469,165 @@ fn files_figures(dir: &Path, n: usize) -> (Vec<Row>, usize) {
         1.25,
     ));
     (rows, certs)
+}
+
+/// The password of every keystore of the bench.
+const KEYSTORE_PASSWORD: &str = "bench-password";
+
+/// The keystore figures: `pems` exported file by file into PKCS#12.
+fn keystore_figures(pems: &Path) -> Vec<Row> {
+    let dir = keystore_corpus(pems);
+    let n = std::fs::read_dir(&dir).unwrap().count();
+    let password = cache_dir().join("keystore-password");
+    std::fs::write(&password, KEYSTORE_PASSWORD).unwrap();
+    let args = [
+        format!("--watch-dir={}", dir.display()),
+        format!("--keystore-password-file={}", password.display()),
+        "--refresh-interval=1s".to_string(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    floor_a(&dir);
+    let floor_a_time = pick((0..rounds()).map(|_| floor_a(&dir)));
+    let sample = std::fs::read(dir.join("k000000.p12")).unwrap();
+    let floor_k = pick((0..rounds()).map(|_| floor_k(&sample, n)));
+    let mut ready = Vec::new();
+    let mut unchanged = Vec::new();
+    for _ in 0..rounds() {
+        let run = Run::start(&args);
+        ready.push(run.wait_ready());
+        let (_, body) = run.scrape(false);
+        assert!(
+            count_lines(&body, b"x509_cert_not_after{") >= n,
+            "every keystore's certificates"
+        );
+        assert!(
+            body.windows(17).any(|w| w == b"x509_read_errors "),
+            "the exporter's own families"
+        );
+        assert!(
+            count_lines(&body, b"x509_read_errors 0") == 1,
+            "no keystore failed"
+        );
+        let logged = run.refreshes().len();
+        let lines = run.wait_refreshes(logged + 2);
+        unchanged.push(lines[lines.len() - 1].0);
+    }
+    let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1e3);
+    let k = n / 1000;
+    let unchanged = pick(unchanged);
+    let ready = pick(ready);
+    let per = ready / n as u32;
+    let floor_per = floor_k / n as u32;
+    vec![
+        Row::new(
+            &format!("refresh, nothing changed, {k}k PKCS#12 files (wall)"),
+            ms(unchanged),
+            format!("(a) lstat: {}", ms(floor_a_time)),
+            unchanged.as_secs_f64() / floor_a_time.as_secs_f64(),
+            2.0,
+        ),
+        Row::new(
+            &format!("full scan to ready, {k}k PKCS#12 files, per keystore"),
+            format!(
+                "{:.3} ms ({:.1} s in all)",
+                per.as_secs_f64() * 1e3,
+                ready.as_secs_f64()
+            ),
+            format!(
+                "(k) its key derivations, one thread: {:.3} ms",
+                floor_per.as_secs_f64() * 1e3
+            ),
+            ready.as_secs_f64() / floor_k.as_secs_f64(),
+            1.0,
+        ),
+    ]
+}
+
+/// (k): the key derivations a keystore like `sample` asks for, `n` times over, on one
+/// thread: PBKDF2-HMAC-SHA-256 for the content key and the PKCS#12 KDF (RFC 7292 B.2) with
+/// SHA-256 for the MAC key, each at 2,048 iterations with an 8- and 16-byte salt as OpenSSL
+/// writes them. Checks first that `sample` asks for exactly these.
+fn floor_k(sample: &[u8], n: usize) -> Duration {
+    use sha2::{Digest, Sha256};
+    let text = Command::new("openssl")
+        .args(["pkcs12", "-info", "-noout", "-passin"])
+        .arg(format!("pass:{KEYSTORE_PASSWORD}"))
+        .arg("-in")
+        .arg("/dev/stdin")
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            child.stdin.take().unwrap().write_all(sample)?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    let info = String::from_utf8_lossy(&text.stderr);
+    assert!(
+        info.contains("MAC: sha256, Iteration 2048")
+            && info.contains("PBKDF2, Iteration 2048, PRF hmacWithSHA256"),
+        "the corpus keystores are not OpenSSL 3's default: {info}"
+    );
+    let password = KEYSTORE_PASSWORD.as_bytes();
+    let bmp: Vec<u8> = KEYSTORE_PASSWORD
+        .encode_utf16()
+        .chain([0])
+        .flat_map(u16::to_be_bytes)
+        .collect();
+    let start = Instant::now();
+    for i in 0..n {
+        let salt = (i as u64).to_be_bytes();
+        let mut key = [0u8; 32];
+        pbkdf2::pbkdf2_hmac::<Sha256>(password, &salt, 2048, &mut key);
+        // One 32-byte block of the PKCS#12 KDF: D (64 bytes of ID 3) || S || P, S and P
+        // each repeated to 64 bytes, hashed 2,048 times.
+        let repeat = |v: &[u8]| -> Vec<u8> { v.iter().cycle().take(64).copied().collect() };
+        let mut block = vec![3u8; 64];
+        block.extend(repeat(&[salt, salt].concat()));
+        block.extend(repeat(&bmp));
+        let mut a = Sha256::digest(&block);
+        for _ in 1..2048 {
+            a = Sha256::digest(a);
+        }
+        std::hint::black_box((key, a));
+    }
+    start.elapsed()
+}
+
+/// The files of `pems`, each exported to PKCS#12 by `openssl pkcs12 -export -nokeys` with
+/// its defaults, generated once beside it.
+fn keystore_corpus(pems: &Path) -> PathBuf {
+    let dir = PathBuf::from(format!("{}-p12", pems.display()));
+    let marker = PathBuf::from(format!("{}-p12.complete", pems.display()));
+    if marker.exists() {
+        return dir;
+    }
+    eprintln!("generating {} (once)…", dir.display());
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let files = sorted_files(pems);
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()) * 2;
+    std::thread::scope(|scope| {
+        for t in 0..threads {
+            let (files, dir) = (&files, &dir);
+            scope.spawn(move || {
+                for (i, pem) in files.iter().enumerate().skip(t).step_by(threads) {
+                    let status = Command::new("openssl")
+                        .args(["pkcs12", "-export", "-nokeys", "-passout"])
+                        .arg(format!("pass:{KEYSTORE_PASSWORD}"))
+                        .arg("-in")
+                        .arg(pem)
+                        .arg("-out")
+                        .arg(dir.join(format!("k{i:06}.p12")))
+                        .status()
+                        .unwrap();
+                    assert!(status.success(), "openssl pkcs12 -export {}", pem.display());
+                }
+            });
+        }
+    });
+    std::fs::write(marker, files.len().to_string()).unwrap();
+    dir
 }
 
 fn count_lines(body: &[u8], prefix: &[u8]) -> usize {

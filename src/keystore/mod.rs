@@ -60,8 +60,9 @@ pub fn detect(data: &[u8]) -> Option<Format> {
 
 /// Reads every certificate of a keystore of `format`. `passwords` are tried in order, then
 /// the empty password; a store that needs none reads without one. A failure of the whole
-/// store (truncated, a wrong password, more key-derivation work asked for than
-/// [`MAX_ITERATIONS`] allow) is an `Err` whose message says why ("wrong password").
+/// store (a wrong password, a broken PKCS#12 structure, more key-derivation work asked for
+/// than [`MAX_ITERATIONS`] allow) is an `Err` whose message says why ("wrong password"); a
+/// Java keystore cut short keeps the certificates before the cut, with an error.
 pub fn open(format: Format, data: &[u8], passwords: &[String]) -> Result<Opened, String> {
     match format {
         Format::Pkcs12 => pkcs12::open(data, passwords),

@@ -308,9 +308,22 @@ impl Cluster {
         data: &[(&str, &str)],
         labels: serde_json::Value,
     ) {
+        let data: Vec<(&str, &[u8])> = data.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
+        self.secret_bytes(ns, name, kind, &data, labels);
+    }
+
+    /// A Secret whose values are any bytes (keystores).
+    pub fn secret_bytes(
+        &self,
+        ns: &str,
+        name: &str,
+        kind: &str,
+        data: &[(&str, &[u8])],
+        labels: serde_json::Value,
+    ) {
         let data: serde_json::Map<String, serde_json::Value> = data
             .iter()
-            .map(|(k, v)| (k.to_string(), b64(v.as_bytes()).into()))
+            .map(|(k, v)| (k.to_string(), b64(v).into()))
             .collect();
         self.call(
             "POST",
