@@ -55,7 +55,8 @@
 //!   (k) the two key derivations each file asks for (the PBKDF2 key and the MAC key), on one
 //!   thread: the work no reader can skip.
 //!
-//! Medians of 3 rounds. `--smoke` (CI): the 10k corpus only, best of 5 rounds (best of 2 for
+//! Medians of 3 rounds. `--keystores`: the keystore rows alone, into the "keystores"
+//! section of BENCHMARKS.md. `--smoke` (CI): the 10k corpus only, best of 5 rounds (best of 2 for
 //! the CPU windows), failing on ratios over twice their target except memory ratios other
 //! than churn's (memory targets are set at 100k files). The full run rewrites the "files"
 //! section of BENCHMARKS.md.
@@ -109,6 +110,24 @@ fn main() {
     }
     if args.get(1).map(String::as_str) == Some("floor-a-paced") {
         return floor_a_paced_child(Path::new(&args[2]), &args[3]);
+    }
+    if args.iter().any(|a| a == "--keystores") {
+        // The keystore rows alone, in a section of their own (the full run puts them in
+        // the files table).
+        let rows = keystore_figures(&corpus(10_000));
+        let mut table = String::from(
+            "| figure | exporter | floor (same run) | ratio | target |\n|---|---|---|---|---|\n",
+        );
+        rows.iter().for_each(|row| table.push_str(&row.line()));
+        print!("{table}");
+        write_section(
+            "keystores",
+            &format!(
+                "Measured by `cargo bench --bench bench -- --keystores` on {} cores: medians of {ROUNDS} rounds, the floors in the same run (see the top of benches/bench.rs).\n\n{table}",
+                std::thread::available_parallelism().map_or(1, |n| n.get())
+            ),
+        );
+        return;
     }
     let smoke = args.iter().any(|a| a == "--smoke") || std::env::var_os("BENCH_SMOKE").is_some();
     SMOKE.store(smoke, std::sync::atomic::Ordering::Relaxed);
@@ -565,7 +584,7 @@ fn floor_k(sample: &[u8], n: usize) -> Duration {
     let info = String::from_utf8_lossy(&text.stderr);
     assert!(
         info.contains("MAC: sha256, Iteration 2048")
-            && info.contains("PBKDF2, Iteration 2048, PRF hmacWithSHA256"),
+            && info.contains("PBKDF2, AES-256-CBC, Iteration 2048, PRF hmacWithSHA256"),
         "the corpus keystores are not OpenSSL 3's default: {info}"
     );
     let password = KEYSTORE_PASSWORD.as_bytes();
