@@ -110,6 +110,7 @@ fn sample(placeholder: &str) -> &'static str {
         "NAME" => "team-a",
         "KEY[=VALUE]" => "app=web",
         "KEY" => "app",
+        "[NAMESPACE/]NAME:KEY" => "keystore-password:password",
         "DUR" => "1m",
         "QPS" => "5",
         "N" => "3",

@@ -240,8 +240,13 @@ impl Pki {
 
 /// (keystore_alias, subject_CN, serial_number) of every certificate series of one file.
 fn series_of(m: &Metrics, filename: &str) -> Vec<(String, String, String)> {
+    series_with(m, &[("filename", filename)])
+}
+
+/// (keystore_alias, subject_CN, serial_number) of every certificate series with `labels`.
+fn series_with(m: &Metrics, labels: &[(&str, &str)]) -> Vec<(String, String, String)> {
     let mut found: Vec<_> = m
-        .find("x509_cert_not_after", &[("filename", filename)])
+        .find("x509_cert_not_after", labels)
         .iter()
         .map(|s| {
             let get = |k: &str| s.labels.get(k).cloned().unwrap_or_default();
@@ -303,6 +308,8 @@ fn every_keystore_and_crl_from_a_directory_a_glob_and_a_named_file() {
     let globbed = TempDir::new("keystores-glob");
     globbed.write("a.jks", pki.keytool("a.jks", "JKS", "changeit"));
     globbed.write("b.crl", &stale);
+    globbed.write("c.p12", pki.read("modern.p12"));
+    globbed.write("d.jceks", pki.keytool("d.jceks", "JCEKS", "changeit"));
     let passwords = TempDir::new("keystores-passwords");
     passwords.write("openssl", "s3cret\n");
     passwords.write("java", "changeit");
@@ -314,6 +321,12 @@ fn every_keystore_and_crl_from_a_directory_a_glob_and_a_named_file() {
         &globbed.str("*"),
         "-f",
         &pki.path("legacy.p12"),
+        "-f",
+        &pki.path("store.jks"),
+        "-f",
+        &pki.path("store.jceks"),
+        "-f",
+        &pki.path("ca.crl"),
         "--keystore-password-file",
         &passwords.str("openssl"),
         "--keystore-password-file",
@@ -322,40 +335,48 @@ fn every_keystore_and_crl_from_a_directory_a_glob_and_a_named_file() {
     ]);
     let m = exporter.metrics();
     assert_eq!(m.value("x509_read_errors"), 0.0, "{}", m.body);
-    for file in ["modern.p12", "legacy.pfx", "open.p12", "legacy.p12"] {
-        assert_eq!(series_of(&m, file), openssl_chain(), "{file}");
+    let at = |path: String| series_with(&m, &[("filepath", &path)]);
+    for path in [
+        stores.str("modern.p12"),
+        stores.str("legacy.pfx"),
+        stores.str("open.p12"),
+        globbed.str("c.p12"),
+        pki.path("legacy.p12"),
+    ] {
+        assert_eq!(at(path.clone()), openssl_chain(), "{path}");
     }
-    for (file, kind) in [
-        ("java.p12", "pkcs12"),
-        ("truststore", "jks"),
-        ("store.jceks", "jceks"),
-        ("a.jks", "jks"),
+    for (path, kind) in [
+        (stores.str("java.p12"), "pkcs12"),
+        (stores.str("truststore"), "jks"),
+        (stores.str("store.jceks"), "jceks"),
+        (globbed.str("a.jks"), "jks"),
+        (globbed.str("d.jceks"), "jceks"),
+        (pki.path("store.jks"), "jks"),
+        (pki.path("store.jceks"), "jceks"),
     ] {
         let cn = format!("{kind}.example");
-        let found = series_of(&m, file);
-        assert_eq!(found.len(), 2, "{file}: {found:?}");
-        assert_eq!(found[0].0, "acme-ca", "{file}");
-        assert_eq!(found[0].1, "Acme Keystore CA", "{file}");
-        assert_eq!((&*found[1].0, &*found[1].1), ("server", &*cn), "{file}");
+        let found = at(path.clone());
+        assert_eq!(found.len(), 2, "{path}: {found:?}");
+        assert_eq!(found[0].0, "acme-ca", "{path}");
+        assert_eq!(found[0].1, "Acme Keystore CA", "{path}");
+        assert_eq!((&*found[1].0, &*found[1].1), ("server", &*cn), "{path}");
     }
 
-    let crl = m.one("x509_crl_next_update", &[("filename", "ca.crl")]);
-    assert_eq!(crl.value, pki.next_update("ca.crl"));
-    assert_eq!(crl.labels["crl_number"], "4096");
-    assert_eq!(crl.labels["issuer_CN"], "Acme Keystore CA");
-    assert_eq!(crl.labels["issuer_O"], "Acme");
-    assert!(!crl.labels.contains_key("serial_number"));
-    assert_eq!(
-        m.one("x509_crl_stale", &[("filename", "ca.crl")]).value,
-        0.0
-    );
-    let left = m
-        .one("x509_crl_stale_in_seconds", &[("filename", "ca.crl")])
-        .value;
-    assert!(
-        (29.0 * 86_400.0..=30.0 * 86_400.0).contains(&left),
-        "{left}"
-    );
+    for path in [stores.str("ca.crl"), pki.path("ca.crl")] {
+        let here = [("filepath", path.as_str())];
+        let crl = m.one("x509_crl_next_update", &here);
+        assert_eq!(crl.value, pki.next_update("ca.crl"));
+        assert_eq!(crl.labels["crl_number"], "4096");
+        assert_eq!(crl.labels["issuer_CN"], "Acme Keystore CA");
+        assert_eq!(crl.labels["issuer_O"], "Acme");
+        assert!(!crl.labels.contains_key("serial_number"));
+        assert_eq!(m.one("x509_crl_stale", &here).value, 0.0);
+        let left = m.one("x509_crl_stale_in_seconds", &here).value;
+        assert!(
+            (29.0 * 86_400.0..=30.0 * 86_400.0).contains(&left),
+            "{left}"
+        );
+    }
     for file in ["ca-and-stale-crl.pem", "b.crl"] {
         let stale = m.one("x509_crl_stale", &[("filename", file)]);
         assert_eq!(stale.value, 1.0, "{file}");
@@ -499,6 +520,15 @@ fn keystores_and_crls_in_secrets_with_passwords_where_operators_keep_them() {
         ],
         serde_json::json!({}),
     );
+    // A JCEKS with a secret key among its certificates.
+    let jceks = pki.keytool("cm.jceks", "JCEKS", "from-secret");
+    c.secret_bytes(
+        &ns,
+        "java-stores",
+        "Opaque",
+        &[("keystore.jceks", &jceks)],
+        serde_json::json!({}),
+    );
     // A CRL published as a Secret key, and a keystore whose password is nowhere.
     let crl = pki.crl("ca.crl", false);
     c.secret_bytes(
@@ -526,36 +556,21 @@ fn keystores_and_crls_in_secrets_with_passwords_where_operators_keep_them() {
         "-s",
         r"kubernetes.io/tls:tls\.crt|keystore\.p12|truststore\.jks",
         "-s",
-        r"Opaque:ca\.crt|ca\.p12|ca\.crl",
+        r"Opaque:ca\.crt|ca\.p12|ca\.crl|keystore\.jceks",
         "--keystore-password-key=ca.password",
         "--keystore-password-secret=keystore-password:password",
     ]);
     let m = exporter.metrics();
-    let of = |name: &str, key: &str| -> Vec<(String, String, String)> {
-        let mut found: Vec<_> = m
-            .find(
-                "x509_cert_not_after",
-                &[("secret_name", name), ("secret_key", key)],
-            )
-            .iter()
-            .map(|s| {
-                let get = |k: &str| s.labels.get(k).cloned().unwrap_or_default();
-                (
-                    get("keystore_alias"),
-                    get("subject_CN"),
-                    get("serial_number"),
-                )
-            })
-            .collect();
-        found.sort();
-        found
-    };
+    let of = |name: &str, key: &str| series_with(&m, &[("secret_name", name), ("secret_key", key)]);
     assert_eq!(of("web-keystores", "keystore.p12"), openssl_chain());
     let trusted = of("web-keystores", "truststore.jks");
     assert_eq!(trusted.len(), 2, "{trusted:?}");
     assert_eq!(trusted[0].0, "acme-ca");
     assert_eq!((&*trusted[1].0, &*trusted[1].1), ("server", "jks.example"));
     assert_eq!(of("cluster-ca-cert", "ca.p12"), openssl_chain());
+    let jceks = of("java-stores", "keystore.jceks");
+    assert_eq!(jceks.len(), 2, "{jceks:?}");
+    assert_eq!((&*jceks[1].0, &*jceks[1].1), ("server", "jceks.example"));
     assert_eq!(of("cluster-ca-cert", "ca.crt").len(), 1);
     let crl = m.one("x509_crl_next_update", &[("secret_name", "acme-crl")]);
     assert_eq!(crl.labels["secret_key"], "ca.crl");
