@@ -65,6 +65,15 @@ impl PasswordFiles {
                 continue;
             }
             match read_password(path) {
+                // Empty: half-written (truncated, not yet filled), or emptied on purpose;
+                // the empty password is tried anyway, so keeping the last one loses
+                // nothing and does not fail every keystore for a refresh.
+                Ok(password) if password.is_empty() && !state.passwords[i].is_empty() => {
+                    log::debug!(
+                        "{} is empty: keeping the password read before",
+                        path.display()
+                    );
+                }
                 Ok(password) => {
                     let passwords = changed.get_or_insert_with(|| state.passwords.to_vec());
                     if passwords[i] != password {
@@ -126,6 +135,8 @@ mod tests {
         );
         std::fs::write(&one, "rotated").unwrap();
         assert_eq!(&*files.current(), ["rotated", "sec ret"]);
+        std::fs::write(&one, "").unwrap();
+        assert_eq!(&*files.current(), ["rotated", "sec ret"], "empty: kept");
         std::fs::remove_file(&two).unwrap();
         assert_eq!(&*files.current(), ["rotated", "sec ret"], "kept");
         std::fs::write(&two, [0xff, 0xfe]).unwrap();

@@ -83,15 +83,23 @@ impl PasswordSecrets {
     pub fn passwords(&self, namespace: &str) -> (Vec<String>, Vec<String>) {
         let mut passwords = Vec::new();
         let mut errors = Vec::new();
-        let mut read = self.read.lock().unwrap_or_else(|p| p.into_inner());
-        read.retain(|_, (at, _)| at.elapsed() < FRESH_FOR);
         for secret in &self.refs {
             let namespace = secret.namespace.as_deref().unwrap_or(namespace);
             let place = (namespace.to_string(), secret.name.clone());
-            let (_, data) = read
-                .entry(place)
-                .or_insert_with(|| (Instant::now(), self.get(namespace, &secret.name)));
-            match data {
+            let known = {
+                let mut read = self.read.lock().unwrap_or_else(|p| p.into_inner());
+                read.retain(|_, (at, _)| at.elapsed() < FRESH_FOR);
+                read.get(&place).map(|(_, data)| data.clone())
+            };
+            // Read without the lock held: a server slow to answer holds up only this
+            // keystore's thread, not every other thread decoding keystores.
+            let data = known.unwrap_or_else(|| {
+                let data = self.get(namespace, &secret.name);
+                let mut read = self.read.lock().unwrap_or_else(|p| p.into_inner());
+                read.insert(place, (Instant::now(), data.clone()));
+                data
+            });
+            match &data {
                 Ok(data) => passwords.extend(data.get(&secret.key).cloned()),
                 Err(why) => errors.push(format!(
                     "password Secret {namespace}/{}: {why}",
