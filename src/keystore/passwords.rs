@@ -99,6 +99,13 @@ impl PasswordFiles {
     }
 }
 
+/// The password a file or Secret value holds: its UTF-8 text without trailing line
+/// endings (`echo` adds one); `None` when it is not UTF-8.
+pub fn password_of(bytes: Vec<u8>) -> Option<String> {
+    let text = String::from_utf8(bytes).ok()?;
+    Some(text.trim_end_matches(['\r', '\n']).to_string())
+}
+
 /// One password file's password: its text without trailing line endings.
 fn read_password(path: &std::path::Path) -> Result<String, String> {
     let data = read_capped(path)?;

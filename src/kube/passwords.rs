@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 
 use super::client::Client;
+use crate::keystore::passwords::password_of;
 use crate::pem;
 
 /// How long a password Secret read is used before it is read again.
@@ -126,11 +127,10 @@ impl PasswordSecrets {
             let Some(value) = data.get(&secret_ref.key) else {
                 continue;
             };
-            let text = pem::decode_base64(value.as_bytes())
+            let password = pem::decode_base64(value.as_bytes())
                 .ok()
-                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .and_then(password_of)
                 .ok_or_else(|| format!("key {}: not base64 of UTF-8 text", secret_ref.key))?;
-            let password = text.trim_end_matches(['\r', '\n']).to_string();
             wanted.insert(secret_ref.key.clone(), password);
         }
         Ok(wanted)

@@ -12,7 +12,8 @@ use serde::Deserialize;
 use super::client::Client;
 use super::passwords::{PasswordSecrets, SecretRef};
 use super::reflector::Decode;
-use crate::keystore::{self, passwords::PasswordFiles};
+use crate::keystore;
+use crate::keystore::passwords::{password_of, PasswordFiles};
 use crate::labels::{LabelConfig, Pair};
 use crate::model::Item;
 use crate::pem;
@@ -367,6 +368,34 @@ impl Rules {
         }
     }
 
+    /// The passwords to open the keystores of `object` with: the values of its password
+    /// keys (a Secret's: a ConfigMap keeps no secrets), in flag order, then those of the
+    /// password Secrets, then those of the password files; and why a password Secret could
+    /// not be read.
+    fn passwords_of(&self, kind: Kind, object: &Object<'_>) -> (Vec<String>, Vec<String>) {
+        let mut passwords = Vec::new();
+        let own_keys = match kind {
+            Kind::Secret => &self.settings.password_keys[..],
+            _ => &[],
+        };
+        for key in own_keys {
+            let value = object.data.as_ref().and_then(|data| data.get(key.as_str()));
+            let password = value
+                .and_then(|value| pem::decode_base64(value.as_bytes()).ok())
+                .and_then(password_of);
+            passwords.extend(password);
+        }
+        let mut failures = Vec::new();
+        if let Some(secrets) = &self.password_secrets {
+            let namespace = object.metadata.namespace.as_deref().unwrap_or("");
+            let (more, why) = secrets.passwords(namespace);
+            passwords.extend(more);
+            failures = why;
+        }
+        passwords.extend(self.settings.password_files.current().iter().cloned());
+        (passwords, failures)
+    }
+
     /// Decodes every watched key of a kept object into one item per key.
     pub fn items(&self, kind: Kind, object: &Object<'_>, labels: &LabelConfig) -> Vec<Item> {
         let namespace = object.metadata.namespace.as_deref().unwrap_or("");
@@ -447,38 +476,6 @@ impl Rules {
             }
         }
         items
-    }
-}
-
-impl Rules {
-    /// The passwords to open the keystores of `object` with: the values of its password
-    /// keys (a Secret's: a ConfigMap keeps no secrets), in flag order, then those of the
-    /// password Secrets, then those of the password files; and why a password Secret could
-    /// not be read.
-    fn passwords_of(&self, kind: Kind, object: &Object<'_>) -> (Vec<String>, Vec<String>) {
-        let mut passwords = Vec::new();
-        let own_keys = match kind {
-            Kind::Secret => &self.settings.password_keys[..],
-            _ => &[],
-        };
-        for key in own_keys {
-            let value = object.data.as_ref().and_then(|data| data.get(key.as_str()));
-            let text = value
-                .and_then(|value| pem::decode_base64(value.as_bytes()).ok())
-                .and_then(|bytes| String::from_utf8(bytes).ok());
-            if let Some(text) = text {
-                passwords.push(text.trim_end_matches(['\r', '\n']).to_string());
-            }
-        }
-        let mut failures = Vec::new();
-        if let Some(secrets) = &self.password_secrets {
-            let namespace = object.metadata.namespace.as_deref().unwrap_or("");
-            let (more, why) = secrets.passwords(namespace);
-            passwords.extend(more);
-            failures = why;
-        }
-        passwords.extend(self.settings.password_files.current().iter().cloned());
-        (passwords, failures)
     }
 }
 
