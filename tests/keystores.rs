@@ -405,6 +405,10 @@ fn a_wrong_password_is_a_read_error_naming_the_file_until_the_password_file_is_f
     );
     // Certificates in a JKS are read whatever the password; a wrong one fails its digest.
     stores.write("store.jks", pki.keytool("store.jks", "JKS", "another"));
+    // Over the 4 MiB limit: refused before it is read, let alone decrypted.
+    let mut huge = pki.read("right.p12");
+    huge.resize(4 * 1024 * 1024 + 1, 0);
+    stores.write("huge.p12", huge);
     let passwords = TempDir::new("keystores-wrong-passwords");
     let file = passwords.write("password", "s3cret\n");
     let exporter = Exporter::start(&[
@@ -417,7 +421,15 @@ fn a_wrong_password_is_a_read_error_naming_the_file_until_the_password_file_is_f
     ]);
     let m = exporter.metrics();
     assert_eq!(series_of(&m, "right.p12"), openssl_chain());
-    assert_eq!(m.value("x509_read_errors"), 3.0, "{}", m.body);
+    assert_eq!(m.value("x509_read_errors"), 4.0, "{}", m.body);
+    exporter.wait_log(
+        [
+            &*format!("read {}", stores.str("huge.p12")),
+            "larger than the 4 MiB limit",
+        ]
+        .as_slice(),
+        LOG_WAIT,
+    );
     for name in ["wrong.p12", "locked.p12", "store.jks"] {
         assert!(series_of(&m, name).is_empty(), "{name}");
         assert_eq!(
@@ -434,7 +446,7 @@ fn a_wrong_password_is_a_read_error_naming_the_file_until_the_password_file_is_f
     // The password file rotated: every keystore is read again with it.
     std::fs::write(&file, "another").unwrap();
     let m = exporter.scrape_until("the keystores to open", |m| {
-        m.value("x509_read_errors") == 1.0
+        m.value("x509_read_errors") == 2.0
     });
     assert_eq!(series_of(&m, "wrong.p12"), openssl_chain());
     assert_eq!(series_of(&m, "locked.p12"), openssl_chain());
@@ -450,7 +462,7 @@ fn a_wrong_password_is_a_read_error_naming_the_file_until_the_password_file_is_f
     let exporter = Exporter::start(&["-d", &stores.str("")]);
     let m = exporter.metrics();
     assert_eq!(series_of(&m, "store.jks").len(), 2);
-    assert_eq!(m.value("x509_read_errors"), 3.0);
+    assert_eq!(m.value("x509_read_errors"), 4.0);
     exporter.wait_log(
         [
             &*format!("read {}", stores.str("right.p12")),
