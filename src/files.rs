@@ -518,15 +518,19 @@ impl FileSource {
                 if series.is_empty() && errors.is_empty() {
                     let missing = match found.promise {
                         Promise::Named => true,
-                        Promise::CertName => !parsed.recognized,
+                        // A PEM file of keys alone is no error; a keystore without a
+                        // certificate is.
+                        Promise::CertName => !parsed.had_pem,
                         Promise::Other => false,
                     };
                     if missing {
                         errors.push(format!("read {display}: no certificate found"));
                     }
                 }
-                if found.promise == Promise::Other && series.is_empty() && !parsed.recognized {
-                    // A binary file that merely looked like DER: not a certificate file.
+                let framed = parsed.had_pem || parsed.keystore.is_some();
+                if found.promise == Promise::Other && series.is_empty() && !framed {
+                    // A binary file that merely looked like DER: not a certificate file. A
+                    // keystore found by its content reports its failures under any name.
                     errors.clear();
                 }
             }
@@ -982,6 +986,17 @@ mod tests {
         assert_eq!(promise_of_name(b"a.PEM"), Promise::CertName);
         assert_eq!(promise_of_name(b"a.der"), Promise::CertName);
         assert_eq!(promise_of_name(b".Crt"), Promise::CertName);
+        for keystore in [
+            "a.p12",
+            "b.PFX",
+            "c.jks",
+            "d.jceks",
+            "e.keystore",
+            "f.truststore",
+        ] {
+            assert_eq!(promise_of_name(keystore.as_bytes()), Promise::CertName);
+        }
+        assert_eq!(promise_of_name(b"revoked.crl"), Promise::CertName);
         assert_eq!(promise_of_name(b"a.key"), Promise::Other);
         assert_eq!(promise_of_name(b"pem"), Promise::Other);
         assert_eq!(promise_of_name(b"README"), Promise::Other);

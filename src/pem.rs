@@ -37,9 +37,10 @@ pub struct Parsed {
     /// One message per bad certificate or CRL block ("PEM block 2: ..."), keystore entry,
     /// or keystore that could not be opened.
     pub errors: Vec<String>,
-    /// True when the buffer was recognised: PEM blocks of any type (keys and CSRs
-    /// included) or a keystore, even one holding no certificate.
-    pub recognized: bool,
+    /// True when the buffer held PEM blocks of any type (keys and CSRs included).
+    pub had_pem: bool,
+    /// The keystore format the buffer was read as, whether it opened or not.
+    pub keystore: Option<keystore::Format>,
 }
 
 /// Reads every certificate and CRL in `data`: each PEM certificate or CRL block on its own,
@@ -54,7 +55,7 @@ pub fn parse_certificates(data: &[u8], passwords: &[String]) -> Parsed {
         }
     }
     let parsed = parse_block_by_block(data);
-    if parsed.recognized {
+    if parsed.had_pem {
         return parsed;
     }
     match keystore::detect(data) {
@@ -80,7 +81,7 @@ pub fn both_paths(data: &[u8]) -> Option<(Parsed, Parsed)> {
 /// [`parse_block_by_block`], which can say which block failed.
 fn parse_straight(data: &[u8]) -> Option<Parsed> {
     let mut parsed = Parsed {
-        recognized: true,
+        had_pem: true,
         ..Parsed::default()
     };
     for section in <(SectionKind, Vec<u8>) as PemObject>::pem_slice_iter(data) {
@@ -160,7 +161,7 @@ fn parse_block_by_block(data: &[u8]) -> Parsed {
     let mut parsed = Parsed::default();
     let mut index = 0;
     for block in Blocks::new(data) {
-        parsed.recognized = true;
+        parsed.had_pem = true;
         let (label, body) = match block {
             Ok(block) => block,
             Err(why) => {
@@ -196,7 +197,7 @@ fn parse_block_by_block(data: &[u8]) -> Parsed {
 /// accepts are errors naming the entry.
 fn parse_keystore(format: keystore::Format, data: &[u8], passwords: &[String]) -> Parsed {
     let mut parsed = Parsed {
-        recognized: true,
+        keystore: Some(format),
         ..Parsed::default()
     };
     match keystore::open(format, data, passwords) {
@@ -625,7 +626,7 @@ mod tests {
     #[test]
     fn garbage_is_neither_pem_nor_der() {
         let parsed = parse_certificates(b"hello world\n", &[]);
-        assert!(parsed.certs.is_empty() && parsed.errors.is_empty() && !parsed.recognized);
+        assert!(parsed.certs.is_empty() && parsed.errors.is_empty() && !parsed.had_pem);
         let parsed = parse_certificates(&[0x30, 0x82, 0x01], &[]);
         assert!(parsed.certs.is_empty());
         assert_eq!(parsed.errors.len(), 1);
@@ -635,7 +636,7 @@ mod tests {
     fn other_block_types_are_skipped() {
         let data = b"-----BEGIN PRIVATE KEY-----\n!!!!\n-----END PRIVATE KEY-----\n";
         let parsed = parse_certificates(data, &[]);
-        assert!(parsed.certs.is_empty() && parsed.errors.is_empty() && parsed.recognized);
+        assert!(parsed.certs.is_empty() && parsed.errors.is_empty() && parsed.had_pem);
     }
 
     #[test]

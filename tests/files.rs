@@ -359,9 +359,24 @@ fn files_named_like_certificates_without_one_are_errors() {
     let dir = TempDir::new("empty-named");
     dir.write("empty.pem", "");
     dir.write("text.crt", "not a certificate\n");
+    // Keystore and CRL names promise as much (SPEC §3).
+    for name in [
+        "store.p12",
+        "store.PFX",
+        "trust.jks",
+        "keys.jceks",
+        "app.keystore",
+    ] {
+        dir.write(name, "not a keystore\n");
+    }
+    dir.write("ca.truststore", [0u8; 64]);
+    dir.write("revoked.crl", [0x30u8, 0x03, 0x02, 0x01, 0x01]);
     let exporter = Exporter::start(&["-d", &dir.str(""), "--expose-per-cert-error-metrics"]);
     let m = exporter.metrics();
-    assert_eq!(m.value("x509_read_errors"), 2.0);
+    assert_eq!(m.value("x509_read_errors"), 9.0, "{}", m.body);
+    for name in ["trust.jks", "revoked.crl"] {
+        assert_eq!(m.one("x509_cert_error", &[("filename", name)]).value, 1.0);
+    }
     assert_eq!(
         m.one("x509_cert_error", &[("filename", "text.crt")]).value,
         1.0

@@ -409,6 +409,25 @@ fn a_wrong_password_is_a_read_error_naming_the_file_until_the_password_file_is_f
     let mut huge = pki.read("right.p12");
     huge.resize(4 * 1024 * 1024 + 1, 0);
     stores.write("huge.p12", huge);
+    // Found by its content under a name that promises nothing: its failure still counts.
+    stores.write("locked-blob", pki.read("wrong.p12"));
+    // Named like a keystore, opened, and holding no certificate: an error (SPEC §3).
+    run(
+        &pki.dir.path(""),
+        "openssl",
+        &[
+            "pkcs12",
+            "-export",
+            "-nocerts",
+            "-inkey",
+            "leaf.key",
+            "-passout",
+            "pass:s3cret",
+            "-out",
+            "keyonly.p12",
+        ],
+    );
+    stores.write("keyonly.p12", pki.read("keyonly.p12"));
     let passwords = TempDir::new("keystores-wrong-passwords");
     let file = passwords.write("password", "s3cret\n");
     let exporter = Exporter::start(&[
@@ -421,7 +440,15 @@ fn a_wrong_password_is_a_read_error_naming_the_file_until_the_password_file_is_f
     ]);
     let m = exporter.metrics();
     assert_eq!(series_of(&m, "right.p12"), openssl_chain());
-    assert_eq!(m.value("x509_read_errors"), 4.0, "{}", m.body);
+    assert_eq!(m.value("x509_read_errors"), 6.0, "{}", m.body);
+    exporter.wait_log(
+        [
+            &*format!("read {}", stores.str("keyonly.p12")),
+            "no certificate found",
+        ]
+        .as_slice(),
+        LOG_WAIT,
+    );
     exporter.wait_log(
         [
             &*format!("read {}", stores.str("huge.p12")),
@@ -430,7 +457,7 @@ fn a_wrong_password_is_a_read_error_naming_the_file_until_the_password_file_is_f
         .as_slice(),
         LOG_WAIT,
     );
-    for name in ["wrong.p12", "locked.p12", "store.jks"] {
+    for name in ["wrong.p12", "locked.p12", "store.jks", "locked-blob"] {
         assert!(series_of(&m, name).is_empty(), "{name}");
         assert_eq!(
             m.one("x509_cert_error", &[("filename", name)]).value,
@@ -446,10 +473,11 @@ fn a_wrong_password_is_a_read_error_naming_the_file_until_the_password_file_is_f
     // The password file rotated: every keystore is read again with it.
     std::fs::write(&file, "another").unwrap();
     let m = exporter.scrape_until("the keystores to open", |m| {
-        m.value("x509_read_errors") == 2.0
+        m.value("x509_read_errors") == 3.0
     });
     assert_eq!(series_of(&m, "wrong.p12"), openssl_chain());
     assert_eq!(series_of(&m, "locked.p12"), openssl_chain());
+    assert_eq!(series_of(&m, "locked-blob"), openssl_chain());
     assert_eq!(series_of(&m, "store.jks").len(), 2);
     assert!(
         series_of(&m, "right.p12").is_empty(),
@@ -462,7 +490,7 @@ fn a_wrong_password_is_a_read_error_naming_the_file_until_the_password_file_is_f
     let exporter = Exporter::start(&["-d", &stores.str("")]);
     let m = exporter.metrics();
     assert_eq!(series_of(&m, "store.jks").len(), 2);
-    assert_eq!(m.value("x509_read_errors"), 4.0);
+    assert_eq!(m.value("x509_read_errors"), 6.0);
     exporter.wait_log(
         [
             &*format!("read {}", stores.str("right.p12")),
