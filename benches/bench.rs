@@ -520,10 +520,6 @@ fn keystore_figures(pems: &Path) -> Vec<Row> {
             "every keystore's certificates"
         );
         assert!(
-            body.windows(17).any(|w| w == b"x509_read_errors "),
-            "the exporter's own families"
-        );
-        assert!(
             count_lines(&body, b"x509_read_errors 0") == 1,
             "no keystore failed"
         );
@@ -564,8 +560,9 @@ fn keystore_figures(pems: &Path) -> Vec<Row> {
 
 /// (k): the key derivations a keystore like `sample` asks for, `n` times over, on one
 /// thread: PBKDF2-HMAC-SHA-256 for the content key and the PKCS#12 KDF (RFC 7292 B.2) with
-/// SHA-256 for the MAC key, each at 2,048 iterations with an 8- and 16-byte salt as OpenSSL
-/// writes them. Checks first that `sample` asks for exactly these.
+/// SHA-256 for the MAC key, each at 2,048 iterations with an 8-byte salt (OpenSSL's PBES2
+/// salt is 16 bytes: the same single hash block). Checks first that `sample` asks for
+/// exactly these.
 fn floor_k(sample: &[u8], n: usize) -> Duration {
     use sha2::{Digest, Sha256};
     let text = Command::new("openssl")
@@ -602,7 +599,7 @@ fn floor_k(sample: &[u8], n: usize) -> Duration {
         // each repeated to 64 bytes, hashed 2,048 times.
         let repeat = |v: &[u8]| -> Vec<u8> { v.iter().cycle().take(64).copied().collect() };
         let mut block = vec![3u8; 64];
-        block.extend(repeat(&[salt, salt].concat()));
+        block.extend(repeat(&salt));
         block.extend(repeat(&bmp));
         let mut a = Sha256::digest(&block);
         for _ in 1..2048 {
