@@ -26,6 +26,10 @@ pub struct Config {
     pub expose_relative_metrics: bool,
     /// Add `x509_cert_error`.
     pub expose_per_cert_error_metrics: bool,
+    /// Add `x509_cert_info`: key, signature, CA, chain position, SANs.
+    pub expose_cert_info: bool,
+    /// Export only the leaf certificates of a file or Secret key that has any.
+    pub leaf_only: bool,
     /// Leading path components dropped from `filepath`.
     pub trim_path_components: usize,
     /// Ignore symlinks among watched files and directory entries.
@@ -238,6 +242,8 @@ pub const FLAGS: &[Flag] = &[
     valued("--expose-labels", "LIST").short("-l").repeatable(),
     switch("--expose-relative-metrics"),
     switch("--expose-per-cert-error-metrics"),
+    switch("--expose-cert-info"),
+    switch("--leaf-only"),
     valued("--trim-path-components", "N"),
     valued("--listen-address", "ADDR").short("-b").healthcheck(),
     valued("--web.config.file", "FILE").healthcheck(),
@@ -296,6 +302,10 @@ Metrics:
   -l, --expose-labels=LIST         label names kept on x509_cert_* series (default all; \"\": none)
       --expose-relative-metrics    add x509_cert_expires_in_seconds, x509_cert_valid_since_seconds
       --expose-per-cert-error-metrics  add x509_cert_error per file or Secret key
+      --expose-cert-info           add x509_cert_info: key algorithm and size, signature
+                                   algorithm, CA, chain position and SANs of each certificate
+      --leaf-only                  export only the leaf certificates of each file or Secret key
+                                   (one holding none, like a CA bundle, keeps all of them)
       --trim-path-components=N     drop N leading components from the filepath label (default 0)
 
 Server and logging:
@@ -352,6 +362,8 @@ pub fn parse(mut args: Vec<OsString>) -> Result<Command, String> {
         expose_labels: expose_labels(&given)?,
         expose_relative_metrics: given.has("--expose-relative-metrics"),
         expose_per_cert_error_metrics: given.has("--expose-per-cert-error-metrics"),
+        expose_cert_info: given.has("--expose-cert-info"),
+        leaf_only: given.has("--leaf-only"),
         trim_path_components: match given.last("--trim-path-components") {
             None => 0,
             Some(n) => n.parse().map_err(|_| {

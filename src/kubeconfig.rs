@@ -80,7 +80,9 @@ impl KubeconfigSource {
         let display = path.to_string_lossy();
         let pairs = self.labels.file_pairs(&display);
         let mut errors = Vec::new();
-        let mut series = Vec::new();
+        // Every certificate of the file, with its entry's labels: its chain is the file's.
+        let mut certs = Vec::new();
+        let mut labelled: Vec<[Pair; 2]> = Vec::new();
         let mut deps = Vec::new();
         let doc = doc.map_err(|e| format!("kubeconfig {display}: {e}"));
         match doc {
@@ -133,7 +135,7 @@ impl KubeconfigSource {
                             errors.push(format!("{what}: {field}: no certificate found"));
                         }
                         let several = parsed.certs.len() > 1;
-                        for (i, cert) in parsed.certs.iter().enumerate() {
+                        for (i, cert) in parsed.certs.into_iter().enumerate() {
                             let key = match several {
                                 true => format!("{name}({i})"),
                                 false => name.clone(),
@@ -142,16 +144,23 @@ impl KubeconfigSource {
                                 ("embedded_kind".into(), section.kind.to_string()),
                                 (Cow::Borrowed("embedded_key"), key),
                             ];
-                            // The store merges a certificate repeated in one place into one series.
-                            series.push(self.labels.series(&entry, cert));
+                            certs.push(cert);
+                            labelled.push(entry);
                         }
                     }
                 }
-                if series.is_empty() && errors.is_empty() {
+                if certs.is_empty() && errors.is_empty() {
                     errors.push(format!("kubeconfig {display}: no certificate found"));
                 }
             }
         }
+        // The store merges a certificate repeated in one place into one series.
+        let series: Vec<_> = self
+            .labels
+            .chosen(&certs)
+            .into_iter()
+            .map(|(i, position)| self.labels.series(&labelled[i], &certs[i], position))
+            .collect();
         Parsed {
             item: Item {
                 labels: self.labels.origin(&pairs),

@@ -5,18 +5,24 @@ use std::cell::RefCell;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use crate::model::{CertInfo, CrlInfo, Name, Series};
+use crate::facts;
+use crate::model::{CertInfo, CrlInfo, Name, Position, Series};
 
 /// One label pair before filtering.
 pub type Pair = (Cow<'static, str>, String);
 
-/// How label sets are built: the `-l` allow-list and `--trim-path-components`.
+/// How series and their label sets are built: the `-l` allow-list,
+/// `--trim-path-components`, `--expose-cert-info` and `--leaf-only`.
 #[derive(Debug, Default)]
 pub struct LabelConfig {
     /// Label names kept; `None` keeps all.
     pub allow: Option<Vec<String>>,
     /// Leading path components dropped from `filepath`.
     pub trim: usize,
+    /// Render each certificate's facts for `x509_cert_info`.
+    pub facts: bool,
+    /// Keep only the leaf certificates of an item that has any.
+    pub leaf_only: bool,
     /// Issuer label sets, shared by every certificate of the same issuer (a few CAs sign
     /// most certificates: this saves about a hundred bytes a certificate).
     pub issuers: Mutex<HashSet<Arc<str>>>,
@@ -62,11 +68,25 @@ impl LabelConfig {
         })
     }
 
+    /// Which certificates of one item become series, by their index, with their place in
+    /// the chain: all of them, or with `--leaf-only` those that issue nothing (leaf and
+    /// self-signed) when there is any; an item without one (a CA bundle, a trust store)
+    /// keeps every certificate, so that the flag never hides a file.
+    pub fn chosen(&self, certs: &[CertInfo]) -> Vec<(usize, Position)> {
+        let positions = facts::positions(certs);
+        let any_leaf = positions.iter().any(|p| p.is_leaf());
+        positions
+            .into_iter()
+            .enumerate()
+            .filter(|(_, position)| !self.leaf_only || !any_leaf || position.is_leaf())
+            .collect()
+    }
+
     /// The series of one certificate: `extra` pairs (a kubeconfig entry's kind and key),
     /// its keystore alias, the serial number and the subject; the issuer's labels apart,
-    /// shared. Both are written in a buffer kept by the thread, then copied once at their
-    /// size.
-    pub fn series(&self, extra: &[Pair], cert: &CertInfo) -> Series {
+    /// shared; with `--expose-cert-info` its facts at `position`. Each is written in a
+    /// buffer kept by the thread, then copied once at its size.
+    pub fn series(&self, extra: &[Pair], cert: &CertInfo, position: Position) -> Series {
         in_scratch(|out| {
             for (name, value) in extra {
                 self.push(out, name, value);
@@ -76,12 +96,22 @@ impl LabelConfig {
             self.push_name(out, &SUBJECT, &cert.subject);
             let labels = Box::from(out.as_str());
             out.clear();
+            let facts = match self.facts {
+                true => {
+                    push_facts(out, cert, position);
+                    let facts = Box::from(out.as_str());
+                    out.clear();
+                    facts
+                }
+                false => Box::default(),
+            };
             self.push_name(out, &ISSUER, &cert.issuer);
             Series {
                 labels,
                 issuer: self.intern(out),
                 not_before: cert.not_before,
                 not_after: cert.not_after,
+                facts,
                 fingerprint: cert.fingerprint,
                 crl: false,
             }
@@ -104,16 +134,23 @@ impl LabelConfig {
                 issuer: self.intern(out),
                 not_before: crl.this_update,
                 not_after: crl.next_update,
+                facts: Box::default(),
                 fingerprint: crl.fingerprint,
                 crl: true,
             }
         })
     }
 
-    /// Every series of what was parsed: certificates then CRLs, each with `extra` pairs.
+    /// Every series of what was parsed: the [chosen](Self::chosen) certificates then the
+    /// CRLs, each with `extra` pairs.
     pub fn all_series(&self, extra: &[Pair], parsed: &crate::pem::Parsed) -> Vec<Series> {
-        let mut series = Vec::with_capacity(parsed.certs.len() + parsed.crls.len());
-        series.extend(parsed.certs.iter().map(|cert| self.series(extra, cert)));
+        let chosen = self.chosen(&parsed.certs);
+        let mut series = Vec::with_capacity(chosen.len() + parsed.crls.len());
+        series.extend(
+            chosen
+                .into_iter()
+                .map(|(i, position)| self.series(extra, &parsed.certs[i], position)),
+        );
         series.extend(parsed.crls.iter().map(|crl| self.crl_series(extra, crl)));
         series
     }
@@ -146,16 +183,46 @@ impl LabelConfig {
             .allow
             .as_ref()
             .is_none_or(|allow| allow.iter().any(|a| a == name));
-        if value.is_empty() || !allowed {
-            return;
+        if allowed {
+            push_pair(out, name, value);
         }
-        if !out.is_empty() {
-            out.push(',');
-        }
-        out.push_str(name);
-        out.push_str("=\"");
-        escape_into(out, value);
-        out.push('"');
+    }
+}
+
+/// Appends `name="value"`, after a comma if `out` has pairs already, unless the value is
+/// empty.
+fn push_pair(out: &mut String, name: &str, value: &str) {
+    if value.is_empty() {
+        return;
+    }
+    if !out.is_empty() {
+        out.push(',');
+    }
+    out.push_str(name);
+    out.push_str("=\"");
+    escape_into(out, value);
+    out.push('"');
+}
+
+/// The fact labels of a certificate, in a fixed order; `-l` does not apply (they are what
+/// `x509_cert_info` is for). Empty values are left out, as everywhere.
+fn push_facts(out: &mut String, cert: &CertInfo, position: Position) {
+    let facts = &cert.facts;
+    let size = match facts.key_size {
+        0 => String::new(),
+        bits => bits.to_string(),
+    };
+    let pairs = [
+        ("key_algorithm", &*facts.key_algorithm),
+        ("key_size", &size),
+        ("key_curve", &facts.key_curve),
+        ("signature_algorithm", &facts.signature_algorithm),
+        ("ca", if facts.ca { "true" } else { "false" }),
+        ("chain_position", position.name()),
+        ("subject_alt_names", &facts.sans),
+    ];
+    for (name, value) in pairs {
+        push_pair(out, name, value);
     }
 }
 
@@ -352,11 +419,16 @@ mod tests {
             not_after: 2,
             fingerprint: 3,
             alias: "".into(),
+            facts: Default::default(),
         };
         let config = LabelConfig::default();
-        let s = config.series(&[("embedded_kind".into(), "user".into())], &cert);
+        let s = config.series(
+            &[("embedded_kind".into(), "user".into())],
+            &cert,
+            Position::Leaf,
+        );
         assert_eq!(&*s.issuer, "issuer_C=\"FR\",issuer_CN=\"CA\"");
-        let again = config.series(&[], &cert);
+        let again = config.series(&[], &cert, Position::Leaf);
         assert!(
             Arc::ptr_eq(&s.issuer, &again.issuer),
             "one issuer string, shared"
@@ -374,6 +446,9 @@ mod tests {
             trim: 0,
             ..Default::default()
         };
-        assert_eq!(&*only.series(&[], &cert).labels, "subject_CN=\"leaf\"");
+        assert_eq!(
+            &*only.series(&[], &cert, Position::Leaf).labels,
+            "subject_CN=\"leaf\""
+        );
     }
 }

@@ -4,6 +4,8 @@
 
 /// Flags and `--help`.
 pub mod cli;
+/// What a certificate is: key, signature, CA, SANs, place in its chain.
+pub mod facts;
 /// `-f` and `-d`: files, directories, globs, change detection.
 pub mod files;
 /// Bounded file reads, YAML documents, I/O error wording: helpers every side may use.

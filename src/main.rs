@@ -194,6 +194,8 @@ fn run(config: &Config) -> Result<(), Failure> {
     let labels = Arc::new(LabelConfig {
         allow: config.expose_labels.clone(),
         trim: config.trim_path_components,
+        facts: config.expose_cert_info,
+        leaf_only: config.leaf_only,
         ..LabelConfig::default()
     });
     let settings = poll::Settings {
@@ -282,6 +284,7 @@ fn run(config: &Config) -> Result<(), Failure> {
     let options = render::Options {
         relative: config.expose_relative_metrics,
         per_cert_error: config.expose_per_cert_error_metrics,
+        cert_info: config.expose_cert_info,
     };
     let served = http::serve(listener, engine.views(), shutdown, options, web);
     engine.stop();

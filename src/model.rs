@@ -1,6 +1,7 @@
 //! Shared vocabulary: the types every module passes around. No logic lives here beyond
 //! their own accessors.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// The fields of one parsed certificate that become labels and values.
@@ -21,6 +22,62 @@ pub struct CertInfo {
     /// The alias of the keystore entry it came from; empty when it came from no keystore
     /// or the entry has none.
     pub alias: Box<str>,
+    /// What it is: key, signature, CA, names (see [`crate::facts`]).
+    pub facts: Facts,
+}
+
+/// What a certificate is beyond its names and dates, for `x509_cert_info`. Empty strings
+/// and zeros mean unknown.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Facts {
+    /// `rsa`, `ecdsa`, `ed25519`, … or the dotted OID.
+    pub key_algorithm: Cow<'static, str>,
+    /// Key size in bits; 0 when unknown.
+    pub key_size: u32,
+    /// The named curve of an EC key (`P-256`, or its OID); empty for other keys.
+    pub key_curve: Cow<'static, str>,
+    /// `sha256-rsa`, `ecdsa-sha384`, `ed25519`, … or the dotted OID.
+    pub signature_algorithm: Cow<'static, str>,
+    /// basicConstraints says it is a CA.
+    pub ca: bool,
+    /// A hash of the subject's DER, to find who issued whom in one file.
+    pub subject_id: u64,
+    /// A hash of the issuer's DER, the same way.
+    pub issuer_id: u64,
+    /// The subject alternative names, `DNS:a,IP:10.0.0.1,…`, capped
+    /// ([`crate::facts::MAX_SANS_BYTES`]).
+    pub sans: String,
+}
+
+/// Where a certificate sits in the chain of its file or Secret key (see
+/// [`crate::facts::positions`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Position {
+    /// Issues nothing: an end-entity certificate.
+    Leaf,
+    /// Not self-issued, and a CA or the issuer of another certificate beside it.
+    Intermediate,
+    /// Self-issued, and a CA or the issuer of another certificate beside it.
+    Root,
+    /// Self-issued and issuing nothing.
+    SelfSigned,
+}
+
+impl Position {
+    /// The `chain_position` label value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Position::Leaf => "leaf",
+            Position::Intermediate => "intermediate",
+            Position::Root => "root",
+            Position::SelfSigned => "self-signed",
+        }
+    }
+
+    /// What `--leaf-only` keeps: the certificates that issue nothing.
+    pub fn is_leaf(self) -> bool {
+        matches!(self, Position::Leaf | Position::SelfSigned)
+    }
 }
 
 /// The fields of one parsed certificate revocation list that become labels and values.
@@ -110,6 +167,9 @@ pub struct Series {
     pub not_before: i64,
     /// NotAfter, Unix seconds.
     pub not_after: i64,
+    /// The fact labels of `x509_cert_info`, rendered like `labels`; empty unless
+    /// `--expose-cert-info`, and for CRLs.
+    pub facts: Box<str>,
     /// See [`CertInfo::fingerprint`].
     pub fingerprint: u32,
     /// A CRL (`x509_crl_*`): `not_before` is its thisUpdate, `not_after` its nextUpdate
@@ -147,4 +207,23 @@ pub struct Report {
     pub changed: bool,
     /// The source reached everything it covers; `/readyz` waits for one such report.
     pub ready: bool,
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A certificate's fields with dull values, for tests to override.
+    pub(crate) fn cert_info() -> CertInfo {
+        CertInfo {
+            serial: "1".to_string(),
+            subject: Name::new(["", "", "", "", "", "subject"]),
+            issuer: Name::new(["", "", "", "", "", "issuer"]),
+            not_before: 0,
+            not_after: 1,
+            fingerprint: 0,
+            alias: Box::default(),
+            facts: Facts::default(),
+        }
+    }
 }

@@ -14,6 +14,7 @@ use x509_parser::oid_registry::{
 };
 use x509_parser::prelude::{CertificateRevocationList, FromDer, X509Certificate, X509Name};
 
+use crate::facts;
 use crate::keystore;
 use crate::model::{CertInfo, CrlInfo, Name, NO_NEXT_UPDATE};
 use crate::strict;
@@ -367,6 +368,7 @@ pub fn cert_info(der: &[u8]) -> Result<CertInfo, String> {
         not_after: validity.not_after.timestamp(),
         fingerprint: fingerprint(&digest),
         alias: Box::default(),
+        facts: facts::of(&cert),
     })
 }
 

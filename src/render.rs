@@ -16,6 +16,8 @@ pub struct Options {
     pub relative: bool,
     /// `x509_cert_error`.
     pub per_cert_error: bool,
+    /// `x509_cert_info`.
+    pub cert_info: bool,
 }
 
 /// Build facts for `x509_exporter_build_info`.
@@ -43,8 +45,9 @@ pub const BUILD: BuildInfo = BuildInfo {
 /// (`None`: no sample for this series).
 type Family = (&'static str, &'static str, fn(&Series, i64) -> Option<i64>);
 
-/// The certificate families; the first three always, the others with relative metrics.
-const FAMILIES: [Family; 5] = [
+/// The certificate families: the first three always, the next two with relative metrics,
+/// the last with `--expose-cert-info`.
+const FAMILIES: [Family; 6] = [
     (
         "x509_cert_not_before",
         "Start of the certificate's validity, in Unix seconds.",
@@ -70,7 +73,15 @@ const FAMILIES: [Family; 5] = [
         "Time since the certificate became valid, in seconds.",
         |s, now| Some(now.saturating_sub(s.not_before)),
     ),
+    (
+        INFO,
+        "What the certificate is (key, signature, CA, place in its chain, SANs), in its labels; the value is always 1.",
+        |s, _| (!s.facts.is_empty()).then_some(1),
+    ),
 ];
+
+/// The family whose series carry the certificates' facts.
+const INFO: &str = "x509_cert_info";
 
 /// The CRL families, as the certificate ones; a CRL without nextUpdate has no sample in
 /// those that need it and never goes stale.
@@ -173,7 +184,11 @@ impl Body {
     /// Renders the family at `index` of its table, of the CRLs' series when `crl`.
     fn family(&mut self, family: Family, index: usize, crl: bool) {
         let (name, help, value) = family;
-        let enabled = index < 3 || self.options.relative;
+        let enabled = match (index, name) {
+            (0..3, _) => true,
+            (_, INFO) => self.options.cert_info,
+            _ => self.options.relative,
+        };
         let count = match crl {
             true => self.view.crl_count(),
             false => self.view.cert_count(),
@@ -197,7 +212,8 @@ impl Body {
                 continue;
             };
             self.buf.extend_from_slice(name.as_bytes());
-            let parts = [item, &*series.labels, &*series.issuer];
+            let facts = if name == INFO { &*series.facts } else { "" };
+            let parts = [item, &*series.labels, &*series.issuer, facts];
             labels(
                 &mut self.buf,
                 parts,
@@ -216,7 +232,7 @@ impl Body {
             header(&mut self.buf, "x509_cert_error", "Whether reading this file or Secret key failed in the latest refresh: 1 if so, else 0.", "gauge");
             for (item, failing) in errors {
                 self.buf.extend_from_slice(b"x509_cert_error");
-                labels(&mut self.buf, [item, "", ""], None);
+                labels(&mut self.buf, [item, "", "", ""], None);
                 self.buf
                     .extend_from_slice(if failing { b" 1\n" } else { b" 0\n" });
             }
@@ -351,8 +367,8 @@ fn header(out: &mut Vec<u8>, name: &str, help: &str, kind: &str) {
     }
 }
 
-/// `{item,series,issuer,discriminator="…"}`, or nothing when all are empty.
-fn labels(out: &mut Vec<u8>, parts: [&str; 3], discriminator: Option<u32>) {
+/// `{item,series,issuer,facts,discriminator="…"}`, or nothing when all are empty.
+fn labels(out: &mut Vec<u8>, parts: [&str; 4], discriminator: Option<u32>) {
     let start = out.len();
     // One reservation for the line's labels; each part goes in after a comma, and the
     // first comma becomes the brace.
@@ -454,6 +470,7 @@ mod tests {
                     not_before: 1000,
                     not_after: 2000,
                     fingerprint: 0xab,
+                    facts: Box::default(),
                     crl: false,
                 },
                 Series {
@@ -462,6 +479,7 @@ mod tests {
                     not_before: 1000,
                     not_after: 5000,
                     fingerprint: 0x1,
+                    facts: Box::default(),
                     crl: false,
                 },
                 Series {
@@ -470,6 +488,7 @@ mod tests {
                     not_before: 1000,
                     not_after: 6000,
                     fingerprint: 0xdeadbeef,
+                    facts: Box::default(),
                     crl: false,
                 },
                 // A CRL gone stale, and one without nextUpdate that never does.
@@ -479,6 +498,7 @@ mod tests {
                     not_before: 1500,
                     not_after: 2500,
                     fingerprint: 0x7,
+                    facts: Box::default(),
                     crl: true,
                 },
                 Series {
@@ -487,6 +507,7 @@ mod tests {
                     not_before: 1600,
                     not_after: NO_NEXT_UPDATE,
                     fingerprint: 0x8,
+                    facts: Box::default(),
                     crl: true,
                 },
             ]
@@ -510,6 +531,7 @@ mod tests {
         let options = Options {
             relative: true,
             per_cert_error: true,
+            cert_info: false,
         };
         check_golden(
             &render(view(), 3000, options, &TEST_BUILD),
@@ -529,7 +551,7 @@ mod tests {
     /// code (escaping, omitted empty values, negative serial), every option on.
     fn hand_checked_view() -> Arc<View> {
         use crate::labels::LabelConfig;
-        use crate::model::{CertInfo, Name, Report};
+        use crate::model::{CertInfo, Name, Position, Report};
         let config = LabelConfig::default();
         let name = |c: &str, st: &str, l: &str, o: &str, ou: &str, cn: &str| {
             Name::new([c, st, l, o, ou, cn])
@@ -547,7 +569,9 @@ mod tests {
                     not_after: dates.1,
                     fingerprint: 0x1234_5678,
                     alias: "".into(),
+                    facts: Default::default(),
                 },
+                Position::Leaf,
             )
         };
         let leaf = name(
@@ -608,6 +632,7 @@ mod tests {
         let options = Options {
             relative: true,
             per_cert_error: true,
+            cert_info: false,
         };
         let body = render(hand_checked_view(), 1_760_000_000, options, &TEST_BUILD);
         let golden = std::fs::read_to_string(&path).unwrap();
@@ -625,6 +650,7 @@ mod tests {
             Options {
                 relative: true,
                 per_cert_error: true,
+                cert_info: false,
             },
             &TEST_BUILD,
         );
@@ -643,6 +669,7 @@ mod tests {
             Options {
                 relative: true,
                 per_cert_error: true,
+                cert_info: false,
             },
             TEST_BUILD,
         );
@@ -675,7 +702,8 @@ mod tests {
                 10,
                 Options {
                     relative: true,
-                    per_cert_error: true
+                    per_cert_error: true,
+                    cert_info: false,
                 },
                 &TEST_BUILD
             )
@@ -708,6 +736,7 @@ mod tests {
         let relative = Options {
             relative: true,
             per_cert_error: false,
+            cert_info: false,
         };
         assert_eq!(valid_until(&view(), 6001, relative), 6001);
         assert_eq!(
@@ -747,19 +776,24 @@ mod tests {
 
     #[test]
     fn label_sets_join_the_parts_that_are_there() {
-        let cases: [([&str; 3], Option<u32>, &str); 5] = [
-            (["", "", ""], None, ""),
-            (["", "", ""], Some(0xab), "{discriminator=\"000000ab\"}"),
-            (["a=\"1\"", "", "c=\"3\""], None, "{a=\"1\",c=\"3\"}"),
+        let cases: [([&str; 4], Option<u32>, &str); 6] = [
+            (["", "", "", ""], None, ""),
+            (["", "", "", ""], Some(0xab), "{discriminator=\"000000ab\"}"),
+            (["a=\"1\"", "", "c=\"3\"", ""], None, "{a=\"1\",c=\"3\"}"),
             (
-                ["", "b=\"2\"", ""],
+                ["", "b=\"2\"", "", ""],
                 Some(u32::MAX),
                 "{b=\"2\",discriminator=\"ffffffff\"}",
             ),
             (
-                ["a=\"1\"", "b=\"2\"", "c=\"3\""],
+                ["a=\"1\"", "b=\"2\"", "c=\"3\"", ""],
                 None,
                 "{a=\"1\",b=\"2\",c=\"3\"}",
+            ),
+            (
+                ["a=\"1\"", "", "c=\"3\"", "d=\"4\""],
+                Some(1),
+                "{a=\"1\",c=\"3\",d=\"4\",discriminator=\"00000001\"}",
             ),
         ];
         for (parts, discriminator, want) in cases {

@@ -506,6 +506,7 @@ pub fn big_view(n: i64, dates: impl Fn(i64) -> (i64, i64)) -> Arc<View> {
             not_before: dates(i).0,
             not_after: dates(i).1,
             fingerprint: i as u32,
+            facts: Box::default(),
             crl: false,
         })
         .collect();
@@ -542,6 +543,7 @@ mod tests {
             not_before: 0,
             not_after: 1,
             fingerprint,
+            facts: Box::default(),
             crl: false,
         }
     }

@@ -873,3 +873,65 @@ fn a_watch_that_hangs_without_closing_is_counted_and_replaced() {
     });
     assert!(m.value("x509_read_errors_total") >= 1.0);
 }
+
+#[test]
+fn a_tls_secret_with_its_chain_exports_its_leaf_alone_with_leaf_only() {
+    let c = cluster();
+    let ns = c.namespace("chain", serde_json::json!({}));
+    let now = now();
+    let root = Cert::self_signed(&Spec::new("chain-root", now - 10, now + 3000).ca());
+    let inter = Cert::signed(&Spec::new("chain-inter", now - 10, now + 2000).ca(), &root);
+    let leaf = Cert::signed(&Spec::new("chain-leaf", now - 10, now + 1000), &inter);
+    let chain = [leaf.pem(), inter.pem()].concat();
+    c.secret(
+        &ns,
+        "web-tls",
+        "kubernetes.io/tls",
+        &[
+            ("tls.crt", &chain),
+            ("ca.crt", &root.pem()),
+            ("tls.key", "KEY"),
+        ],
+        serde_json::json!({}),
+    );
+    let start = |extra: &str| {
+        Exporter::start(&[
+            "--watch-kube-secrets",
+            "--kubeconfig",
+            c.var("KUBECONFIG_ADMIN"),
+            &format!("--include-namespace={ns}"),
+            "--secret-type=kubernetes.io/tls:tls.crt|ca.crt",
+            extra,
+        ])
+        .metrics()
+    };
+    let m = start("--expose-cert-info");
+    let position = |key: &str, cn: &str| {
+        m.one("x509_cert_info", &[("secret_key", key), ("subject_CN", cn)])
+            .labels["chain_position"]
+            .clone()
+    };
+    assert_eq!(position("tls.crt", "chain-leaf"), "leaf");
+    assert_eq!(position("tls.crt", "chain-inter"), "intermediate");
+    assert_eq!(position("ca.crt", "chain-root"), "root");
+
+    let m = start("--leaf-only");
+    let mut kept: Vec<_> = m
+        .named("x509_cert_not_after")
+        .map(|s| {
+            (
+                s.labels["secret_key"].clone(),
+                s.labels["subject_CN"].clone(),
+            )
+        })
+        .collect();
+    kept.sort();
+    assert_eq!(
+        kept,
+        [
+            ("ca.crt".to_string(), "chain-root".to_string()),
+            ("tls.crt".to_string(), "chain-leaf".to_string())
+        ],
+        "the intermediate behind the leaf goes; ca.crt, a CA alone, stays"
+    );
+}

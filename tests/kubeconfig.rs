@@ -187,3 +187,47 @@ fn a_referenced_file_that_changes_is_read_again() {
             .is_empty()
     });
 }
+
+#[test]
+fn the_kubeconfig_is_one_chain_for_cert_info_and_leaf_only() {
+    let dir = TempDir::new("kc-chain");
+    let now = now();
+    let ca = Cert::self_signed(&Spec::new("cluster-ca", now - 10, now + 1000).ca());
+    let client = Cert::signed(&Spec::new("client", now - 10, now + 2000), &ca);
+    let path = dir.write(
+        "kubeconfig",
+        kubeconfig(
+            &format!(
+                "    certificate-authority-data: {}",
+                b64(ca.pem().as_bytes())
+            ),
+            &format!(
+                "    client-certificate-data: {}",
+                b64(client.pem().as_bytes())
+            ),
+        ),
+    );
+    let path = path.to_str().unwrap();
+    let m = Exporter::start(&["-k", path, "--expose-cert-info"]).metrics();
+    check_both(&m, path);
+    let position = |kind: &str| {
+        m.one("x509_cert_info", &[("embedded_kind", kind)]).labels["chain_position"].clone()
+    };
+    assert_eq!(
+        position("cluster"),
+        "root",
+        "the CA that issued the user's certificate"
+    );
+    assert_eq!(position("user"), "leaf");
+
+    let m = Exporter::start(&["-k", path, "--leaf-only"]).metrics();
+    let kept: Vec<_> = m
+        .named("x509_cert_not_after")
+        .map(|s| s.labels["embedded_kind"].clone())
+        .collect();
+    assert_eq!(
+        kept,
+        ["user"],
+        "the cluster CA is the chain behind the user's leaf"
+    );
+}

@@ -1,5 +1,5 @@
-//! Every certificate of Debian's /etc/ssl/certs (ca-certificates) exported, with the dates
-//! and serials that `openssl x509` prints for it.
+//! Every certificate of Debian's /etc/ssl/certs (ca-certificates) exported, with the dates,
+//! serials, keys, signatures and CA flags that `openssl x509` prints for it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -61,7 +61,7 @@ fn hex_to_decimal(hex: &str) -> String {
 #[test]
 fn every_debian_ca_certificate_matches_openssl() {
     let dir = "/etc/ssl/certs";
-    let exporter = Exporter::start(&["-d", dir]);
+    let exporter = Exporter::start(&["-d", dir, "--expose-cert-info"]);
     let m = exporter.metrics();
     assert_eq!(m.value("x509_read_errors"), 0.0, "{}", m.body);
 
@@ -108,6 +108,7 @@ fn every_debian_ca_certificate_matches_openssl() {
             hex_to_decimal(serial),
             "{name}: serial"
         );
+        assert_facts(&m, &path, &name);
         checked += 1;
     }
     assert!(
@@ -119,6 +120,59 @@ fn every_debian_ca_certificate_matches_openssl() {
     let bundle = std::fs::read_to_string(format!("{dir}/ca-certificates.crt")).unwrap();
     let blocks = bundle.matches("-----BEGIN CERTIFICATE-----").count();
     assert_eq!(by_file["ca-certificates.crt"].len(), blocks);
+    let roots = m.find(
+        "x509_cert_info",
+        &[
+            ("filename", "ca-certificates.crt"),
+            ("chain_position", "root"),
+        ],
+    );
+    assert_eq!(roots.len(), blocks, "a bundle of roots is roots");
+}
+
+/// What `openssl x509 -text` says of the key, signature and CA flag of the certificate at
+/// `path`, in x509_cert_info's names; these are every kind Debian ships.
+fn assert_facts(m: &Metrics, path: &std::path::Path, name: &str) {
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let field = |prefix: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(prefix))
+            .map(str::trim)
+    };
+    let key = match field("Public Key Algorithm:") {
+        Some("rsaEncryption") => "rsa",
+        Some("id-ecPublicKey") => "ecdsa",
+        other => panic!("{name}: a key kind Debian did not ship before: {other:?}"),
+    };
+    let bits = field("Public-Key: (").unwrap().trim_end_matches(" bit)");
+    let signature = match field("Signature Algorithm:") {
+        Some("sha1WithRSAEncryption") => "sha1-rsa",
+        Some("sha256WithRSAEncryption") => "sha256-rsa",
+        Some("sha384WithRSAEncryption") => "sha384-rsa",
+        Some("sha512WithRSAEncryption") => "sha512-rsa",
+        Some("ecdsa-with-SHA256") => "ecdsa-sha256",
+        Some("ecdsa-with-SHA384") => "ecdsa-sha384",
+        other => panic!("{name}: a signature Debian did not ship before: {other:?}"),
+    };
+    let ca = text.contains("CA:TRUE");
+    let info = m.one("x509_cert_info", &[("filename", name)]);
+    let got = |label: &str| info.labels.get(label).map(String::as_str);
+    assert_eq!(got("key_algorithm"), Some(key), "{name}");
+    assert_eq!(got("key_size"), Some(bits), "{name}");
+    assert_eq!(got("key_curve"), field("NIST CURVE:"), "{name}");
+    assert_eq!(got("signature_algorithm"), Some(signature), "{name}");
+    assert_eq!(got("ca"), Some(if ca { "true" } else { "false" }), "{name}");
+    let position = if ca { "root" } else { "self-signed" };
+    assert_eq!(
+        got("chain_position"),
+        Some(position),
+        "{name}: alone in its file"
+    );
 }
 
 #[test]

@@ -558,6 +558,7 @@ mod tests {
         let options = render::Options {
             relative: true,
             per_cert_error: true,
+            cert_info: false,
         };
         let text = render::render(Arc::clone(&view), 500_000, options, &render::BUILD);
         assert!(text.len() > 4 * PIECE, "several pieces");

@@ -287,6 +287,7 @@ mod tests {
         let options = Options {
             relative: true,
             per_cert_error: false,
+            cert_info: false,
         };
         let mut cache = GzipCache::new(options);
         let (first, made) = scrape(&mut cache, &view, 1, 500, options);
