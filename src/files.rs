@@ -510,7 +510,8 @@ impl FileSource {
             }
             Err(e) => errors.push(e.clone()),
             Ok(data) => {
-                let parsed = pem::parse_certificates(data, &self.passwords_used);
+                let parsed =
+                    pem::parse_certificates(data, &self.passwords_used, self.labels.wants_facts());
                 // At its final size: boxing it then costs no reallocation. The store merges
                 // a certificate repeated in one place into one series.
                 series = self.labels.all_series(&[], &parsed);

@@ -124,7 +124,7 @@ impl KubeconfigSource {
                                 continue;
                             }
                         };
-                        let parsed = pem::parse_certificates(&data, &[]);
+                        let parsed = pem::parse_certificates(&data, &[], self.labels.wants_facts());
                         errors.extend(
                             parsed
                                 .errors

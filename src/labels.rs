@@ -68,6 +68,12 @@ impl LabelConfig {
         })
     }
 
+    /// Whether certificates must be parsed with their [facts](crate::model::Facts): for
+    /// `x509_cert_info`, or to tell leaves for `--leaf-only`.
+    pub fn wants_facts(&self) -> bool {
+        self.facts || self.leaf_only
+    }
+
     /// Which certificates of one item become series, by their index, with their place in
     /// the chain: all of them, or with `--leaf-only` those that issue nothing (leaf and
     /// self-signed) when there is any; an item without one (a CA bundle, a trust store)

@@ -16,7 +16,7 @@ use x509_parser::prelude::{CertificateRevocationList, FromDer, X509Certificate, 
 
 use crate::facts;
 use crate::keystore;
-use crate::model::{CertInfo, CrlInfo, Name, NO_NEXT_UPDATE};
+use crate::model::{CertInfo, CrlInfo, Facts, Name, NO_NEXT_UPDATE};
 use crate::strict;
 
 /// PEM labels whose block holds a certificate (for `TRUSTED CERTIFICATE`, the leading one).
@@ -48,20 +48,21 @@ pub struct Parsed {
 /// other block types skipped; when there is no PEM block at all, a keystore opened with
 /// `passwords` (see [`keystore::open`]), else the whole buffer as one DER certificate or
 /// CRL. A buffer that is none of these yields nothing and no error; the caller decides
-/// whether that is a failure.
-pub fn parse_certificates(data: &[u8], passwords: &[String]) -> Parsed {
+/// whether that is a failure. With `facts`, each certificate's [`Facts`] are read too
+/// (they cost about a fifth of a parse, so only `--expose-cert-info` and `--leaf-only` pay).
+pub fn parse_certificates(data: &[u8], passwords: &[String], facts: bool) -> Parsed {
     if well_formed(data) == Some(true) {
-        if let Some(parsed) = parse_straight(data) {
+        if let Some(parsed) = parse_straight(data, facts) {
             return parsed;
         }
     }
-    let parsed = parse_block_by_block(data);
+    let parsed = parse_block_by_block(data, facts);
     if parsed.had_pem {
         return parsed;
     }
     match keystore::detect(data) {
-        Some(format) => parse_keystore(format, data, passwords),
-        None => parse_der(data),
+        Some(format) => parse_keystore(format, data, passwords, facts),
+        None => parse_der(data, facts),
     }
 }
 
@@ -69,25 +70,25 @@ pub fn parse_certificates(data: &[u8], passwords: &[String]) -> Parsed {
 /// reader would answer for `data`, its answer and the block-by-block one, so that the two
 /// can be compared; `None` when [`parse_certificates`] would go block by block anyway.
 #[doc(hidden)]
-pub fn both_paths(data: &[u8]) -> Option<(Parsed, Parsed)> {
+pub fn both_paths(data: &[u8], facts: bool) -> Option<(Parsed, Parsed)> {
     if well_formed(data) != Some(true) {
         return None;
     }
-    let straight = parse_straight(data)?;
-    Some((straight, parse_block_by_block(data)))
+    let straight = parse_straight(data, facts)?;
+    Some((straight, parse_block_by_block(data, facts)))
 }
 
 /// The common case in one pass of rustls-pki-types' reader: every block closed, no label
 /// it does not know, nothing that fails. Anything else is left to
 /// [`parse_block_by_block`], which can say which block failed.
-fn parse_straight(data: &[u8]) -> Option<Parsed> {
+fn parse_straight(data: &[u8], facts: bool) -> Option<Parsed> {
     let mut parsed = Parsed {
         had_pem: true,
         ..Parsed::default()
     };
     for section in <(SectionKind, Vec<u8>) as PemObject>::pem_slice_iter(data) {
         match section.ok()? {
-            (SectionKind::Certificate, der) => parsed.certs.push(cert_info(&der).ok()?),
+            (SectionKind::Certificate, der) => parsed.certs.push(cert_info(&der, facts).ok()?),
             (SectionKind::Crl, der) => parsed.crls.push(crl_info(&der).ok()?),
             _ => {}
         }
@@ -158,7 +159,7 @@ fn find_dash(data: &[u8]) -> Option<usize> {
 }
 
 /// Every block framed on its own, so that one bad block is reported and its neighbours read.
-fn parse_block_by_block(data: &[u8]) -> Parsed {
+fn parse_block_by_block(data: &[u8], facts: bool) -> Parsed {
     let mut parsed = Parsed::default();
     let mut index = 0;
     for block in Blocks::new(data) {
@@ -185,7 +186,7 @@ fn parse_block_by_block(data: &[u8]) -> Parsed {
         };
         let read = match crl {
             true => crl_info(&der).map(|info| parsed.crls.push(info)),
-            false => cert_info(&der).map(|info| parsed.certs.push(info)),
+            false => cert_info(&der, facts).map(|info| parsed.certs.push(info)),
         };
         if let Err(why) = read {
             parsed.errors.push(format!("PEM block {index}: {why}"));
@@ -196,7 +197,12 @@ fn parse_block_by_block(data: &[u8]) -> Parsed {
 
 /// The certificates of a keystore; its entries that are not certificates every stack
 /// accepts are errors naming the entry.
-fn parse_keystore(format: keystore::Format, data: &[u8], passwords: &[String]) -> Parsed {
+fn parse_keystore(
+    format: keystore::Format,
+    data: &[u8],
+    passwords: &[String],
+    facts: bool,
+) -> Parsed {
     let mut parsed = Parsed {
         keystore: Some(format),
         ..Parsed::default()
@@ -204,7 +210,7 @@ fn parse_keystore(format: keystore::Format, data: &[u8], passwords: &[String]) -
     match keystore::open(format, data, passwords) {
         Ok(opened) => {
             for (n, entry) in opened.entries.into_iter().enumerate() {
-                match cert_info(&entry.der) {
+                match cert_info(&entry.der, facts) {
                     Ok(info) => parsed.certs.push(CertInfo {
                         alias: entry.alias.into(),
                         ..info
@@ -227,12 +233,12 @@ fn parse_keystore(format: keystore::Format, data: &[u8], passwords: &[String]) -
 /// The whole buffer as one DER certificate, else one DER CRL. Only a buffer that starts
 /// with a SEQUENCE tag is worth a parse error; when neither parses, the certificate's
 /// error is given (a certificate is the likelier intent).
-fn parse_der(data: &[u8]) -> Parsed {
+fn parse_der(data: &[u8], facts: bool) -> Parsed {
     let mut parsed = Parsed::default();
     if data.len() <= 2 || data[0] != 0x30 {
         return parsed;
     }
-    match cert_info(data) {
+    match cert_info(data, facts) {
         Ok(info) => parsed.certs.push(info),
         Err(why) => match crl_info(data) {
             Ok(info) => parsed.crls.push(info),
@@ -352,9 +358,9 @@ fn trim_end(mut s: &[u8]) -> &[u8] {
     s
 }
 
-/// Parses one DER certificate into the fields we export. Trailing bytes (the trust
-/// information of a `TRUSTED CERTIFICATE`) are ignored.
-pub fn cert_info(der: &[u8]) -> Result<CertInfo, String> {
+/// Parses one DER certificate into the fields we export, its [`Facts`] too with `facts`.
+/// Trailing bytes (the trust information of a `TRUSTED CERTIFICATE`) are ignored.
+pub fn cert_info(der: &[u8], facts: bool) -> Result<CertInfo, String> {
     let (rest, cert) =
         X509Certificate::from_der(der).map_err(|err| format!("invalid certificate: {err}"))?;
     strict::check(&cert)?;
@@ -368,7 +374,10 @@ pub fn cert_info(der: &[u8]) -> Result<CertInfo, String> {
         not_after: validity.not_after.timestamp(),
         fingerprint: fingerprint(&digest),
         alias: Box::default(),
-        facts: facts::of(&cert),
+        facts: match facts {
+            true => facts::of(&cert),
+            false => Facts::default(),
+        },
     })
 }
 
@@ -627,9 +636,9 @@ mod tests {
 
     #[test]
     fn garbage_is_neither_pem_nor_der() {
-        let parsed = parse_certificates(b"hello world\n", &[]);
+        let parsed = parse_certificates(b"hello world\n", &[], false);
         assert!(parsed.certs.is_empty() && parsed.errors.is_empty() && !parsed.had_pem);
-        let parsed = parse_certificates(&[0x30, 0x82, 0x01], &[]);
+        let parsed = parse_certificates(&[0x30, 0x82, 0x01], &[], false);
         assert!(parsed.certs.is_empty());
         assert_eq!(parsed.errors.len(), 1);
     }
@@ -637,7 +646,7 @@ mod tests {
     #[test]
     fn other_block_types_are_skipped() {
         let data = b"-----BEGIN PRIVATE KEY-----\n!!!!\n-----END PRIVATE KEY-----\n";
-        let parsed = parse_certificates(data, &[]);
+        let parsed = parse_certificates(data, &[], false);
         assert!(parsed.certs.is_empty() && parsed.errors.is_empty() && parsed.had_pem);
     }
 
@@ -716,9 +725,9 @@ mod tests {
     fn a_block_every_stack_refuses_is_an_error_on_both_paths() {
         let good = with_cn(b"abc");
         let bad = with_cn(b"a\xffc");
-        assert_eq!(cert_info(&good).unwrap().subject.cn(), "abc");
+        assert_eq!(cert_info(&good, false).unwrap().subject.cn(), "abc");
         assert_eq!(
-            cert_info(&bad).unwrap_err(),
+            cert_info(&bad, false).unwrap_err(),
             "subject: UTF8String is not valid UTF-8 in CN"
         );
         // Well formed, so the one-pass reader is tried first; CRLF and a TRUSTED label go
@@ -732,7 +741,7 @@ mod tests {
         );
         assert_eq!(well_formed(framed.as_bytes()), None);
         for data in [straight, framed] {
-            let parsed = parse_certificates(data.as_bytes(), &[]);
+            let parsed = parse_certificates(data.as_bytes(), &[], false);
             assert_eq!(parsed.certs.len(), 2, "{data}");
             assert_eq!(
                 parsed.errors,
@@ -786,22 +795,22 @@ mod tests {
         assert_eq!(well_formed(bundle.as_bytes()), Some(true));
         let crlf = bundle.replace('\n', "\r\n");
         for data in [bundle.as_bytes(), crlf.as_bytes()] {
-            let parsed = parse_certificates(data, &[]);
+            let parsed = parse_certificates(data, &[], false);
             assert_eq!(parsed.certs.len(), 2);
             assert_eq!(parsed.crls, std::slice::from_ref(&info));
             assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
         }
-        let parsed = parse_certificates(&der, &[]);
+        let parsed = parse_certificates(&der, &[], false);
         assert_eq!((parsed.certs.len(), &parsed.crls[..]), (0, &[info][..]));
         // A broken CRL block is an error naming it; its neighbours are read.
         let broken = format!("{ca}{}", crl.replace("\nM", "\n!"));
-        let parsed = parse_certificates(broken.as_bytes(), &[]);
+        let parsed = parse_certificates(broken.as_bytes(), &[], false);
         assert_eq!((parsed.certs.len(), parsed.crls.len()), (1, 0));
         assert_eq!(parsed.errors, ["PEM block 2: invalid base64"]);
         // DER that is neither: the certificate's error.
         let mut bad = der.clone();
         bad.truncate(der.len() / 2);
-        let parsed = parse_certificates(&bad, &[]);
+        let parsed = parse_certificates(&bad, &[], false);
         assert!(parsed.errors[0].starts_with("DER: invalid certificate"));
     }
 }

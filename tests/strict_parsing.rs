@@ -843,7 +843,7 @@ fn oracles(dir: &TempDir, variants: &[Variant]) -> Vec<Verdicts> {
 /// The exporter's parser on the DER alone and as a PEM block between two good ones; both
 /// must agree. `Ok` is the exported CN, `Err` the error.
 fn ours(der: &[u8]) -> Result<String, String> {
-    let parsed = parse_certificates(der, &[]);
+    let parsed = parse_certificates(der, &[], true);
     let alone = match (parsed.certs.as_slice(), parsed.errors.as_slice()) {
         ([cert], []) => Ok(cert.subject.cn().to_string()),
         ([], [error]) => Err(error.clone()),
@@ -851,7 +851,7 @@ fn ours(der: &[u8]) -> Result<String, String> {
     };
     let good = good().der();
     let bundle = [pem_block(&good), pem_block(der), pem_block(&good)].concat();
-    let parsed = parse_certificates(bundle.as_bytes(), &[]);
+    let parsed = parse_certificates(bundle.as_bytes(), &[], true);
     match &alone {
         Ok(_) => {
             assert_eq!(parsed.certs.len(), 3, "{:?}", parsed.errors);
@@ -937,7 +937,7 @@ fn every_debian_ca_certificate_passes_the_rules() {
         .matches("-----BEGIN CERTIFICATE-----")
         .count();
     assert!(blocks > 100, "only {blocks} certificates in the bundle");
-    let parsed = parse_certificates(&bundle, &[]);
+    let parsed = parse_certificates(&bundle, &[], true);
     assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
     assert_eq!(parsed.certs.len(), blocks);
 }

@@ -9,8 +9,8 @@ use libfuzzer_sys::fuzz_target;
 use x509_certificate_exporter::pem;
 
 fuzz_target!(|data: &[u8]| {
-    let parsed = pem::parse_certificates(data, &[]);
-    if let Some((straight, blocks)) = pem::both_paths(data) {
+    let parsed = pem::parse_certificates(data, &[], true);
+    if let Some((straight, blocks)) = pem::both_paths(data, true) {
         assert_eq!(
             straight.certs, blocks.certs,
             "the two paths found different certificates"

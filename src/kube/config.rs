@@ -267,7 +267,7 @@ fn ders(data: &[u8]) -> Result<Vec<Vec<u8>>, String> {
         }
     }
     if out.is_empty() {
-        if pem::cert_info(data).is_ok() {
+        if pem::cert_info(data, false).is_ok() {
             out.push(data.to_vec());
         } else {
             return Err("no certificate found".to_string());

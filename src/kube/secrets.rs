@@ -550,7 +550,7 @@ pub fn item_of(
     match bytes {
         Ok(data) if data.is_empty() => return None,
         Ok(data) => {
-            let parsed = pem::parse_certificates(&data, passwords);
+            let parsed = pem::parse_certificates(&data, passwords, labels.wants_facts());
             // The store merges a certificate repeated in one place into one series.
             series = labels.all_series(&[], &parsed);
             errors.extend(parsed.errors.iter().map(|e| format!("{place}: {e}")));
