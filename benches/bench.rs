@@ -55,8 +55,12 @@
 //!   (k) the two key derivations each file asks for (the PBKDF2 key and the MAC key), on one
 //!   thread: the work no reader can skip.
 //!
+//! `--cert-info` (100k): what `--expose-cert-info` costs, the exporter against itself without
+//! the flag on the same files, in alternate runs: start to /readyz 200, the plain and gzip
+//! scrapes (each in a new second, as above) and their bytes, and VmHWM after both.
+//!
 //! Medians of 3 rounds. `--keystores`: the keystore rows alone, into the "keystores"
-//! section of BENCHMARKS.md. `--smoke` (CI): the 10k corpus only, best of 5 rounds (best of 2 for
+//! section of BENCHMARKS.md; `--cert-info`: its rows, into the "cert-info" section. `--smoke` (CI): the 10k corpus only, best of 5 rounds (best of 2 for
 //! the CPU windows), failing on ratios over twice their target except memory ratios other
 //! than churn's (memory targets are set at 100k files). The full run rewrites the "files"
 //! section of BENCHMARKS.md.
@@ -124,6 +128,22 @@ fn main() {
             "keystores",
             &format!(
                 "Measured by `cargo bench --bench bench -- --keystores` on {} cores: medians of {ROUNDS} rounds, the floors in the same run (see the top of benches/bench.rs).\n\n{table}",
+                std::thread::available_parallelism().map_or(1, |n| n.get())
+            ),
+        );
+        return;
+    }
+    if args.iter().any(|a| a == "--cert-info") {
+        let rows = cert_info_figures(&corpus(100_000));
+        let mut table = String::from(
+            "| figure | with --expose-cert-info | without (same run) | ratio | target |\n|---|---|---|---|---|\n",
+        );
+        rows.iter().for_each(|row| table.push_str(&row.line()));
+        print!("{table}");
+        write_section(
+            "cert-info",
+            &format!(
+                "Measured by `cargo bench --bench bench -- --cert-info` on {} cores: the release binary on the 100k corpus with and without `--expose-cert-info`, alternate runs, medians of {ROUNDS} rounds (see the top of benches/bench.rs).\n\n{table}",
                 std::thread::available_parallelism().map_or(1, |n| n.get())
             ),
         );
@@ -488,6 +508,110 @@ fn files_figures(dir: &Path, n: usize) -> (Vec<Row>, usize) {
         1.25,
     ));
     (rows, certs)
+}
+
+/// One run of [`cert_info_figures`].
+struct InfoRun {
+    ready: Duration,
+    plain: Duration,
+    plain_len: usize,
+    gzip: Duration,
+    gzip_len: usize,
+    hwm: u64,
+}
+
+/// What `--expose-cert-info` costs on the files of `dir`: the same runs with and without it.
+fn cert_info_figures(dir: &Path) -> Vec<Row> {
+    let dir_arg = format!("--watch-dir={}", dir.display());
+    // Without, then with the flag.
+    let mut runs: [Vec<InfoRun>; 2] = Default::default();
+    let mut certs = 0;
+    for _ in 0..rounds() {
+        for (with, figures) in runs.iter_mut().enumerate() {
+            let mut args = vec![dir_arg.as_str(), "--refresh-interval=1h"];
+            if with == 1 {
+                args.push("--expose-cert-info");
+            }
+            let run = Run::start(&args);
+            let ready = run.wait_ready();
+            let (plain, body) = run.scrape(false);
+            certs = count_lines(&body, b"x509_cert_not_after{");
+            let infos = count_lines(&body, b"x509_cert_info{");
+            assert_eq!(
+                infos,
+                with * certs,
+                "one x509_cert_info per certificate with the flag"
+            );
+            let (gzip, zipped) = run.scrape(true);
+            figures.push(InfoRun {
+                ready,
+                plain,
+                plain_len: body.len(),
+                gzip,
+                gzip_len: zipped.len(),
+                hwm: run.hwm(),
+            });
+        }
+    }
+    fn both<T: Ord + Copy>(runs: &[Vec<InfoRun>; 2], of: impl Fn(&InfoRun) -> T) -> [T; 2] {
+        [0, 1].map(|w| pick(runs[w].iter().map(&of)))
+    }
+    let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1e3);
+    let mb = |n: usize| format!("{:.1} MB", n as f64 / 1e6);
+    let r = |v: [Duration; 2]| v[1].as_secs_f64() / v[0].as_secs_f64();
+    let rs = |v: [usize; 2]| v[1] as f64 / v[0] as f64;
+    let ready = both(&runs, |f| f.ready);
+    let plain = both(&runs, |f| f.plain);
+    let gzip = both(&runs, |f| f.gzip);
+    let plain_len = both(&runs, |f| f.plain_len);
+    let gzip_len = both(&runs, |f| f.gzip_len);
+    let hwm = both(&runs, |f| f.hwm);
+    // One line of facts beside the three lines every certificate has, each a little longer:
+    // the scrape should grow with its bytes, about a half.
+    vec![
+        Row::new(
+            "full scan to ready, 100k files",
+            ms(ready[1]),
+            ms(ready[0]),
+            r(ready),
+            0.0,
+        ),
+        Row::new(
+            &format!("scrape, {certs} certificates, plain"),
+            format!("{} ({})", ms(plain[1]), mb(plain_len[1])),
+            format!("{} ({})", ms(plain[0]), mb(plain_len[0])),
+            r(plain),
+            1.5,
+        ),
+        Row::new(
+            "plain body size",
+            mb(plain_len[1]),
+            mb(plain_len[0]),
+            rs(plain_len),
+            1.5,
+        ),
+        Row::new(
+            &format!("scrape, {certs} certificates, gzip, first"),
+            format!("{} ({})", ms(gzip[1]), mb(gzip_len[1])),
+            format!("{} ({})", ms(gzip[0]), mb(gzip_len[0])),
+            r(gzip),
+            0.0,
+        ),
+        Row::new(
+            "gzip body size",
+            mb(gzip_len[1]),
+            mb(gzip_len[0]),
+            rs(gzip_len),
+            0.0,
+        ),
+        Row::new(
+            "peak RSS after both scrapes",
+            mib(hwm[1]),
+            mib(hwm[0]),
+            hwm[1] as f64 / hwm[0] as f64,
+            0.0,
+        ),
+    ]
 }
 
 /// The password of every keystore of the bench.
