@@ -534,3 +534,147 @@ fn node_exporter_serves_the_textfile_to_prometheus() {
     });
     assert_eq!(errors[0]["value"][1], "0");
 }
+
+const MANIFESTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/manifests");
+
+/// `check` with these arguments takes them: whatever it finds, it prints its table and
+/// does not stop at a usage error (which prints nothing on stdout).
+fn check_accepts(args: &[String]) -> Output {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    assert!(
+        stdout(&out).contains("STATUS") && !stderr(&out).contains("check: "),
+        "{args:?}: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    out
+}
+
+/// The oneshot unit and its timer pass systemd-analyze, run `check` as root with a
+/// command line it takes, write only where node_exporter reads, and count warnings and
+/// critical certificates as a successful run.
+#[test]
+fn the_systemd_timer_runs_a_check_that_systemd_accepts() {
+    let dir = TempDir::new("check-unit");
+    let unit = std::fs::read_to_string(format!(
+        "{MANIFESTS}/systemd/x509-certificate-exporter-check.service"
+    ))
+    .unwrap();
+    let timer = std::fs::read_to_string(format!(
+        "{MANIFESTS}/systemd/x509-certificate-exporter-check.timer"
+    ))
+    .unwrap();
+    let textfiles = "/var/lib/prometheus/node-exporter";
+    for needed in [
+        "Type=oneshot",
+        "User=root",
+        "SuccessExitStatus=1 2",
+        "ProtectSystem=strict",
+        "NoNewPrivileges=yes",
+        "PrivateNetwork=yes",
+        &format!("ReadWritePaths={textfiles}\n"),
+    ] {
+        assert!(unit.contains(needed), "{needed}");
+    }
+    for needed in ["OnCalendar=", "Persistent=yes", "RandomizedDelaySec="] {
+        assert!(timer.contains(needed), "{needed}");
+    }
+    // verify wants ExecStart to exist: point it at the binary under test.
+    let path = dir.write(
+        "x509-certificate-exporter-check.service",
+        unit.replace("/usr/local/bin/x509-certificate-exporter", BIN),
+    );
+    let timer = dir.write("x509-certificate-exporter-check.timer", timer);
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .arg(&timer)
+        .output()
+        .expect("systemd-analyze (Debian package systemd) is needed by the tests");
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // The command line, with the textfile moved into a directory of the test's.
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .unwrap();
+    let mut args: Vec<String> = exec.split_whitespace().skip(1).map(String::from).collect();
+    assert_eq!(args[0], "check");
+    let textfile = args
+        .iter_mut()
+        .find(|a| a.starts_with("--textfile="))
+        .unwrap();
+    assert!(textfile.starts_with(&format!("--textfile={textfiles}/")));
+    assert!(textfile.ends_with(".prom"));
+    *textfile = format!("--textfile={}", dir.str("x509.prom"));
+    args.push("--output=table".into());
+    check_accepts(&args);
+    assert!(dir.path("x509.prom").exists());
+}
+
+/// The CronJob runs `check` on the Secrets and caBundles with a command line it takes,
+/// in a pod locked down as the Deployment's, and fails its Job at once on exit 2.
+#[test]
+fn the_cronjob_runs_a_check_it_takes() {
+    let rel = "kubernetes/check/cronjob-check.yaml";
+    let text = std::fs::read_to_string(format!("{MANIFESTS}/{rel}")).unwrap();
+    let doc = yaml_rust2::YamlLoader::load_from_str(&text)
+        .unwrap()
+        .remove(0);
+    assert_eq!(doc["kind"].as_str(), Some("CronJob"));
+    let job = &doc["spec"]["jobTemplate"]["spec"];
+    let rule = &job["podFailurePolicy"]["rules"][0];
+    assert_eq!(rule["action"].as_str(), Some("FailJob"));
+    assert_eq!(rule["onExitCodes"]["values"][0].as_i64(), Some(2));
+    let pod = &job["template"]["spec"];
+    assert_eq!(pod["restartPolicy"].as_str(), Some("Never"));
+    assert_eq!(
+        pod["serviceAccountName"].as_str(),
+        Some("x509-certificate-exporter")
+    );
+    assert_eq!(pod["securityContext"]["runAsNonRoot"].as_bool(), Some(true));
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"].as_str(),
+        Some("RuntimeDefault")
+    );
+    let c = &pod["containers"][0];
+    assert_eq!(
+        rule["onExitCodes"]["containerName"].as_str(),
+        c["name"].as_str()
+    );
+    assert_eq!(
+        c["securityContext"]["readOnlyRootFilesystem"].as_bool(),
+        Some(true)
+    );
+    assert_eq!(
+        c["securityContext"]["allowPrivilegeEscalation"].as_bool(),
+        Some(false)
+    );
+    assert_eq!(
+        c["securityContext"]["capabilities"]["drop"][0].as_str(),
+        Some("ALL")
+    );
+    let args: Vec<String> = c["args"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(args[0], "check");
+    // Against an API server that does not answer: the table, with the read failures.
+    let cluster = TempDir::new("check-cronjob");
+    let kubeconfig = cluster.write(
+        "config",
+        "apiVersion: v1\nkind: Config\ncurrent-context: x\ncontexts:\n- name: x\n  context: {cluster: x, user: x}\nclusters:\n- name: x\n  cluster: {server: 'http://127.0.0.1:9'}\nusers:\n- name: x\n  user: {token: t}\n",
+    );
+    let out = Command::new(BIN)
+        .args(&args)
+        .env("KUBECONFIG", &kubeconfig)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.starts_with("UNKNOWN - 0 certificates"), "{text}");
+    assert!(text.contains("(warn below 14d, crit below 14d)"), "{text}");
+    assert!(text.contains("READ FAILURES\nlist "), "{text}");
+}
