@@ -507,10 +507,10 @@ fn config(given: &Given) -> Result<Config, String> {
         listen_address: given
             .last("--listen-address")
             .unwrap_or_else(|| ":9793".to_string()),
-        watch_files: patterns(&given, "--watch-file")?,
-        watch_dirs: patterns(&given, "--watch-dir")?,
-        watch_kubeconfs: patterns(&given, "--watch-kubeconf")?,
-        expose_labels: expose_labels(&given)?,
+        watch_files: patterns(given, "--watch-file")?,
+        watch_dirs: patterns(given, "--watch-dir")?,
+        watch_kubeconfs: patterns(given, "--watch-kubeconf")?,
+        expose_labels: expose_labels(given)?,
         expose_relative_metrics: given.has("--expose-relative-metrics"),
         expose_per_cert_error_metrics: given.has("--expose-per-cert-error-metrics"),
         trim_path_components: match given.last("--trim-path-components") {
@@ -544,7 +544,7 @@ fn config(given: &Given) -> Result<Config, String> {
                     })?,
             ),
         },
-        kube: kube_flags(&given)?,
+        kube: kube_flags(given)?,
         web_config_file: given.last("--web.config.file").map(Into::into),
         systemd_socket: given.has("--web.systemd-socket"),
         profile: given.has("--profile"),
