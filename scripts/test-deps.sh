@@ -5,7 +5,8 @@
 # bcrypt fixture), systemd's socket activator and systemd-analyze, a C++
 # compiler for libFuzzer (make fuzz), iproute2 (the image tests bring up loopback in a
 # network namespace), Java's keytool (a headless JRE: the JKS, JCEKS and Java PKCS#12
-# keystores of tests/jks.rs, tests/pkcs12.rs and tests/keystores.rs), and a real kube-apiserver with etcd
+# keystores of tests/jks.rs, tests/pkcs12.rs and tests/keystores.rs), Debian's node_exporter
+# (tests/check.rs: it serves the textfile `check` writes), and a real kube-apiserver with etcd
 # built by ../shared/tools/kube-apiserver.sh (about 12 minutes once, cached under ~/.cache).
 # Installs what is missing when run as root on Debian; otherwise says what to install.
 set -euo pipefail
@@ -25,13 +26,23 @@ command -v rsync >/dev/null || missing+=(rsync)
 command -v systemd-socket-activate >/dev/null && command -v systemd-analyze >/dev/null || missing+=(systemd)
 command -v c++ >/dev/null || missing+=(g++)
 command -v python3 >/dev/null || missing+=(python3)
+command -v prometheus-node-exporter >/dev/null || missing+=(prometheus-node-exporter)
 python3 -c 'import cryptography' 2>/dev/null || missing+=(python3-cryptography)
 
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "test-deps: installing ${missing[*]}" >&2
     apt-get update -q >/dev/null
+    # Packages install services (prometheus-node-exporter on :9100): none is started here.
+    # The tests start their own on ports of their own, so one running anyway changes nothing.
+    no_start=
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d
+      no_start=1
+      trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    fi
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+    if [ -n "$no_start" ]; then rm -f /usr/sbin/policy-rc.d; trap - EXIT; fi
   else
     echo "test-deps: the tests need these Debian packages: ${missing[*]} (apt-get install ${missing[*]})" >&2
     exit 1

@@ -88,7 +88,57 @@ pub enum Command {
     Version,
     /// Probe a running exporter's `/healthz`; exit 0 or 1.
     Healthcheck(HealthcheckFlags),
+    /// Read every source once and report; a usage error of `check` is its own to report,
+    /// with the monitoring-plugins status 3 rather than the exporter's 2.
+    Check(Result<Box<CheckFlags>, String>),
 }
+
+/// What `check` was asked for: the exporter's sources and metric flags, its thresholds and
+/// its outputs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckFlags {
+    /// The sources, keystore, Kubernetes and metric flags, as the exporter takes them; the
+    /// server's fields keep their defaults (`check` refuses those flags).
+    pub config: Config,
+    /// `--warn`: a certificate with less time left is a warning.
+    pub warn: Duration,
+    /// `--crit`: a certificate with less time left, or expired, is critical.
+    pub crit: Duration,
+    /// `--output`: what goes to standard output; `None` only with `--textfile` and no
+    /// `--output`, when nothing does.
+    pub output: Option<Output>,
+    /// `--textfile`: where the exposition is written, atomically.
+    pub textfile: Option<std::path::PathBuf>,
+}
+
+/// The format of `check`'s standard output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// A table for a person at a terminal.
+    Table,
+    /// One JSON document for scripts.
+    Json,
+}
+
+/// The default of `--warn`: 28 days, as the shipped alert rules warn.
+pub const DEFAULT_WARN: Duration = Duration::from_secs(28 * 86_400);
+/// The default of `--crit`: 14 days, as the shipped alert rules page.
+pub const DEFAULT_CRIT: Duration = Duration::from_secs(14 * 86_400);
+
+/// The exporter's flags `check` refuses, each with why: it serves nothing, reads each source
+/// once and never watches.
+const NOT_FOR_CHECK: &[(&str, &str)] = &[
+    ("--listen-address", "check serves nothing"),
+    ("--web.config.file", "check serves nothing"),
+    ("--web.systemd-socket", "check serves nothing"),
+    ("--refresh-interval", "check reads each source once"),
+    ("--max-cache-duration", "check lists each scope once"),
+    (
+        "--kube-watch",
+        "check lists each scope once and never watches",
+    ),
+    ("--profile", "check has no profiling either"),
+];
 
 /// The flags given to `healthcheck`; what is not given comes from the exporter running as
 /// PID 1 (see [`crate::healthcheck`]), else from the defaults.
@@ -116,6 +166,8 @@ pub struct Flag {
     pub repeatable: bool,
     /// `healthcheck` takes it too.
     pub healthcheck: bool,
+    /// Only `check` takes it.
+    pub check_only: bool,
     /// It configures the Kubernetes source, and is refused without `--watch-kube-secrets` or
     /// `--watch-kube-ca-bundles`.
     pub kube_only: bool,
@@ -130,6 +182,7 @@ const fn switch(long: &'static str) -> Flag {
         value: None,
         repeatable: false,
         healthcheck: false,
+        check_only: false,
         kube_only: false,
         boolean: false,
     }
@@ -142,6 +195,7 @@ const fn valued(long: &'static str, value: &'static str) -> Flag {
         value: Some(value),
         repeatable: false,
         healthcheck: false,
+        check_only: false,
         kube_only: false,
         boolean: false,
     }
@@ -165,6 +219,13 @@ impl Flag {
     const fn healthcheck(self) -> Flag {
         Flag {
             healthcheck: true,
+            ..self
+        }
+    }
+
+    const fn check_only(self) -> Flag {
+        Flag {
+            check_only: true,
             ..self
         }
     }
@@ -250,6 +311,10 @@ pub const FLAGS: &[Flag] = &[
     switch("--web.systemd-socket").healthcheck(),
     switch("--debug"),
     switch("--profile"),
+    valued("--warn", "DUR").check_only(),
+    valued("--crit", "DUR").check_only(),
+    valued("--output", "FORMAT").check_only(),
+    valued("--textfile", "PATH").check_only(),
     switch("--version").short("-v"),
     switch("--help").short("-h"),
 ];
@@ -260,6 +325,7 @@ x509-certificate-exporter: a Prometheus exporter for X.509 certificate expiry
 
 Usage: x509-certificate-exporter [FLAGS]
        x509-certificate-exporter healthcheck [-b ADDR] [--web.config.file=FILE] [--web.systemd-socket]
+       x509-certificate-exporter check [FLAGS] [--warn=DUR] [--crit=DUR] [--output=table|json] [--textfile=PATH]
 
 Files (repeatable; globs take *, ?, [..] and **):
   -f, --watch-file=PATH            certificate file or glob of files
@@ -317,6 +383,15 @@ Server and logging:
   -v, --version                    print the version and exit
   -h, --help                       print this help and exit
 
+Check (`check` reads every source once, prints, and exits; it takes the flags of the
+sources, keystores, Kubernetes and metrics above, not those of the server):
+      --warn=DUR                   warn below this much time left (default 28d)
+      --crit=DUR                   critical below this much time left, or expired (default 14d)
+      --output=FORMAT              table or json on standard output (default table, or
+                                   nothing when --textfile is given)
+      --textfile=PATH              write the exposition to PATH atomically, for
+                                   node_exporter's textfile collector (PATH ends in .prom)
+
 Durations use Go syntax: 30s, 5m, 1h30m, 250ms. The rate limit applies when QPS and burst
 are both above 0.
 Endpoints: /metrics, /healthz, /readyz. `healthcheck` probes /healthz of a running exporter
@@ -324,13 +399,17 @@ Endpoints: /metrics, /healthz, /readyz. `healthcheck` probes /healthz of a runni
 given come from the exporter's own command line when that exporter is PID 1 (in its
 container), else from the defaults. With a web config it speaks TLS (without checking the
 certificate) and takes 401 as alive under basic auth; with --web.systemd-socket it needs -b.
+`check` exits 0 when every certificate is OK, 1 on a warning, 2 on a critical or expired
+certificate (even if a source failed), 3 when a source could not be read or on a usage
+error. Its durations also take days: 28d, 1d12h.
 ";
 
 /// Parses the arguments after the program name.
 pub fn parse(mut args: Vec<OsString>) -> Result<Command, String> {
     if args.first().is_some_and(|a| a == "healthcheck") {
         args.remove(0);
-        let given = Given::split(args, true).map_err(|why| format!("healthcheck: {why}"))?;
+        let given =
+            Given::split(args, Scope::Healthcheck).map_err(|why| format!("healthcheck: {why}"))?;
         let flags = HealthcheckFlags {
             listen_address: given.last("--listen-address"),
             web_config_file: given.last("--web.config.file").map(Into::into),
@@ -351,15 +430,97 @@ pub fn parse(mut args: Vec<OsString>) -> Result<Command, String> {
     if args.iter().any(|a| a == "-v" || a == "--version") {
         return Ok(Command::Version);
     }
-    let given = Given::split(args, false)?;
-    let config = Config {
+    if args.first().is_some_and(|a| a == "check") {
+        args.remove(0);
+        let flags = check_flags(args).map_err(|why| format!("check: {why}"));
+        return Ok(Command::Check(flags.map(Box::new)));
+    }
+    let given = Given::split(args, Scope::Exporter)?;
+    let config = config(&given)?;
+    check_listen_address(&config.listen_address)?;
+    given.all_read()?;
+    Ok(Command::Run(Box::new(config)))
+}
+
+/// The flags of `check`: the exporter's, less [`NOT_FOR_CHECK`], and its own.
+fn check_flags(args: Vec<OsString>) -> Result<CheckFlags, String> {
+    let given = Given::split(args, Scope::Check)?;
+    for (long, why) in NOT_FOR_CHECK {
+        if given.has(long) {
+            return Err(format!("{long}: not supported: {why}"));
+        }
+    }
+    let config = config(&given)?;
+    let days = |long: &str, default: Duration| match given.last(long) {
+        None => Ok(default),
+        Some(text) => parse_days(&text).map_err(|why| format!("{long}: {why}")),
+    };
+    let warn = days("--warn", DEFAULT_WARN)?;
+    let crit = days("--crit", DEFAULT_CRIT)?;
+    if crit > warn {
+        return Err(format!(
+            "--crit ({}s) is longer than --warn ({}s): no certificate could be a warning",
+            crit.as_secs(),
+            warn.as_secs()
+        ));
+    }
+    let textfile: Option<std::path::PathBuf> = given.last("--textfile").map(Into::into);
+    let output = match given.last("--output").as_deref() {
+        None if textfile.is_some() => None,
+        None | Some("table") => Some(Output::Table),
+        Some("json") => Some(Output::Json),
+        Some(other) => return Err(format!("--output: expected table or json, got {other:?}")),
+    };
+    if config.watch_files.is_empty()
+        && config.watch_dirs.is_empty()
+        && config.watch_kubeconfs.is_empty()
+        && config.kube.is_none()
+    {
+        return Err("no source given (-f, -d, -k, --watch-kube-secrets or \
+                    --watch-kube-ca-bundles): nothing to check"
+            .to_string());
+    }
+    given.all_read()?;
+    Ok(CheckFlags {
+        config,
+        warn,
+        crit,
+        output,
+        textfile,
+    })
+}
+
+/// Parses a duration as [`parse_duration`] does, with days ahead of the rest: `28d`,
+/// `1d12h`, `36h`.
+pub fn parse_days(text: &str) -> Result<Duration, String> {
+    let Some((days, rest)) = text.split_once('d') else {
+        return parse_duration(text);
+    };
+    let bad = || format!("invalid duration {text:?}");
+    if days.is_empty() || !days.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return Err(bad());
+    }
+    let days: f64 = days.parse().map_err(|_| bad())?;
+    let rest = match rest {
+        "" => Duration::ZERO,
+        rest => parse_duration(rest).map_err(|_| bad())?,
+    };
+    Duration::try_from_secs_f64(days * 86_400.0)
+        .ok()
+        .and_then(|days| days.checked_add(rest))
+        .ok_or_else(|| format!("invalid duration {text:?}: out of range"))
+}
+
+/// The flags every command that reads sources shares, as a [`Config`].
+fn config(given: &Given) -> Result<Config, String> {
+    Ok(Config {
         listen_address: given
             .last("--listen-address")
             .unwrap_or_else(|| ":9793".to_string()),
-        watch_files: patterns(&given, "--watch-file")?,
-        watch_dirs: patterns(&given, "--watch-dir")?,
-        watch_kubeconfs: patterns(&given, "--watch-kubeconf")?,
-        expose_labels: expose_labels(&given)?,
+        watch_files: patterns(given, "--watch-file")?,
+        watch_dirs: patterns(given, "--watch-dir")?,
+        watch_kubeconfs: patterns(given, "--watch-kubeconf")?,
+        expose_labels: expose_labels(given)?,
         expose_relative_metrics: given.has("--expose-relative-metrics"),
         expose_per_cert_error_metrics: given.has("--expose-per-cert-error-metrics"),
         expose_cert_info: given.has("--expose-cert-info"),
@@ -395,15 +556,20 @@ pub fn parse(mut args: Vec<OsString>) -> Result<Command, String> {
                     })?,
             ),
         },
-        kube: kube_flags(&given)?,
+        kube: kube_flags(given)?,
         web_config_file: given.last("--web.config.file").map(Into::into),
         systemd_socket: given.has("--web.systemd-socket"),
         profile: given.has("--profile"),
         debug: given.has("--debug"),
-    };
-    check_listen_address(&config.listen_address)?;
-    given.all_read()?;
-    Ok(Command::Run(Box::new(config)))
+    })
+}
+
+/// Which command's flags [`Given::split`] accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    Exporter,
+    Healthcheck,
+    Check,
 }
 
 /// The command line split by [`FLAGS`]: each flag given with its value (empty for a
@@ -414,8 +580,9 @@ struct Given {
 
 impl Given {
     /// Splits `args` into flags and values: `--flag=value`, `--flag value`, `-f value` and
-    /// `-f=value`. Anything else is an error naming it; `healthcheck` takes only its flags.
-    fn split(args: Vec<OsString>, healthcheck: bool) -> Result<Self, String> {
+    /// `-f=value`. Anything else is an error naming it; `healthcheck` takes only its flags,
+    /// and only `check` takes its own.
+    fn split(args: Vec<OsString>, scope: Scope) -> Result<Self, String> {
         let mut found = Vec::new();
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
@@ -429,10 +596,15 @@ impl Given {
             };
             let flag = FLAGS
                 .iter()
-                .filter(|f| f.healthcheck || !healthcheck)
+                .filter(|f| f.healthcheck || scope != Scope::Healthcheck)
                 .find(|f| f.long == name || f.short == Some(name))
                 .ok_or_else(|| format!("unknown flag: {text}"))?;
             let long = flag.long;
+            if flag.check_only && scope == Scope::Exporter {
+                return Err(format!(
+                    "{long}: only the check subcommand takes it (x509-certificate-exporter check ...)"
+                ));
+            }
             let value = match (flag.value, inline) {
                 (None, None) => String::new(),
                 (None, Some(inline)) if flag.boolean => inline.to_string(),
@@ -833,6 +1005,7 @@ mod tests {
             "N" => "3",
             "LIST" => "subject_CN",
             "ADDR" => "127.0.0.1:9793",
+            "FORMAT" => "json",
             other => panic!("no sample value for {other}: add one here"),
         }
     }
@@ -844,7 +1017,7 @@ mod tests {
         let mut args = Vec::new();
         for flag in FLAGS
             .iter()
-            .filter(|f| !["--help", "--version"].contains(&f.long))
+            .filter(|f| !["--help", "--version"].contains(&f.long) && !f.check_only)
         {
             match flag.value {
                 None => args.push(flag.long.to_string()),
@@ -1048,6 +1221,103 @@ mod tests {
             ),
         ] {
             assert_eq!(healthcheck(args).unwrap_err(), error, "{args:?}");
+        }
+    }
+
+    fn check(args: &[&str]) -> Result<CheckFlags, String> {
+        let mut all = vec![OsString::from("check")];
+        all.extend(args.iter().map(OsString::from));
+        match parse(all)? {
+            Command::Check(flags) => flags.map(|f| *f),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn check_takes_the_source_flags_and_its_own() {
+        let c = check(&["-d", "/etc/ssl", "-l", "subject_CN", "--workers=2"]).unwrap();
+        assert_eq!(
+            c.config,
+            run(&["-d", "/etc/ssl", "-l", "subject_CN", "--workers=2"]).unwrap()
+        );
+        assert_eq!((c.warn, c.crit), (DEFAULT_WARN, DEFAULT_CRIT));
+        assert_eq!((c.output, c.textfile), (Some(Output::Table), None));
+        let c = check(&[
+            "-f",
+            "/a.pem",
+            "--warn=30d",
+            "--crit",
+            "36h",
+            "--textfile=/t/x.prom",
+        ])
+        .unwrap();
+        assert_eq!(c.warn, Duration::from_secs(30 * 86_400));
+        assert_eq!(c.crit, Duration::from_secs(36 * 3600));
+        assert_eq!(c.output, None, "nothing on stdout with --textfile alone");
+        assert_eq!(c.textfile, Some("/t/x.prom".into()));
+        let c = check(&["-f", "/a.pem", "--textfile=/t/x.prom", "--output=table"]).unwrap();
+        assert_eq!(c.output, Some(Output::Table));
+        let c = check(&["--watch-kube-secrets", "--output", "json"]).unwrap();
+        assert_eq!(c.output, Some(Output::Json));
+        // Every flag of the table that check does not refuse is read, with a valid value.
+        let mut args = Vec::new();
+        for flag in FLAGS.iter().filter(|f| {
+            !["--help", "--version"].contains(&f.long)
+                && !NOT_FOR_CHECK.iter().any(|(long, _)| *long == f.long)
+        }) {
+            match flag.value {
+                None => args.push(flag.long.to_string()),
+                Some(placeholder) => args.push(format!("{}={}", flag.long, sample(placeholder))),
+            }
+        }
+        let c = check(&args.iter().map(String::as_str).collect::<Vec<_>>()).unwrap();
+        assert_eq!(
+            (c.warn, c.crit),
+            (Duration::from_secs(60), Duration::from_secs(60))
+        );
+        assert_eq!(c.output, Some(Output::Json));
+    }
+
+    #[test]
+    fn check_refuses_the_server_flags_and_bad_values() {
+        for (args, error) in [
+            (&["-f", "/a", "-b", ":1"][..], "check: --listen-address: not supported: check serves nothing"),
+            (&["-f", "/a", "--web.config.file=w.yml"], "check: --web.config.file: not supported: check serves nothing"),
+            (&["-f", "/a", "--web.systemd-socket"], "check: --web.systemd-socket: not supported: check serves nothing"),
+            (&["-f", "/a", "--refresh-interval=1m"], "check: --refresh-interval: not supported: check reads each source once"),
+            (&["--watch-kube-secrets", "--kube-watch=false"], "check: --kube-watch: not supported: check lists each scope once and never watches"),
+            (&["-f", "/a", "--warn=soon"], "check: --warn: invalid duration \"soon\""),
+            (&["-f", "/a", "--crit=-1d"], "check: --crit: invalid duration \"-1d\""),
+            (&["-f", "/a", "--crit=29d"], "check: --crit (2505600s) is longer than --warn (2419200s): no certificate could be a warning"),
+            (&["-f", "/a", "--output=yaml"], "check: --output: expected table or json, got \"yaml\""),
+            (&["-f", "/a", "--nope"], "check: unknown flag: --nope"),
+            (&["-f", "/a", "stray"], "check: unexpected argument: stray"),
+            (&[], "check: no source given (-f, -d, -k, --watch-kube-secrets or --watch-kube-ca-bundles): nothing to check"),
+        ] {
+            assert_eq!(check(args).unwrap_err(), error, "{args:?}");
+        }
+        assert_eq!(
+            run(&["-f", "/a", "--warn=1d"]).unwrap_err(),
+            "--warn: only the check subcommand takes it (x509-certificate-exporter check ...)"
+        );
+        assert_eq!(
+            parse(vec!["check".into(), "--help".into()]),
+            Ok(Command::Help)
+        );
+    }
+
+    #[test]
+    fn days_ahead_of_a_go_duration() {
+        let day = 86_400;
+        assert_eq!(parse_days("28d"), Ok(Duration::from_secs(28 * day)));
+        assert_eq!(parse_days("1d12h"), Ok(Duration::from_secs(36 * 3600)));
+        assert_eq!(parse_days("0.5d"), Ok(Duration::from_secs(day / 2)));
+        assert_eq!(parse_days("36h"), Ok(Duration::from_secs(36 * 3600)));
+        assert_eq!(parse_days("0"), Ok(Duration::ZERO));
+        for bad in [
+            "d", "1dd", "d1h", "1h1d", "-1d", "1d5", "1.2.3d", "x1d", "1e400d",
+        ] {
+            assert!(parse_days(bad).is_err(), "{bad} should be refused");
         }
     }
 }

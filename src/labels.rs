@@ -286,6 +286,40 @@ pub fn escape_into(out: &mut String, value: &str) {
     }
 }
 
+/// Splits label pairs rendered as [`LabelConfig`] writes them (`a="x",b="y\\"z"`, without
+/// braces) back into names and unescaped values, in order; `None` when the text is not in
+/// that form. The inverse of [`escape_into`] over a joined label set.
+pub fn parse_pairs(text: &str) -> Option<Vec<(String, String)>> {
+    let mut pairs = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let (name, after) = rest.split_once("=\"")?;
+        if name.is_empty() || name.contains([',', '"', '\\']) {
+            return None;
+        }
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let end = loop {
+            match chars.next()? {
+                (i, '"') => break i,
+                (_, '\\') => match chars.next()?.1 {
+                    '\\' => value.push('\\'),
+                    '"' => value.push('"'),
+                    'n' => value.push('\n'),
+                    _ => return None,
+                },
+                (_, c) => value.push(c),
+            }
+        };
+        pairs.push((name.to_string(), value));
+        rest = &after[end + 1..];
+        if !rest.is_empty() {
+            rest = rest.strip_prefix(',').filter(|r| !r.is_empty())?;
+        }
+    }
+    Some(pairs)
+}
+
 /// Lexical clean of a slash-separated path, as Go's `path.Clean`; a clean path (the usual
 /// case) is handed back as it is.
 pub fn clean_path(path: &str) -> Cow<'_, str> {
@@ -399,6 +433,34 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(&*none.origin(&pairs), "");
+    }
+
+    #[test]
+    fn rendered_pairs_parse_back_to_their_values() {
+        let config = LabelConfig::default();
+        let pairs: Vec<Pair> = vec![
+            ("z".into(), "a\"b\\c\nd,e=\"f".to_string()),
+            ("a".into(), "1".to_string()),
+            ("u".into(), "été \\n".to_string()),
+        ];
+        let parsed = parse_pairs(&config.origin(&pairs)).unwrap();
+        let want: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.clone()))
+            .collect();
+        assert_eq!(parsed, want);
+        assert_eq!(parse_pairs(""), Some(vec![]));
+        for bad in [
+            "a",
+            "a=\"x",
+            "a=\"x\",",
+            "a=\"x\"b=\"y\"",
+            "=\"x\"",
+            "a=\"\\t\"",
+            "a=\"x\\\"",
+        ] {
+            assert_eq!(parse_pairs(bad), None, "{bad}");
+        }
     }
 
     #[test]

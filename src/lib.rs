@@ -2,6 +2,8 @@
 //! together, public so that the fuzz targets (`fuzz/`) reach the parsers directly.
 #![forbid(unsafe_code)]
 
+/// The `check` subcommand: one pass, a status, a table, JSON or a textfile.
+pub mod check;
 /// Flags and `--help`.
 pub mod cli;
 /// What a certificate is: key, signature, CA, SANs, place in its chain.

@@ -1,6 +1,7 @@
 //! x509-certificate-exporter: wiring only. Parse flags, start logging, start the engine that
 //! refreshes the sources, serve its views, and map failures to exit statuses (1 runtime, 2
-//! usage).
+//! usage); or, for `check`, read the sources once and hand them to [`check`], whose statuses
+//! are the monitoring plugins' (0 to 3).
 #![forbid(unsafe_code)]
 
 use std::net::TcpListener;
@@ -9,7 +10,8 @@ use std::sync::Arc;
 
 use crossbeam_channel::bounded;
 
-use x509_certificate_exporter::cli::{self, Command, Config};
+use x509_certificate_exporter::check::{self, Status, Thresholds};
+use x509_certificate_exporter::cli::{self, CheckFlags, Command, Config};
 use x509_certificate_exporter::files::{FileSource, Mode, SpareThreads};
 use x509_certificate_exporter::fsio;
 use x509_certificate_exporter::keystore::passwords::PasswordFiles;
@@ -33,6 +35,7 @@ fn main() -> ExitCode {
             );
             return ExitCode::SUCCESS;
         }
+        Ok(Command::Check(flags)) => return ExitCode::from(run_check(flags).code()),
         Ok(Command::Healthcheck(flags)) => {
             let target = healthcheck::target(&flags, std::fs::read(healthcheck::PID1_CMDLINE));
             let result = target.and_then(|target| {
@@ -55,7 +58,7 @@ fn main() -> ExitCode {
         }
     };
     let tuned = tune_malloc(config.workers.unwrap_or_else(poll::default_workers));
-    init_logging(config.debug);
+    init_logging(config.debug, log::LevelFilter::Info);
     if let Some(why) = tuned {
         log::debug!("malloc not tuned: {why}");
     }
@@ -132,11 +135,12 @@ fn tune_malloc(workers: usize) -> Option<String> {
     Some(format!("re-execute {}: {error}", exe.display()))
 }
 
-fn init_logging(debug: bool) {
+/// Logs at `level`, or at debug level with `--debug`.
+fn init_logging(debug: bool, level: log::LevelFilter) {
     let level = if debug {
         log::LevelFilter::Debug
     } else {
-        log::LevelFilter::Info
+        level
     };
     env_logger::Builder::new()
         .filter_level(level)
@@ -158,13 +162,14 @@ impl From<String> for Failure {
     }
 }
 
-/// The Kubernetes source, watching or listing as `--kube-watch` says; a missing or
-/// malformed configuration is a usage error.
+/// The Kubernetes source, watching or listing as `--kube-watch` says (listing, for one
+/// pass); a missing or malformed configuration is a usage error.
 fn kube_source(
     flags: &cli::KubeFlags,
     labels: Arc<LabelConfig>,
     passwords: Arc<PasswordFiles>,
     interval: std::time::Duration,
+    one_pass: bool,
 ) -> Result<Box<dyn Source>, Failure> {
     let cluster = kube::config::load(flags.kubeconfig.as_deref()).map_err(Failure::Usage)?;
     log::info!(
@@ -179,7 +184,7 @@ fn kube_source(
         ..flags.source.clone()
     };
     let rules = Arc::new(kube::secrets::Rules::new(settings).with_password_client(&client));
-    Ok(match flags.watch {
+    Ok(match flags.watch && !one_pass {
         true => Box::new(kube::watch::WatchSource::new(client, rules, labels)),
         false => Box::new(kube::lists::ListSource::new(
             client, rules, labels, interval,
@@ -187,10 +192,10 @@ fn kube_source(
     })
 }
 
-fn run(config: &Config) -> Result<(), Failure> {
-    if config.profile {
-        log::warn!("--profile: profiling is not available in this build; ignored");
-    }
+/// Every source the flags ask for, in command-line order, labelled as `-l` and
+/// `--trim-path-components` say: the exporter's and `check`'s. For `one_pass`, the
+/// Kubernetes source lists rather than watches.
+fn sources(config: &Config, one_pass: bool) -> Result<Vec<Box<dyn Source>>, Failure> {
     let labels = Arc::new(LabelConfig {
         allow: config.expose_labels.clone(),
         trim: config.trim_path_components,
@@ -198,13 +203,9 @@ fn run(config: &Config) -> Result<(), Failure> {
         leaf_only: config.leaf_only,
         ..LabelConfig::default()
     });
-    let settings = poll::Settings {
-        interval: config.refresh_interval,
-        workers: config.workers.unwrap_or_else(poll::default_workers),
-    };
     // A large scan borrows idle cores: as many parsing threads again as the pool has, less
     // the refreshing one, across every file source.
-    let spare = SpareThreads::new(settings.workers);
+    let spare = SpareThreads::new(config.workers.unwrap_or_else(poll::default_workers));
     let passwords = PasswordFiles::load(config.keystore_password_files.clone())
         .map_err(|why| Failure::Usage(format!("--keystore-password-file: {why}")))?;
     let mut sources: Vec<Box<dyn Source>> = Vec::new();
@@ -236,8 +237,82 @@ fn run(config: &Config) -> Result<(), Failure> {
             Arc::clone(&labels),
             passwords,
             config.refresh_interval,
+            one_pass,
         )?);
     }
+    Ok(sources)
+}
+
+/// `check`: reads every source once, prints the table or JSON, writes the textfile, and
+/// answers the status to exit with.
+fn run_check(flags: Result<Box<CheckFlags>, String>) -> Status {
+    let flags = match flags {
+        Ok(flags) => flags,
+        Err(message) => {
+            eprintln!("x509-certificate-exporter: {message}");
+            return Status::Unknown;
+        }
+    };
+    let config = &flags.config;
+    init_logging(config.debug, log::LevelFilter::Warn);
+    let sources = match sources(config, true) {
+        Ok(sources) => sources,
+        Err(Failure::Usage(message) | Failure::Runtime(message)) => {
+            log::error!("check: {message}");
+            return Status::Unknown;
+        }
+    };
+    let workers = config.workers.unwrap_or_else(poll::default_workers);
+    let passes = check::refresh_all(sources, workers);
+    let thresholds = Thresholds {
+        warn: flags.warn,
+        crit: flags.crit,
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let outcome = check::outcome(passes, thresholds, now);
+    let mut status = outcome.status();
+    if let Some(path) = &flags.textfile {
+        let options = render::Options {
+            relative: config.expose_relative_metrics,
+            per_cert_error: config.expose_per_cert_error_metrics,
+        };
+        let body = render::Body::new(Arc::clone(&outcome.view), now, options, render::BUILD);
+        match check::write_textfile(path, body) {
+            Ok(()) => log::info!("check: {}; wrote {}", outcome.summary(), path.display()),
+            Err(message) => {
+                log::error!("check: {message}");
+                status = Status::Unknown;
+            }
+        }
+    }
+    let text = match flags.output {
+        Some(cli::Output::Table) => check::table(&outcome),
+        Some(cli::Output::Json) => check::json(&outcome),
+        None => {
+            for error in &outcome.errors {
+                log::warn!("check: {error}");
+            }
+            String::new()
+        }
+    };
+    if let Err(message) = check::print(&text) {
+        log::error!("check: {message}");
+        status = Status::Unknown;
+    }
+    status
+}
+
+fn run(config: &Config) -> Result<(), Failure> {
+    if config.profile {
+        log::warn!("--profile: profiling is not available in this build; ignored");
+    }
+    let settings = poll::Settings {
+        interval: config.refresh_interval,
+        workers: config.workers.unwrap_or_else(poll::default_workers),
+    };
+    let sources = sources(config, false)?;
     if sources.is_empty() {
         log::warn!("no source given (-f, -d or -k): serving only the exporter's own metrics");
     }
