@@ -102,6 +102,9 @@ pub struct Thresholds {
 pub struct Certificate {
     /// The labels of its `x509_cert_not_after` series, unescaped, in exposition order.
     pub labels: Vec<(String, String)>,
+    /// The fact labels of its `x509_cert_info` series, unescaped (`--expose-cert-info`);
+    /// empty otherwise.
+    pub facts: Vec<(String, String)>,
     /// NotBefore, Unix seconds.
     pub not_before: i64,
     /// NotAfter, Unix seconds.
@@ -271,6 +274,7 @@ pub fn outcome(passes: Vec<Pass>, thresholds: Thresholds, now: i64) -> Outcome {
                 place: place(&labels),
                 state: State::of(left, thresholds),
                 labels,
+                facts: parse_pairs(&series.facts).unwrap_or_default(),
                 not_before: series.not_before,
                 not_after: series.not_after,
                 left,
@@ -467,25 +471,28 @@ fn printable(text: &str) -> String {
 }
 
 /// The JSON document: the status, the thresholds, every certificate by time left with its
-/// labels as an object, and the read failures.
+/// labels and its facts (empty without `--expose-cert-info`) as objects, and the read
+/// failures.
 pub fn json(outcome: &Outcome) -> String {
     let status = outcome.status();
     let certificates: Vec<serde_json::Value> = outcome
         .certificates
         .iter()
         .map(|c| {
-            let labels: serde_json::Map<String, serde_json::Value> = c
-                .labels
-                .iter()
-                .map(|(n, v)| (n.clone(), serde_json::Value::from(v.as_str())))
-                .collect();
+            let object = |pairs: &[(String, String)]| {
+                pairs
+                    .iter()
+                    .map(|(n, v)| (n.clone(), serde_json::Value::from(v.as_str())))
+                    .collect::<serde_json::Map<String, serde_json::Value>>()
+            };
             serde_json::json!({
                 "status": c.state.name(),
                 "not_before": c.not_before,
                 "not_after": c.not_after,
                 "seconds_left": c.left,
                 "where": c.place,
-                "labels": labels,
+                "labels": object(&c.labels),
+                "facts": object(&c.facts),
             })
         })
         .collect();

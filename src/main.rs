@@ -243,6 +243,15 @@ fn sources(config: &Config, one_pass: bool) -> Result<Vec<Box<dyn Source>>, Fail
     Ok(sources)
 }
 
+/// The optional families the metric flags ask for, on /metrics and in `check`'s textfile.
+fn render_options(config: &Config) -> render::Options {
+    render::Options {
+        relative: config.expose_relative_metrics,
+        per_cert_error: config.expose_per_cert_error_metrics,
+        cert_info: config.expose_cert_info,
+    }
+}
+
 /// `check`: reads every source once, prints the table or JSON, writes the textfile, and
 /// answers the status to exit with.
 fn run_check(flags: Result<Box<CheckFlags>, String>) -> Status {
@@ -274,10 +283,7 @@ fn run_check(flags: Result<Box<CheckFlags>, String>) -> Status {
     let outcome = check::outcome(passes, thresholds, now);
     let mut status = outcome.status();
     if let Some(path) = &flags.textfile {
-        let options = render::Options {
-            relative: config.expose_relative_metrics,
-            per_cert_error: config.expose_per_cert_error_metrics,
-        };
+        let options = render_options(config);
         let body = render::Body::new(Arc::clone(&outcome.view), now, options, render::BUILD);
         match check::write_textfile(path, body) {
             Ok(()) => log::info!("check: {}; wrote {}", outcome.summary(), path.display()),
@@ -356,12 +362,13 @@ fn run(config: &Config) -> Result<(), Failure> {
         })
         .map_err(|e| format!("start signal thread: {e}"))?;
 
-    let options = render::Options {
-        relative: config.expose_relative_metrics,
-        per_cert_error: config.expose_per_cert_error_metrics,
-        cert_info: config.expose_cert_info,
-    };
-    let served = http::serve(listener, engine.views(), shutdown, options, web);
+    let served = http::serve(
+        listener,
+        engine.views(),
+        shutdown,
+        render_options(config),
+        web,
+    );
     engine.stop();
     served.map_err(|e| Failure::Runtime(format!("serve: {e}")))?;
     log::info!("stopped");

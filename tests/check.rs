@@ -224,6 +224,11 @@ fn json_for_scripts() {
     assert_eq!(certs[1]["status"], "ok");
     assert_eq!(certs[1]["labels"]["subject_CN"], "later");
     assert_eq!(
+        soon["facts"],
+        serde_json::json!({}),
+        "no facts unless asked"
+    );
+    assert_eq!(
         json["errors"],
         serde_json::json!([format!(
             "read {}: no certificate found",
@@ -247,6 +252,51 @@ fn json_for_scripts() {
         serde_json::json!({"subject_CN": "a \"quoted\\ name"})
     );
     assert_eq!(json["certificates"][0]["where"], "-");
+}
+
+#[test]
+fn facts_and_leaf_only_in_json_and_the_textfile() {
+    let dir = TempDir::new("check-facts");
+    let now = now();
+    let ca = Cert::self_signed(&Spec::new("facts-ca", now - DAY, now + 900 * DAY).ca());
+    let leaf = Cert::signed(
+        &Spec::new("facts-leaf", now - DAY, now + 20 * DAY).sans(&["web.example"]),
+        &ca,
+    );
+    dir.write("certs/tls.crt", [leaf.pem(), ca.pem()].concat());
+    let certs = dir.str("certs");
+    let out = check(&[
+        "-d",
+        &certs,
+        "--output=json",
+        "--expose-cert-info",
+        "--leaf-only",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let found = json["certificates"].as_array().unwrap();
+    assert_eq!(found.len(), 1, "the CA behind the leaf is left out");
+    assert_eq!(found[0]["labels"]["subject_CN"], "facts-leaf");
+    let facts = &found[0]["facts"];
+    assert_eq!(facts["chain_position"], "leaf");
+    assert_eq!(facts["ca"], "false");
+    assert_eq!(facts["subject_alt_names"], "DNS:web.example");
+
+    let textfile = dir.path("out/x509.prom");
+    std::fs::create_dir_all(dir.path("out")).unwrap();
+    let out = check(&[
+        "-d",
+        &certs,
+        "--expose-cert-info",
+        &format!("--textfile={}", textfile.display()),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let body = std::fs::read_to_string(&textfile).unwrap();
+    promtool_accepts(&body);
+    let m = Metrics::parse(&body);
+    assert_eq!(m.count("x509_cert_info"), 2, "both, without --leaf-only");
+    let ca_info = m.one("x509_cert_info", &[("subject_CN", "facts-ca")]);
+    assert_eq!(ca_info.labels["chain_position"], "root");
 }
 
 fn read_dir_names(dir: &TempDir) -> Vec<String> {
