@@ -1,6 +1,7 @@
 //! The deployment files under manifests/: they parse, the alert rules pass promtool and match
-//! their PrometheusRule twin, the systemd unit passes systemd-analyze, the pods are locked
-//! down, and every exporter command line in them is one the binary accepts.
+//! their PrometheusRule twin, the lifetime-relative rules pass their promtool cases, the
+//! systemd unit passes systemd-analyze, the pods are locked down, and every exporter command
+//! line in them is one the binary accepts.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -101,6 +102,96 @@ fn alert_rules_pass_promtool_and_match_the_prometheus_rule() {
     ] {
         assert!(names.contains(&wanted), "{wanted} missing from {names:?}");
     }
+}
+
+const CASES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/prometheus");
+
+/// Runs `promtool test rules` on a file of cases; panics with its report when a case fails.
+fn promtool_test_rules(cases: &Path) {
+    let out = Command::new("promtool")
+        .args(["test", "rules"])
+        .arg(cases)
+        .output()
+        .expect("promtool (Debian package prometheus) is needed by the tests");
+    assert!(
+        out.status.success(),
+        "promtool test rules {}:\n{}{}",
+        cases.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The first sample of a promtool `values` expansion such as `-55770x120`.
+fn first_value(values: &str) -> i64 {
+    let first = values.split_whitespace().next().unwrap();
+    first.split('x').next().unwrap().parse().unwrap()
+}
+
+/// A promtool duration such as `45m` or `2h`, in minutes.
+fn minutes(duration: &str) -> i64 {
+    let (n, unit) = duration.split_at(duration.len() - 1);
+    let n: i64 = n.parse().unwrap();
+    match unit {
+        "m" => n,
+        "h" => n * 60,
+        _ => panic!("eval_time {duration}: only m and h are read here"),
+    }
+}
+
+/// For certificates of 24 hours, 47 days and 398 days, the warning and the critical alert are
+/// each quiet one evaluation before their threshold (plus `for:`) and fire one after, under
+/// promtool, on the shipped rules (the PrometheusRule holds the same groups, checked above).
+#[test]
+fn renewal_and_expiration_follow_the_lifetime_under_promtool() {
+    let path = Path::new(CASES).join("lifetime.test.yml");
+    let cases = yaml(&path).remove(0);
+    let mut bounded: Vec<(i64, String)> = Vec::new();
+    for group in cases["tests"].as_vec().unwrap() {
+        let series = group["input_series"].as_vec().unwrap();
+        let value = |metric: &str| -> Vec<i64> {
+            series
+                .iter()
+                .filter(|s| s["series"].as_str().unwrap().starts_with(metric))
+                .map(|s| first_value(s["values"].as_str().unwrap()))
+                .collect()
+        };
+        let (before, after) = (
+            value("x509_cert_not_before{"),
+            value("x509_cert_not_after{"),
+        );
+        if before.len() != 1 || after.len() != 1 {
+            continue; // the edge cases: several certificates, quiet all along
+        }
+        let lifetime = after[0] - before[0];
+        let checks: Vec<(String, i64, bool)> = group["alert_rule_test"]
+            .as_vec()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["alertname"].as_str().unwrap().to_string(),
+                    minutes(c["eval_time"].as_str().unwrap()),
+                    !c["exp_alerts"].as_vec().unwrap().is_empty(),
+                )
+            })
+            .collect();
+        for (alert, at, fired) in &checks {
+            if *fired && checks.contains(&(alert.clone(), at - 1, false)) {
+                bounded.push((lifetime, alert.clone()));
+            }
+        }
+    }
+    for lifetime in [86_400, 47 * 86_400, 398 * 86_400] {
+        for alert in ["X509CertificateRenewal", "X509CertificateExpiration"] {
+            assert!(
+                bounded.contains(&(lifetime, alert.to_string())),
+                "{}: no case where {alert} is quiet one minute before firing on a certificate of {lifetime} s",
+                path.display()
+            );
+        }
+    }
+    promtool_test_rules(&path);
 }
 
 #[test]
