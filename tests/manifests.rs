@@ -1,7 +1,7 @@
 //! The deployment files under manifests/: they parse, the alert rules pass promtool and match
-//! their PrometheusRule twin, the lifetime-relative rules pass their promtool cases, the
-//! systemd unit passes systemd-analyze, the pods are locked down, and every exporter command
-//! line in them is one the binary accepts.
+//! their PrometheusRule twin, the lifetime-relative and weak-crypto rules pass their promtool
+//! cases, the systemd unit passes systemd-analyze, the pods are locked down, and every
+//! exporter command line in them is one the binary accepts.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -99,6 +99,8 @@ fn alert_rules_pass_promtool_and_match_the_prometheus_rule() {
         "X509CertificateExpiration",
         "X509CertificateExpired",
         "X509CertificateNotYetValid",
+        "X509CertificateWeakKey",
+        "X509CertificateWeakSignature",
     ] {
         assert!(names.contains(&wanted), "{wanted} missing from {names:?}");
     }
@@ -192,6 +194,39 @@ fn renewal_and_expiration_follow_the_lifetime_under_promtool() {
         }
     }
     promtool_test_rules(&path);
+}
+
+/// The weak-crypto alerts fire on weak keys and signatures and on nothing else under
+/// promtool.
+#[test]
+fn weak_crypto_alerts_fire_on_weak_certificates_only_under_promtool() {
+    let path = Path::new(CASES).join("weak-crypto.test.yml");
+    promtool_test_rules(&path);
+    let cases = yaml(&path).remove(0);
+    let mut series = Vec::new();
+    let mut flagged = std::collections::BTreeSet::new();
+    let mut checked = std::collections::BTreeSet::new();
+    for group in cases["tests"].as_vec().unwrap() {
+        for s in group["input_series"].as_vec().unwrap() {
+            series.push((
+                s["series"].as_str().unwrap().to_string(),
+                s["values"].as_str().unwrap().to_string(),
+            ));
+        }
+        for check in group["alert_rule_test"].as_vec().unwrap() {
+            let alerts = check["exp_alerts"].as_vec().unwrap();
+            checked.insert((check["alertname"].as_str().unwrap(), !alerts.is_empty()));
+            for alert in alerts {
+                flagged.insert(alert["exp_labels"]["subject_CN"].as_str().unwrap());
+            }
+        }
+    }
+    for alert in ["X509CertificateWeakKey", "X509CertificateWeakSignature"] {
+        assert!(checked.contains(&(alert, true)), "{alert} never fires");
+        assert!(checked.contains(&(alert, false)), "{alert} is never quiet");
+    }
+    // Some of the series are of strong certificates, or the cases prove little.
+    assert!(flagged.len() >= 5 && series.len() >= flagged.len() + 5);
 }
 
 #[test]

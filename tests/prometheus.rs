@@ -304,7 +304,7 @@ fn every_shipped_alert_fires_and_stays_quiet_under_promtool() {
         .flat_map(|g| g["rules"].as_vec().unwrap())
         .filter_map(|r| r["alert"].as_str())
         .collect();
-    assert_eq!(alerts.len(), 8, "{alerts:?}");
+    assert_eq!(alerts.len(), 10, "{alerts:?}");
     let cases = &YamlLoader::load_from_str(&cases_text).unwrap()[0];
     let checks: Vec<(&str, bool)> = cases["tests"]
         .as_vec()
