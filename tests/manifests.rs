@@ -1,6 +1,7 @@
 //! The deployment files under manifests/: they parse, the alert rules pass promtool and match
 //! their PrometheusRule twin, the lifetime-relative and weak-crypto rules pass their promtool
-//! cases, the systemd unit passes systemd-analyze, the pods are locked down, and every
+//! cases, the dashboard's queries parse and its weak-certificate table lists what the alerts
+//! fire on, the systemd unit passes systemd-analyze, the pods are locked down, and every
 //! exporter command line in them is one the binary accepts.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -196,10 +197,39 @@ fn renewal_and_expiration_follow_the_lifetime_under_promtool() {
     promtool_test_rules(&path);
 }
 
+/// Reads the dashboard.
+fn dashboard() -> serde_json::Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(format!(
+            "{MANIFESTS}/grafana/x509-certificate-exporter.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap()
+}
+
+/// Each panel's queries, with the dashboard's variables set to match everything.
+fn panel_queries(panel: &serde_json::Value) -> Vec<String> {
+    panel["targets"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|t| {
+            t["expr"]
+                .as_str()
+                .unwrap()
+                .replace("$job", ".*")
+                .replace("$instance", ".*")
+        })
+        .collect()
+}
+
 /// The weak-crypto alerts fire on weak keys and signatures and on nothing else under
-/// promtool.
+/// promtool, and the dashboard's table of weak certificates lists exactly the certificates
+/// they fire on, from the same series.
 #[test]
-fn weak_crypto_alerts_fire_on_weak_certificates_only_under_promtool() {
+fn weak_crypto_alerts_and_the_dashboard_table_agree_under_promtool() {
     let path = Path::new(CASES).join("weak-crypto.test.yml");
     promtool_test_rules(&path);
     let cases = yaml(&path).remove(0);
@@ -225,8 +255,91 @@ fn weak_crypto_alerts_fire_on_weak_certificates_only_under_promtool() {
         assert!(checked.contains(&(alert, true)), "{alert} never fires");
         assert!(checked.contains(&(alert, false)), "{alert} is never quiet");
     }
-    // Some of the series are of strong certificates, or the cases prove little.
+    // Some of the series are of strong certificates, or the comparison proves nothing.
     assert!(flagged.len() >= 5 && series.len() >= flagged.len() + 5);
+
+    let board = dashboard();
+    let table = board["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["title"] == "Weak keys and signatures")
+        .expect("the dashboard has a table of weak certificates");
+    let query = panel_queries(table).remove(0);
+    let mut test = String::from(
+        "rule_files: []\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series:\n",
+    );
+    for (s, values) in &series {
+        test += &format!("      - series: '{s}'\n        values: '{values}'\n");
+    }
+    test += &format!(
+        "    promql_expr_test:\n      - expr: 'count by (subject_CN) ({query})'\n        eval_time: 0m\n        exp_samples:\n"
+    );
+    for cn in &flagged {
+        test += &format!("          - labels: '{{subject_CN=\"{cn}\"}}'\n            value: 1\n");
+    }
+    let dir = TempDir::new("weak-table");
+    promtool_test_rules(&dir.write("table.test.yml", test));
+}
+
+/// Every query of the dashboard parses (promtool checks it as a recording rule), panels do
+/// not overlap, and those reading x509_cert_info say that it needs --expose-cert-info.
+#[test]
+fn the_dashboard_queries_parse_and_its_panels_do_not_overlap() {
+    let board = dashboard();
+    let panels = board["panels"].as_array().unwrap();
+    let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    let mut ids = std::collections::BTreeSet::new();
+    let mut cells = std::collections::BTreeSet::new();
+    for panel in panels {
+        let id = panel["id"].as_i64().unwrap();
+        assert!(ids.insert(id), "panel id {id} twice");
+        let g = &panel["gridPos"];
+        let at = |k: &str| g[k].as_i64().unwrap();
+        assert!(at("x") + at("w") <= 24, "panel {id} is wider than the grid");
+        for x in at("x")..at("x") + at("w") {
+            for y in at("y")..at("y") + at("h") {
+                assert!(
+                    cells.insert((x, y)),
+                    "panel {id} overlaps another at {x},{y}"
+                );
+            }
+        }
+        for (n, query) in panel_queries(panel).iter().enumerate() {
+            if query.contains("x509_cert_info") {
+                assert!(
+                    panel["description"]
+                        .as_str()
+                        .unwrap()
+                        .contains("--expose-cert-info"),
+                    "panel {id} reads x509_cert_info without saying it needs --expose-cert-info"
+                );
+            }
+            rules += &format!(
+                "      - record: dashboard:panel_{id}_{n}\n        expr: {}\n",
+                serde_json::Value::String(query.clone())
+            );
+        }
+    }
+    for title in ["Key algorithms", "Chain position"] {
+        assert!(
+            panels.iter().any(|p| p["title"] == title),
+            "no {title} panel"
+        );
+    }
+    let dir = TempDir::new("dashboard-rules");
+    let path = dir.write("dashboard.rules.yml", rules);
+    let out = Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&path)
+        .output()
+        .expect("promtool");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
