@@ -77,8 +77,13 @@ impl LabelConfig {
     /// Which certificates of one item become series, by their index, with their place in
     /// the chain: all of them, or with `--leaf-only` those that issue nothing (leaf and
     /// self-signed) when there is any; an item without one (a CA bundle, a trust store)
-    /// keeps every certificate, so that the flag never hides a file.
+    /// keeps every certificate, so that the flag never hides a file. Without either flag
+    /// the certificates were read without facts: all are chosen, and their position, which
+    /// nothing renders, is given as `Leaf`.
     pub fn chosen(&self, certs: &[CertInfo]) -> Vec<(usize, Position)> {
+        if !self.wants_facts() {
+            return (0..certs.len()).map(|i| (i, Position::Leaf)).collect();
+        }
         let positions = facts::positions(certs);
         let any_leaf = positions.iter().any(|p| p.is_leaf());
         positions
