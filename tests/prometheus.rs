@@ -2,7 +2,8 @@
 //! the usage guide's PromQL queries return exactly the expected certificates, promtool
 //! accepts the body, and the guide's Compose scenario (its prometheus.yml, our alert rules,
 //! the image run as UID 65532) fires the expiration alerts; every query of the Grafana
-//! dashboard is valid PromQL.
+//! dashboard is valid PromQL; the weak-crypto and short-lifetime alerts fire on what the
+//! exporter writes for certificates made by OpenSSL.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -215,20 +216,13 @@ fn the_compose_scenario_from_the_image_fires_the_expiration_alerts() {
         .replace("x509-exporter:9793", &exporter.addr.to_string())
         .replace("/etc/prometheus/", "$DIR/")
         .replace("60s", "1s");
-    let rules = std::fs::read_to_string(format!(
-        "{manifests}/prometheus/x509-certificate-exporter.rules.yml"
-    ))
-    .unwrap();
-    let rules: String = rules
-        .lines()
-        .map(|l| match l.trim_start().strip_prefix("for: ") {
-            Some(_) => format!("{}for: 0s", &l[..l.len() - l.trim_start().len()]),
-            None => l.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    let prometheus =
-        Prometheus::with_config(&config, &[("x509-certificate-exporter.rules.yml", &rules)]);
+    let prometheus = Prometheus::with_config(
+        &config,
+        &[(
+            "x509-certificate-exporter.rules.yml",
+            &rules_firing_at_once(),
+        )],
+    );
     prometheus.query_until("up{job=\"x509-exporter\"} == 1", |r| r.len() == 1);
     let expiring = prometheus.query_until("x509_cert_not_after - time() < 86400 * 30", |r| {
         !r.is_empty()
@@ -236,10 +230,7 @@ fn the_compose_scenario_from_the_image_fires_the_expiration_alerts() {
     assert_eq!(cns(&expiring), ["expired", "renew", "soon"]);
     let expired = prometheus.query_until("x509_cert_expired == 1", |r| !r.is_empty());
     assert_eq!(cns(&expired), ["expired"]);
-    let firing = |name: &str| {
-        let query = format!("ALERTS{{alertname=\"{name}\", alertstate=\"firing\"}}");
-        cns(&prometheus.query_until(&query, |r| !r.is_empty()))
-    };
+    let firing = |name: &str| firing(&prometheus, name);
     assert_eq!(firing("X509CertificateExpiration"), ["soon"]);
     assert_eq!(firing("X509CertificateRenewal"), ["renew"]);
     assert_eq!(firing("X509CertificateExpired"), ["expired"]);
@@ -268,6 +259,97 @@ fn the_compose_scenario_from_the_image_fires_the_expiration_alerts() {
     for expr in exprs {
         prometheus.query_until(&expr, |_| true);
     }
+}
+
+/// The shipped rules, with `for:` cut to zero so that alerts fire at once.
+fn rules_firing_at_once() -> String {
+    let rules = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/manifests/prometheus/x509-certificate-exporter.rules.yml"
+    ))
+    .unwrap();
+    rules
+        .lines()
+        .map(|l| match l.trim_start().strip_prefix("for: ") {
+            Some(_) => format!("{}for: 0s", &l[..l.len() - l.trim_start().len()]),
+            None => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The subjects `name` fires for, once it fires for any.
+fn firing(prometheus: &Prometheus, name: &str) -> Vec<String> {
+    let query = format!("ALERTS{{alertname=\"{name}\", alertstate=\"firing\"}}");
+    cns(&prometheus.query_until(&query, |r| !r.is_empty()))
+}
+
+#[test]
+fn the_shipped_rules_read_what_the_exporter_writes_for_short_lives_and_weak_crypto() {
+    let certs = TempDir::new("facts-alerts");
+    let dir = certs.path("");
+    // Each command line is split at spaces (no argument here has one).
+    let openssl = |line: &str| {
+        let args: Vec<&str> = line.split(' ').collect();
+        let out = Command::new("openssl")
+            .args(&args)
+            .current_dir(&dir)
+            .output()
+            .expect("openssl is needed by the tests");
+        assert!(out.status.success(), "openssl {line}: {out:?}");
+    };
+    // Weak crypto, as OpenSSL writes it: a 1024-bit RSA key signed with SHA-1 by itself
+    // (a version 1 certificate, no extensions), and a SHA-1 root (`req -x509` makes it a
+    // CA) beside a sound leaf: the root's own signature is no weakness.
+    openssl("genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:1024 -out weak.key");
+    openssl("req -new -key weak.key -subj /CN=weak -out weak.csr");
+    openssl("x509 -req -in weak.csr -signkey weak.key -sha1 -days 3650 -out weak.pem");
+    openssl("genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out root.key");
+    openssl("req -x509 -key root.key -sha1 -days 3650 -subj /CN=sha1-root -out root.pem");
+    openssl("genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out leaf.key");
+    openssl("req -new -key leaf.key -subj /CN=sound -out leaf.csr");
+    openssl("x509 -req -in leaf.csr -CA root.pem -CAkey root.key -set_serial 7 -days 3650 -sha256 -out leaf.pem");
+    let chain = [certs.path("leaf.pem"), certs.path("root.pem")]
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .concat();
+    certs.write("certs/chain.pem", chain);
+    std::fs::rename(certs.path("weak.pem"), certs.path("certs/weak.pem")).unwrap();
+    // Short lives: 24 hours with 4 left (83 % used), and with 1 left (96 % used); 47 days
+    // with 20 left (57 % used: quiet, though under 28 days).
+    let now = now();
+    let hour = 3600;
+    certs.write(
+        "certs/day-warn.pem",
+        pem("day-warn", now - 20 * hour, now + 4 * hour),
+    );
+    certs.write(
+        "certs/day-page.pem",
+        pem("day-page", now - 23 * hour, now + hour),
+    );
+    certs.write(
+        "certs/47d.pem",
+        pem("47d", now - 27 * 24 * hour, now + 20 * 24 * hour),
+    );
+
+    let exporter = Exporter::start(&["-d", &certs.str("certs"), "--expose-cert-info"]);
+    exporter.wait_ready();
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: ['$DIR/rules.yml']\nscrape_configs:\n  - job_name: x509-exporter\n    static_configs:\n      - targets: ['{}']\n",
+        exporter.addr
+    );
+    let prometheus = Prometheus::with_config(&config, &[("rules.yml", &rules_firing_at_once())]);
+    prometheus.query_until("up{job=\"x509-exporter\"} == 1", |r| r.len() == 1);
+    assert_eq!(firing(&prometheus, "X509CertificateWeakKey"), ["weak"]);
+    assert_eq!(
+        firing(&prometheus, "X509CertificateWeakSignature"),
+        ["weak"],
+        "the SHA-1 root of the chain is not reported"
+    );
+    assert_eq!(firing(&prometheus, "X509CertificateRenewal"), ["day-warn"]);
+    assert_eq!(
+        firing(&prometheus, "X509CertificateExpiration"),
+        ["day-page"]
+    );
 }
 
 /// Runs `promtool test rules` on `tests`; panics with its report when a case fails.
