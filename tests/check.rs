@@ -9,8 +9,8 @@ mod common;
 use std::os::unix::fs::PermissionsExt as _;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
 
+use common::prometheus::{free_port, Prometheus};
 use common::*;
 
 const DAY: i64 = 86_400;
@@ -445,14 +445,6 @@ fn readers_never_see_a_half_written_textfile() {
     assert_eq!(read_dir_names(&out_dir), ["x509.prom"]);
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A child process killed when dropped.
 struct Killed(Child);
 
@@ -460,47 +452,6 @@ impl Drop for Killed {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-/// Runs a PromQL query against Prometheus at `addr`: the result's vector, or `None` while
-/// it does not answer.
-fn query(addr: &str, promql: &str) -> Option<Vec<serde_json::Value>> {
-    let encoded: String = promql
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
-    let addr = addr.parse().ok()?;
-    std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
-    let response = request(addr, "GET", &format!("/api/v1/query?query={encoded}"), &[]);
-    if response.status != 200 {
-        return None;
-    }
-    let json: serde_json::Value = serde_json::from_slice(&response.body).ok()?;
-    Some(json["data"]["result"].as_array()?.clone())
-}
-
-fn query_until(
-    addr: &str,
-    promql: &str,
-    accept: impl Fn(&[serde_json::Value]) -> bool,
-) -> Vec<serde_json::Value> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(result) = query(addr, promql) {
-            if accept(&result) {
-                return result;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out on {promql}: {:?}",
-            query(addr, promql)
-        );
-        std::thread::sleep(Duration::from_millis(250));
     }
 }
 
@@ -534,30 +485,14 @@ fn node_exporter_serves_the_textfile_to_prometheus() {
         .expect("prometheus-node-exporter (Debian package; scripts/test-deps.sh) is needed");
     let _node = Killed(node);
 
-    let prometheus_dir = TempDir::new("check-node-prometheus");
-    let config = prometheus_dir.write(
-        "prometheus.yml",
-        format!(
+    let prometheus = Prometheus::with_config(
+        &format!(
             "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: node\n    static_configs:\n      - targets: ['{node_addr}']\n"
         ),
+        &[],
     );
-    let prometheus_addr = format!("127.0.0.1:{}", free_port());
-    let prometheus = Command::new("prometheus")
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            prometheus_dir.str("data")
-        ))
-        .arg(format!("--web.listen-address={prometheus_addr}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("prometheus (Debian package prometheus) is needed by the tests");
-    let _prometheus = Killed(prometheus);
-
-    query_until(&prometheus_addr, "up{job=\"node\"} == 1", |r| r.len() == 1);
-    let expiring = query_until(
-        &prometheus_addr,
+    prometheus.query_until("up{job=\"node\"} == 1", |r| r.len() == 1);
+    let expiring = prometheus.query_until(
         "x509_cert_not_after{job=\"node\"} - time() < 86400 * 14",
         |r| !r.is_empty(),
     );
@@ -573,15 +508,10 @@ fn node_exporter_serves_the_textfile_to_prometheus() {
     let soon = dir.str("soon.pem");
     assert_eq!(found, [("soon", soon.as_str())]);
     // node_exporter read the file without complaint.
-    let failed = query_until(
-        &prometheus_addr,
-        "node_textfile_scrape_error{job=\"node\"}",
-        |r| r.len() == 1,
-    );
+    let failed =
+        prometheus.query_until("node_textfile_scrape_error{job=\"node\"}", |r| r.len() == 1);
     assert_eq!(failed[0]["value"][1], "0");
-    let errors = query_until(&prometheus_addr, "x509_read_errors{job=\"node\"}", |r| {
-        r.len() == 1
-    });
+    let errors = prometheus.query_until("x509_read_errors{job=\"node\"}", |r| r.len() == 1);
     assert_eq!(errors[0]["value"][1], "0");
 }
 

@@ -16,6 +16,7 @@ use rcgen::{
 
 pub mod cluster;
 pub mod fake_api;
+pub mod prometheus;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_x509-certificate-exporter");
 
