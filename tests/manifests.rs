@@ -10,6 +10,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::prometheus::promtool;
 use common::*;
 use yaml_rust2::{Yaml, YamlLoader};
 
@@ -70,16 +71,7 @@ fn every_yaml_file_parses_and_the_dashboard_is_json() {
 #[test]
 fn alert_rules_pass_promtool_and_match_the_prometheus_rule() {
     let rules = format!("{MANIFESTS}/prometheus/x509-certificate-exporter.rules.yml");
-    let out = Command::new("promtool")
-        .args(["check", "rules", &rules])
-        .output()
-        .expect("promtool");
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    promtool("check", "rules", Path::new(&rules));
     let plain = one("prometheus/x509-certificate-exporter.rules.yml");
     let operator = one("kubernetes/prometheusrule.yaml");
     assert_eq!(operator["kind"].as_str(), Some("PrometheusRule"));
@@ -108,22 +100,6 @@ fn alert_rules_pass_promtool_and_match_the_prometheus_rule() {
 }
 
 const CASES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/prometheus");
-
-/// Runs `promtool test rules` on a file of cases; panics with its report when a case fails.
-fn promtool_test_rules(cases: &Path) {
-    let out = Command::new("promtool")
-        .args(["test", "rules"])
-        .arg(cases)
-        .output()
-        .expect("promtool (Debian package prometheus) is needed by the tests");
-    assert!(
-        out.status.success(),
-        "promtool test rules {}:\n{}{}",
-        cases.display(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// The first sample of a promtool `values` expansion such as `-55770x120`.
 fn first_value(values: &str) -> i64 {
@@ -194,7 +170,7 @@ fn renewal_and_expiration_follow_the_lifetime_under_promtool() {
             );
         }
     }
-    promtool_test_rules(&path);
+    promtool("test", "rules", &path);
 }
 
 /// Reads the dashboard.
@@ -231,7 +207,7 @@ fn panel_queries(panel: &serde_json::Value) -> Vec<String> {
 #[test]
 fn weak_crypto_alerts_and_the_dashboard_table_agree_under_promtool() {
     let path = Path::new(CASES).join("weak-crypto.test.yml");
-    promtool_test_rules(&path);
+    promtool("test", "rules", &path);
     let cases = yaml(&path).remove(0);
     let mut series = Vec::new();
     let mut flagged = std::collections::BTreeSet::new();
@@ -279,7 +255,7 @@ fn weak_crypto_alerts_and_the_dashboard_table_agree_under_promtool() {
         test += &format!("          - labels: '{{subject_CN=\"{cn}\"}}'\n            value: 1\n");
     }
     let dir = TempDir::new("weak-table");
-    promtool_test_rules(&dir.write("table.test.yml", test));
+    promtool("test", "rules", &dir.write("table.test.yml", test));
 }
 
 /// Every query of the dashboard parses (promtool checks it as a recording rule), panels do
@@ -328,18 +304,7 @@ fn the_dashboard_queries_parse_and_its_panels_do_not_overlap() {
         );
     }
     let dir = TempDir::new("dashboard-rules");
-    let path = dir.write("dashboard.rules.yml", rules);
-    let out = Command::new("promtool")
-        .args(["check", "rules"])
-        .arg(&path)
-        .output()
-        .expect("promtool");
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    promtool("check", "rules", &dir.write("dashboard.rules.yml", rules));
 }
 
 #[test]

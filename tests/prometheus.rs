@@ -10,7 +10,7 @@ mod common;
 
 use std::process::Command;
 
-use common::prometheus::Prometheus;
+use common::prometheus::{promtool, Prometheus};
 use common::*;
 
 fn cns(result: &[serde_json::Value]) -> Vec<String> {
@@ -254,22 +254,6 @@ fn the_shipped_rules_read_what_the_exporter_writes_for_short_lives_and_weak_cryp
     );
 }
 
-/// Runs `promtool test rules` on `tests`; panics with its report when a case fails.
-fn promtool_test_rules(tests: &std::path::Path) {
-    let out = Command::new("promtool")
-        .args(["test", "rules"])
-        .arg(tests)
-        .output()
-        .expect("promtool (Debian package prometheus) is needed by the tests");
-    assert!(
-        out.status.success(),
-        "promtool test rules {}:\n{}{}",
-        tests.display(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn every_shipped_alert_fires_and_stays_quiet_under_promtool() {
     use yaml_rust2::YamlLoader;
@@ -311,7 +295,7 @@ fn every_shipped_alert_fires_and_stays_quiet_under_promtool() {
             );
         }
     }
-    promtool_test_rules(std::path::Path::new(&cases_path));
+    promtool("test", "rules", std::path::Path::new(&cases_path));
 
     // The same cases against the PrometheusRule's groups, as the Operator would load them.
     let operator =
@@ -335,5 +319,5 @@ fn every_shipped_alert_fires_and_stays_quiet_under_promtool() {
         pointed, cases_text,
         "the cases no longer name the rules file"
     );
-    promtool_test_rules(&dir.write("alerts.test.yml", pointed));
+    promtool("test", "rules", &dir.write("alerts.test.yml", pointed));
 }

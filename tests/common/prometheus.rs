@@ -1,6 +1,7 @@
 //! A real Prometheus (Debian's package) on 127.0.0.1, with its own configuration and
 //! storage in a temporary directory, and PromQL queries against it.
 
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -107,4 +108,21 @@ impl Prometheus {
             std::thread::sleep(Duration::from_millis(250));
         }
     }
+}
+
+/// Runs `promtool COMMAND SUBCOMMAND PATH` (`check rules`, `test rules`); panics with its
+/// report unless it succeeds.
+pub fn promtool(command: &str, subcommand: &str, path: &Path) {
+    let out = Command::new("promtool")
+        .args([command, subcommand])
+        .arg(path)
+        .output()
+        .expect("promtool (Debian package prometheus) is needed by the tests");
+    assert!(
+        out.status.success(),
+        "promtool {command} {subcommand} {}:\n{}{}",
+        path.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
