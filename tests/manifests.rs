@@ -1,8 +1,9 @@
 //! The deployment files under manifests/: they parse, the alert rules pass promtool and match
 //! their PrometheusRule twin, the lifetime-relative and weak-crypto rules pass their promtool
 //! cases, the dashboard's queries parse and its weak-certificate table lists what the alerts
-//! fire on, the systemd unit passes systemd-analyze, the pods are locked down, and every
-//! exporter command line in them is one the binary accepts.
+//! fire on, the systemd unit passes systemd-analyze, every kustomization renders, the pods
+//! it renders are locked down, and every exporter command line in them is one the binary
+//! accepts.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -384,15 +385,60 @@ fn the_systemd_unit_passes_systemd_analyze_verify() {
     assert_eq!(exporter.get("/healthz").status, 200);
 }
 
-/// Pods: non-root where possible, read-only root, no capabilities, RuntimeDefault seccomp,
-/// probes on /healthz and /readyz, memory limits.
+/// Debian's kubectl, unpacked by scripts/test-deps.sh.
+fn kubectl() -> String {
+    std::env::var("X509_TEST_KUBECTL").unwrap_or_else(|_| {
+        let cache = std::env::var("XDG_CACHE_HOME")
+            .unwrap_or_else(|_| format!("{}/.cache", std::env::var("HOME").unwrap()));
+        format!("{cache}/x509-exporter-tools/usr/bin/kubectl")
+    })
+}
+
+/// The Deployments and DaemonSets of every kustomization under manifests/ (each directory
+/// holding a kustomization.yaml, rendered by `kubectl kustomize`, which must succeed), as
+/// `(directory: kind name, rendered object)`.
+fn rendered_workloads() -> Vec<(String, Yaml)> {
+    let dirs: Vec<PathBuf> = files(&["yaml"])
+        .into_iter()
+        .filter(|p| p.file_name().is_some_and(|n| n == "kustomization.yaml"))
+        .map(|p| p.parent().unwrap().to_path_buf())
+        .collect();
+    assert!(dirs.len() >= 8, "{dirs:?}");
+    let mut out = Vec::new();
+    for dir in dirs {
+        let rel = dir.strip_prefix(MANIFESTS).unwrap().display().to_string();
+        let rendered = Command::new(kubectl())
+            .arg("kustomize")
+            .arg(&dir)
+            .output()
+            .expect("kubectl (Debian kubernetes-client; scripts/test-deps.sh unpacks it)");
+        assert!(
+            rendered.status.success(),
+            "kubectl kustomize {rel}: {}",
+            String::from_utf8_lossy(&rendered.stderr)
+        );
+        let docs = YamlLoader::load_from_str(&String::from_utf8(rendered.stdout).unwrap())
+            .unwrap_or_else(|e| panic!("{rel}: {e}"));
+        for doc in docs {
+            let kind = doc["kind"].as_str().unwrap_or_default().to_string();
+            if kind == "Deployment" || kind == "DaemonSet" {
+                let name = doc["metadata"]["name"].as_str().unwrap().to_string();
+                out.push((format!("{rel}: {kind} {name}"), doc));
+            }
+        }
+    }
+    out
+}
+
+/// Pods, as every kustomization renders them: non-root where possible (Deployments; the
+/// nodes' DaemonSet reads host files), read-only root, no capabilities, RuntimeDefault
+/// seccomp, probes on /healthz and /readyz, memory limits.
 #[test]
 fn pods_are_locked_down_and_probed() {
-    for (rel, non_root) in [
-        ("kubernetes/secrets/deployment-secrets.yaml", true),
-        ("kubernetes/nodes/daemonset-nodes.yaml", false),
-    ] {
-        let doc = one(rel);
+    let workloads = rendered_workloads();
+    assert!(workloads.len() >= 8, "{}", workloads.len());
+    for (rel, doc) in &workloads {
+        let non_root = doc["kind"].as_str() == Some("Deployment");
         let pod = &doc["spec"]["template"]["spec"];
         assert_eq!(
             pod["securityContext"]["seccompProfile"]["type"].as_str(),
@@ -514,18 +560,16 @@ fn every_command_line_in_the_manifests_is_accepted() {
         "config",
         "apiVersion: v1\nkind: Config\ncurrent-context: x\ncontexts:\n- name: x\n  context: {cluster: x, user: x}\nclusters:\n- name: x\n  cluster: {server: 'http://127.0.0.1:9'}\nusers:\n- name: x\n  user: {token: t}\n",
     );
-    for rel in [
-        "kubernetes/secrets/deployment-secrets.yaml",
-        "kubernetes/nodes/daemonset-nodes.yaml",
-        "kubernetes/namespaced/deployment-args.yaml",
-    ] {
-        let doc = one(rel);
+    // Every pod of every kustomization, as rendered; each distinct command line once.
+    let mut seen = std::collections::BTreeSet::new();
+    for (_, doc) in rendered_workloads() {
         let c = &doc["spec"]["template"]["spec"]["containers"][0];
-        accepts(
-            args(c, "args"),
-            &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
-        );
+        let command = args(c, "args");
+        if seen.insert(command.clone()) {
+            accepts(command, &[("KUBECONFIG", kubeconfig.to_str().unwrap())]);
+        }
     }
+    assert!(seen.len() >= 5, "{seen:?}");
 }
 
 /// Starts the binary with these arguments (on 127.0.0.1:0) and checks that it serves.
