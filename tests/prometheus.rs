@@ -152,6 +152,8 @@ fn the_compose_scenario_from_the_image_fires_the_expiration_alerts() {
                 target["expr"]
                     .as_str()
                     .unwrap()
+                    .replace("${cluster_label}", "cluster")
+                    .replace("$cluster", ".*")
                     .replace("$job", ".*")
                     .replace("$instance", ".*"),
             );
