@@ -1,9 +1,9 @@
 //! The deployment files under manifests/: they parse, the alert rules pass promtool and match
 //! their PrometheusRule twin, the lifetime-relative and weak-crypto rules pass their promtool
-//! cases, the dashboard's queries parse and its weak-certificate table lists what the alerts
-//! fire on, the systemd unit passes systemd-analyze, every kustomization renders, the pods
-//! it renders are locked down, and every exporter command line in them is one the binary
-//! accepts.
+//! cases, the dashboard's queries parse, each selects its cluster variable, and its
+//! weak-certificate table lists what the alerts fire on, the systemd unit passes
+//! systemd-analyze, every kustomization renders, the pods it renders are locked down, and
+//! every exporter command line in them is one the binary accepts.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -84,7 +84,7 @@ fn alert_rules_pass_promtool_and_match_the_prometheus_rule() {
         .as_vec()
         .unwrap()
         .iter()
-        .map(|r| r["alert"].as_str().unwrap())
+        .filter_map(|r| r["alert"].as_str())
         .collect();
     for wanted in [
         "X509ExporterReadErrors",
@@ -196,6 +196,8 @@ fn panel_queries(panel: &serde_json::Value) -> Vec<String> {
             t["expr"]
                 .as_str()
                 .unwrap()
+                .replace("${cluster_label}", "cluster")
+                .replace("$cluster", ".*")
                 .replace("$job", ".*")
                 .replace("$instance", ".*")
         })
@@ -306,6 +308,72 @@ fn the_dashboard_queries_parse_and_its_panels_do_not_overlap() {
     }
     let dir = TempDir::new("dashboard-rules");
     promtool("check", "rules", &dir.write("dashboard.rules.yml", rules));
+}
+
+/// The dashboard separates clusters: a `cluster` variable (All by default) on the label that
+/// `cluster_label` names, which filters the job and instance lists and every selector of
+/// every panel; under promtool, one cluster's certificates are counted alone, and All counts
+/// series that have no such label too.
+#[test]
+fn the_dashboard_has_a_cluster_variable_that_every_query_uses() {
+    let board = dashboard();
+    let vars = board["templating"]["list"].as_array().unwrap();
+    let var = |name: &str| vars.iter().find(|v| v["name"] == name).unwrap();
+    assert_eq!(var("cluster_label")["type"], "constant");
+    assert_eq!(var("cluster_label")["query"], "cluster");
+    let cluster = var("cluster");
+    assert_eq!(
+        cluster["query"]["query"],
+        "label_values(x509_exporter_build_info, ${cluster_label})"
+    );
+    assert_eq!(cluster["includeAll"], true);
+    assert_eq!(cluster["allValue"], ".*");
+    assert_eq!(cluster["current"]["value"][0], "$__all");
+    let filter = "${cluster_label}=~\"$cluster\"";
+    for name in ["job", "instance"] {
+        let query = var(name)["query"]["query"].as_str().unwrap();
+        assert!(query.contains(filter), "{name}: {query}");
+    }
+    let mut watched = None;
+    for panel in board["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().unwrap();
+            assert_eq!(
+                expr.matches(filter).count(),
+                expr.matches("job=~\"$job\"").count(),
+                "a selector without the cluster: {expr}"
+            );
+            if panel["title"] == "Certificates watched" {
+                watched = Some(expr.replace("${cluster_label}", "cluster"));
+            }
+        }
+    }
+    let watched = watched.expect("a Certificates watched panel");
+    let mut test = String::from(
+        "rule_files: []\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series:\n",
+    );
+    for (n, cluster) in ["east", "east", "west", ""].iter().enumerate() {
+        let label = match *cluster {
+            "" => String::new(),
+            c => format!(", cluster=\"{c}\""),
+        };
+        test += &format!(
+            "      - series: 'x509_cert_not_after{{subject_CN=\"c{n}\", job=\"x509\", instance=\"a:9793\"{label}}}'\n        values: '1x5'\n"
+        );
+    }
+    test += "    promql_expr_test:\n";
+    for (cluster, count) in [("east", 2), ("(east|west)", 3), (".*", 4)] {
+        let expr = watched
+            .replace("$cluster", cluster)
+            .replace("$job", ".*")
+            .replace("$instance", ".*");
+        test += &format!(
+            "      - expr: {}\n        eval_time: 0m\n        exp_samples:\n          - labels: '{{}}'\n            value: {count}\n",
+            serde_json::Value::String(expr)
+        );
+    }
+    let dir = TempDir::new("dashboard-clusters");
+    promtool("test", "rules", &dir.write("clusters.test.yml", test));
 }
 
 #[test]

@@ -10,7 +10,7 @@ mod common;
 
 use std::process::Command;
 
-use common::prometheus::{promtool, Prometheus};
+use common::prometheus::{promtool, rules_firing_at_once, Prometheus};
 use common::*;
 
 fn cns(result: &[serde_json::Value]) -> Vec<String> {
@@ -152,6 +152,8 @@ fn the_compose_scenario_from_the_image_fires_the_expiration_alerts() {
                 target["expr"]
                     .as_str()
                     .unwrap()
+                    .replace("${cluster_label}", "cluster")
+                    .replace("$cluster", ".*")
                     .replace("$job", ".*")
                     .replace("$instance", ".*"),
             );
@@ -161,23 +163,6 @@ fn the_compose_scenario_from_the_image_fires_the_expiration_alerts() {
     for expr in exprs {
         prometheus.query_until(&expr, |_| true);
     }
-}
-
-/// The shipped rules, with `for:` cut to zero so that alerts fire at once.
-fn rules_firing_at_once() -> String {
-    let rules = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/manifests/prometheus/x509-certificate-exporter.rules.yml"
-    ))
-    .unwrap();
-    rules
-        .lines()
-        .map(|l| match l.trim_start().strip_prefix("for: ") {
-            Some(_) => format!("{}for: 0s", &l[..l.len() - l.trim_start().len()]),
-            None => l.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// The subjects `name` fires for, once it fires for any.

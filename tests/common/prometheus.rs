@@ -126,3 +126,20 @@ pub fn promtool(command: &str, subcommand: &str, path: &Path) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The shipped rules, with `for:` cut to zero so that alerts fire at once.
+pub fn rules_firing_at_once() -> String {
+    let rules = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/manifests/prometheus/x509-certificate-exporter.rules.yml"
+    ))
+    .unwrap();
+    rules
+        .lines()
+        .map(|l| match l.trim_start().strip_prefix("for: ") {
+            Some(_) => format!("{}for: 0s", &l[..l.len() - l.trim_start().len()]),
+            None => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
