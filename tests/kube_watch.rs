@@ -403,8 +403,9 @@ fn ns(name: &str, rv: &str, team: bool) -> String {
     )
 }
 
-/// Namespaces `a` (in the filters) and `b` (not yet), one Secret each, listed across the
-/// cluster unless `forbidden`, and in each namespace; the exporter filters on `team`.
+/// Namespaces `a` (in the filters) and `b` (not yet), one Secret each, listable across the
+/// cluster unless `forbidden`, and in each namespace; the exporter includes those labelled
+/// `team`.
 /// Then b comes into the filters and a leaves them: the certificates follow.
 fn namespaces_followed(name: &str, forbidden: bool) -> Scripted {
     let now = now();
@@ -439,18 +440,51 @@ fn namespaces_followed(name: &str, forbidden: bool) -> Scripted {
     fake
 }
 
-#[test]
-fn with_namespace_filters_secrets_are_watched_across_the_cluster_and_filtered() {
-    let fake = namespaces_followed("kw-ns-cluster", false);
-    fake.watch_of(SECRETS, 1);
-    let per_namespace = fake
-        .api
+/// Requests for the Secrets of one namespace.
+fn per_namespace_requests(fake: &Scripted) -> usize {
+    fake.api
         .requests()
         .iter()
         .filter(|r| r.path.starts_with("/api/v1/namespaces/") && r.path.ends_with("/secrets"))
-        .count();
+        .count()
+}
+
+#[test]
+fn with_an_include_filter_each_kept_namespace_is_watched_not_the_cluster() {
+    // A shard selecting namespaces by label lists and holds their Secrets alone: it never
+    // asks for the cluster's, though RBAC would allow it.
+    let fake = namespaces_followed("kw-ns-include", false);
+    fake.watch_of("/api/v1/namespaces/b/secrets", 1);
+    let across: Vec<_> = fake
+        .api
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == SECRETS)
+        .collect();
+    assert!(
+        across.is_empty(),
+        "the cluster's Secrets were asked for: {across:#?}"
+    );
+}
+
+#[test]
+fn with_exclude_filters_alone_secrets_are_watched_across_the_cluster_and_filtered() {
+    let now = now();
+    let fake = Scripted::start("kw-ns-exclude");
+    fake.set_list(
+        "/api/v1/namespaces",
+        vec![ns("a", "1", true), ns("b", "2", false)],
+        "100",
+    );
+    let secret_of = |name: &str| tls_secret(name, "s", "5", &pem(name, now - 10, now + 1000));
+    fake.set_list(SECRETS, vec![secret_of("a"), secret_of("b")], "100");
+    let exporter =
+        fake.start_exporter(&["--refresh-interval=5m", "--exclude-namespace-label=team"]);
+    assert_eq!(exporter.metrics().label_values("subject_CN"), ["b"]);
+    fake.watch_of(SECRETS, 1);
     assert_eq!(
-        per_namespace, 0,
+        per_namespace_requests(&fake),
+        0,
         "one list and one watch across the cluster"
     );
 }

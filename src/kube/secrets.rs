@@ -315,6 +315,13 @@ impl Rules {
         Namespaces::Listed(selector(&f.include_namespace_labels, &[]))
     }
 
+    /// Whether an include filter (`--include-namespace` or `--include-namespace-label`)
+    /// bounds the namespaces: then those kept are few, and each is watched on its own.
+    pub fn bounds_namespaces(&self) -> bool {
+        let f = &self.settings;
+        !f.include_namespaces.is_empty() || !f.include_namespace_labels.is_empty()
+    }
+
     /// Whether a listed namespace is kept.
     pub fn keep_namespace(&self, namespace: &Object<'_>) -> bool {
         let f = &self.settings;

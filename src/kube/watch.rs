@@ -67,7 +67,15 @@ impl WatchSource {
     /// all) by `rules`.
     pub fn new(client: Client, rules: Arc<Rules>, labels: Arc<LabelConfig>) -> Self {
         let (out, messages) = unbounded();
-        let per_namespace = matches!(rules.namespaces(), Namespaces::Named(_));
+        // Namespaces an include filter bounds are watched one by one: a shard that selects a
+        // few namespaces by label then lists and holds their Secrets alone, not the
+        // cluster's. Exclude filters alone keep most namespaces: one watch across the
+        // cluster, filtered, costs less than one per namespace.
+        let per_namespace = match rules.namespaces() {
+            Namespaces::All => false,
+            Namespaces::Named(_) => true,
+            Namespaces::Listed(_) => rules.bounds_namespaces(),
+        };
         Self {
             client,
             rules,
@@ -209,8 +217,11 @@ impl WatchSource {
                     namespace_selectors(&selector),
                     decode,
                 );
-                for kind in self.namespaced() {
-                    self.start_scope((kind, None));
+                // Each namespace kept is followed once the namespaces are listed.
+                if !self.per_namespace {
+                    for kind in self.namespaced() {
+                        self.start_scope((kind, None));
+                    }
                 }
             }
         }
