@@ -43,7 +43,7 @@ fn every_certificate_alert_reads_the_merged_series_and_passes_the_ha_cases() {
         "an alert comes before a recording rule it reads"
     );
     for (record, rule) in records.iter().zip(rules) {
-        // One pattern for all: Kubernetes objects merged across `instance` and `pod`,
+        // One pattern for all: Kubernetes objects merged across `instance`, `pod` and `shard`,
         // everything else (files) passed through with its own labels.
         let expr = rule["expr"].as_str().unwrap();
         let metric = record
@@ -51,7 +51,7 @@ fn every_certificate_alert_reads_the_merged_series_and_passes_the_ha_cases() {
             .and_then(|r| r.strip_suffix(":max"))
             .unwrap();
         for part in [
-            "max without (instance, pod) (".to_string(),
+            "max without (instance, pod, shard) (".to_string(),
             format!("{metric}{{secret_name!=\"\"}}"),
             format!("{metric}{{configmap_name!=\"\"}}"),
             format!("or {metric}{{secret_name=\"\", configmap_name=\"\""),

@@ -250,7 +250,8 @@ fn every_shipped_alert_fires_and_stays_quiet_under_promtool() {
     ))
     .unwrap();
 
-    // Every alert shipped has a case where it fires and one where it does not.
+    // Every alert shipped has a case where it fires and one where it does not, in one of
+    // the case files of fixtures/prometheus/ (each is run here).
     let rules = &YamlLoader::load_from_str(&rules_text).unwrap()[0];
     let alerts: Vec<&str> = rules["groups"]
         .as_vec()
@@ -259,28 +260,35 @@ fn every_shipped_alert_fires_and_stays_quiet_under_promtool() {
         .flat_map(|g| g["rules"].as_vec().unwrap())
         .filter_map(|r| r["alert"].as_str())
         .collect();
-    assert_eq!(alerts.len(), 10, "{alerts:?}");
-    let cases = &YamlLoader::load_from_str(&cases_text).unwrap()[0];
-    let checks: Vec<(&str, bool)> = cases["tests"]
-        .as_vec()
-        .unwrap()
-        .iter()
-        .flat_map(|t| t["alert_rule_test"].as_vec().unwrap())
-        .map(|c| {
-            let fired = !c["exp_alerts"].as_vec().unwrap().is_empty();
-            (c["alertname"].as_str().unwrap(), fired)
-        })
-        .collect();
+    assert_eq!(alerts.len(), 12, "{alerts:?}");
+    let mut checks: Vec<(String, bool)> = Vec::new();
+    for entry in std::fs::read_dir(format!("{root}/fixtures/prometheus")).unwrap() {
+        let path = entry.unwrap().path();
+        if !path.to_string_lossy().ends_with(".test.yml") {
+            continue;
+        }
+        let cases =
+            &YamlLoader::load_from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()[0];
+        for case in cases["tests"]
+            .as_vec()
+            .unwrap()
+            .iter()
+            .flat_map(|t| t["alert_rule_test"].as_vec().into_iter().flatten())
+        {
+            let fired = !case["exp_alerts"].as_vec().unwrap().is_empty();
+            checks.push((case["alertname"].as_str().unwrap().to_string(), fired));
+        }
+        promtool("test", "rules", &path);
+    }
     for alert in &alerts {
         for fired in [true, false] {
             assert!(
-                checks.contains(&(alert, fired)),
-                "{cases_path} has no case where {alert} {}",
+                checks.contains(&(alert.to_string(), fired)),
+                "fixtures/prometheus has no case where {alert} {}",
                 if fired { "fires" } else { "stays quiet" }
             );
         }
     }
-    promtool("test", "rules", std::path::Path::new(&cases_path));
 
     // The same cases against the PrometheusRule's groups, as the Operator would load them.
     let operator =
