@@ -453,15 +453,6 @@ fn the_systemd_unit_passes_systemd_analyze_verify() {
     assert_eq!(exporter.get("/healthz").status, 200);
 }
 
-/// Debian's kubectl, unpacked by scripts/test-deps.sh.
-fn kubectl() -> String {
-    std::env::var("X509_TEST_KUBECTL").unwrap_or_else(|_| {
-        let cache = std::env::var("XDG_CACHE_HOME")
-            .unwrap_or_else(|_| format!("{}/.cache", std::env::var("HOME").unwrap()));
-        format!("{cache}/x509-exporter-tools/usr/bin/kubectl")
-    })
-}
-
 /// The Deployments and DaemonSets of every kustomization under manifests/ (each directory
 /// holding a kustomization.yaml, rendered by `kubectl kustomize`, which must succeed), as
 /// `(directory: kind name, rendered object)`.
@@ -475,17 +466,7 @@ fn rendered_workloads() -> Vec<(String, Yaml)> {
     let mut out = Vec::new();
     for dir in dirs {
         let rel = dir.strip_prefix(MANIFESTS).unwrap().display().to_string();
-        let rendered = Command::new(kubectl())
-            .arg("kustomize")
-            .arg(&dir)
-            .output()
-            .expect("kubectl (Debian kubernetes-client; scripts/test-deps.sh unpacks it)");
-        assert!(
-            rendered.status.success(),
-            "kubectl kustomize {rel}: {}",
-            String::from_utf8_lossy(&rendered.stderr)
-        );
-        let docs = YamlLoader::load_from_str(&String::from_utf8(rendered.stdout).unwrap())
+        let docs = YamlLoader::load_from_str(&kustomize(&dir.display().to_string()))
             .unwrap_or_else(|e| panic!("{rel}: {e}"));
         for doc in docs {
             let kind = doc["kind"].as_str().unwrap_or_default().to_string();

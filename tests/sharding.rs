@@ -9,7 +9,6 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::cluster::{cluster, Cluster};
@@ -352,78 +351,11 @@ fn a_namespace_relabelled_from_a_to_b_moves_between_the_running_shards() {
     until_held(&a, &b, &ns, (false, false));
 }
 
-/// Debian's kubectl, unpacked by scripts/test-deps.sh.
-fn kubectl() -> String {
-    std::env::var("X509_TEST_KUBECTL").unwrap_or_else(|_| {
-        let cache = std::env::var("XDG_CACHE_HOME")
-            .unwrap_or_else(|_| format!("{}/.cache", std::env::var("HOME").unwrap()));
-        format!("{cache}/x509-exporter-tools/usr/bin/kubectl")
-    })
-}
-
 /// Renders a kustomization directory: the text and its documents.
-fn kustomize(dir: &str) -> (String, Vec<Yaml>) {
-    let out = Command::new(kubectl())
-        .args(["kustomize", dir])
-        .output()
-        .expect("kubectl (Debian kubernetes-client; scripts/test-deps.sh unpacks it)");
-    assert!(
-        out.status.success(),
-        "kubectl kustomize {dir}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+fn kustomize_docs(dir: &str) -> (String, Vec<Yaml>) {
+    let text = kustomize(dir);
     let docs = YamlLoader::load_from_str(&text).unwrap();
     (text, docs)
-}
-
-/// The rendered objects pass a server-side dry run, but for the Prometheus Operator's
-/// kinds, whose CRDs a bare API server lacks.
-fn dry_run(rendered: &str) {
-    let c = cluster();
-    let exists = c
-        .agent
-        .get(format!(
-            "{}/api/v1/namespaces/monitoring",
-            c.var("KUBE_URL")
-        ))
-        .header("Authorization", format!("Bearer {}", c.var("ADMIN_TOKEN")))
-        .call()
-        .unwrap()
-        .status()
-        == 200;
-    if !exists {
-        c.call(
-            "POST",
-            "/api/v1/namespaces",
-            Some(serde_json::json!({"apiVersion": "v1", "kind": "Namespace",
-                "metadata": {"name": "monitoring"}})),
-        );
-    }
-    let core: Vec<&str> = rendered
-        .split("\n---\n")
-        .filter(|doc| !doc.contains("apiVersion: monitoring.coreos.com/"))
-        .collect();
-    let dir = TempDir::new("sharded-dry-run");
-    let file = dir.write("sharded.yaml", core.join("\n---\n"));
-    let out = Command::new(kubectl())
-        .args(["apply", "--dry-run=server", "--kubeconfig"])
-        .arg(c.var("KUBECONFIG_ADMIN"))
-        .arg("-f")
-        .arg(&file)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{text}");
-    assert_eq!(
-        text.matches("(server dry run)").count(),
-        core.len(),
-        "{text}"
-    );
 }
 
 /// The rendered example: shards whose selectors cannot overlap (distinct values of one
@@ -433,8 +365,8 @@ fn dry_run(rendered: &str) {
 /// API server accepts it (a server-side dry run).
 #[test]
 fn the_sharded_example_has_disjoint_shards_and_one_service_monitor() {
-    let (rendered, docs) = kustomize(SHARDED);
-    dry_run(&rendered);
+    let (rendered, docs) = kustomize_docs(SHARDED);
+    cluster().dry_run(&rendered, &["monitoring"]);
     fn kind(d: &Yaml) -> &str {
         d["kind"].as_str().unwrap_or_default()
     }

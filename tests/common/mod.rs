@@ -963,3 +963,26 @@ pub fn run_briefly(args: &[&str]) -> Option<std::process::Output> {
     }
     Some(child.wait_with_output().unwrap())
 }
+
+/// Debian's kubectl, unpacked by scripts/test-deps.sh.
+pub fn kubectl() -> String {
+    std::env::var("X509_TEST_KUBECTL").unwrap_or_else(|_| {
+        let cache = std::env::var("XDG_CACHE_HOME")
+            .unwrap_or_else(|_| format!("{}/.cache", std::env::var("HOME").unwrap()));
+        format!("{cache}/x509-exporter-tools/usr/bin/kubectl")
+    })
+}
+
+/// What `kubectl kustomize DIR` renders; it must succeed.
+pub fn kustomize(dir: &str) -> String {
+    let out = Command::new(kubectl())
+        .args(["kustomize", dir])
+        .output()
+        .expect("kubectl (Debian kubernetes-client; scripts/test-deps.sh unpacks it)");
+    assert!(
+        out.status.success(),
+        "kubectl kustomize {dir}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
