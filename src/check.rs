@@ -527,6 +527,9 @@ pub fn write_textfile(path: &Path, body: impl Read) -> Result<(), String> {
         name.to_string_lossy(),
         std::process::id()
     ));
+    // A leftover of a killed run, or a link someone planted at this name, is unlinked,
+    // never followed: `check` runs as root in a directory node_exporter's user may write.
+    let _ = std::fs::remove_file(&temporary);
     let written = write_synced(&temporary, body).and_then(|()| {
         std::fs::rename(&temporary, path).map_err(|e| {
             format!(
@@ -549,10 +552,10 @@ pub fn write_textfile(path: &Path, body: impl Read) -> Result<(), String> {
 fn write_synced(path: &PathBuf, mut body: impl Read) -> Result<(), String> {
     use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
     let fail = |e: io::Error| format!("write {}: {}", path.display(), fsio::why(&e));
+    // A new file or nothing: a name taken again since (a link, a file) fails the write.
     let file = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o644)
         .open(path)
         .map_err(fail)?;
@@ -580,6 +583,29 @@ pub fn print(text: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_link_planted_at_the_temporary_name_is_replaced_not_followed() {
+        let dir = std::env::temp_dir().join(format!("check-link-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let victim = dir.join("victim");
+        std::fs::write(&victim, "keep me").unwrap();
+        let path = dir.join("x509.prom");
+        let planted = dir.join(format!(".x509.prom.{}.tmp", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &planted).unwrap();
+        write_textfile(&path, &b"x509_read_errors 0\n"[..]).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "x509_read_errors 0\n"
+        );
+        assert!(
+            std::fs::symlink_metadata(&planted).is_err(),
+            "nothing left behind"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn dates_in_utc() {
