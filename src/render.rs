@@ -196,6 +196,7 @@ impl Body {
         if !enabled || count == 0 {
             return self.next_stage();
         }
+        let info = name == INFO;
         let cursor = self.cursor.get_or_insert_with(|| {
             header(&mut self.buf, name, help, "gauge");
             Cursor::default()
@@ -212,7 +213,7 @@ impl Body {
                 continue;
             };
             self.buf.extend_from_slice(name.as_bytes());
-            let facts = if name == INFO { &*series.facts } else { "" };
+            let facts = if info { &*series.facts } else { "" };
             let parts = [item, &*series.labels, &*series.issuer, facts];
             labels(
                 &mut self.buf,
