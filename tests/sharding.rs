@@ -142,7 +142,7 @@ fn the_shards_together_hold_what_one_exporter_holds_with_no_overlap() {
     let listed_but_b = c.namespace("shard-listed-b", label("b"));
     let unselected = c.namespace("shard-none", serde_json::json!({}));
     let unknown_shard = c.namespace("shard-zz", label("zz"));
-    for (i, ns) in [
+    let all = [
         &a1,
         &a2,
         &b,
@@ -150,10 +150,8 @@ fn the_shards_together_hold_what_one_exporter_holds_with_no_overlap() {
         &listed_but_b,
         &unselected,
         &unknown_shard,
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    ];
+    for (i, ns) in all.into_iter().enumerate() {
         c.tls_secret(ns, "web-tls", &format!("web{i}.sharding.example"));
     }
     c.tls_secret(&a1, "api-tls", "api.sharding.example");
@@ -173,18 +171,7 @@ fn the_shards_together_hold_what_one_exporter_holds_with_no_overlap() {
     ];
     let single = start(&single_args());
 
-    let ours: BTreeSet<&str> = [
-        &a1,
-        &a2,
-        &b,
-        &listed,
-        &listed_but_b,
-        &unselected,
-        &unknown_shard,
-    ]
-    .into_iter()
-    .map(String::as_str)
-    .collect();
+    let ours: BTreeSet<&str> = all.into_iter().map(String::as_str).collect();
     let covered: BTreeSet<&str> = [&a1, &a2, &b, &listed, &listed_but_b]
         .into_iter()
         .map(String::as_str)
